@@ -1,0 +1,13 @@
+#pragma once
+// What the CPU can run, read once from cpuid/xgetbv (x86) or HWCAP (aarch64).
+namespace spattn::detail {
+
+struct CpuFeatures {
+  bool avx2_fma = false;  // AVX2 + FMA, with OS support for YMM state
+  bool avx512 = false;    // AVX-512 F/BW/DQ/VL, with OS support for ZMM state
+  bool neon = false;      // aarch64 Advanced SIMD
+};
+
+const CpuFeatures& cpu_features();
+
+}  // namespace spattn::detail

@@ -1,0 +1,74 @@
+#pragma once
+// The kernel table: one function pointer per kernel family, one table per ISA.
+// Filled once at start-up (dispatch.cpp); the generic framework in
+// kernels/attention.cpp calls through it. Internal header.
+#include <cstdint>
+
+#include "spattn/isa.hpp"
+
+namespace spattn::detail {
+
+// One (head, query block) work item of flash-style attention. K arrives packed
+// (pack_key_blocks), V as strided rows.
+struct QueryBlockJob {
+  const float* q = nullptr;  // first query row of the block
+  int64_t q_stride = 0;
+  int rows = 0;                     // query rows in this block (<= q_block)
+  const float* k_packed = nullptr;  // this kv head's packed keys
+  const float* v = nullptr;         // this kv head's V, row t at v + t * v_stride
+  int64_t v_stride = 0;
+  int64_t kv_len = 0;
+  int head_dim = 0;
+  int k_block = 0;
+  float scale = 1.0f;
+  const int32_t* key_blocks = nullptr;  // key blocks to visit, ascending
+  int64_t n_key_blocks = 0;
+  float* out = nullptr;  // first output row
+  int64_t out_stride = 0;
+  float* lse = nullptr;      // optional: per-row log-sum-exp (-inf for an empty row)
+  float* scratch = nullptr;  // scratch_floats(rows, k_block, head_dim) floats
+};
+
+inline int64_t scratch_floats(int64_t rows, int64_t k_block, int64_t head_dim) {
+  return rows * k_block + rows * head_dim + 3 * rows;
+}
+// Packed keys: [block][head_dim][k_block], transposed, zero-padded past kv_len.
+inline int64_t packed_key_floats(int64_t kv_len, int64_t k_block, int64_t head_dim) {
+  return (kv_len + k_block - 1) / k_block * k_block * head_dim;
+}
+
+struct KernelTable {
+  Isa isa;
+  int vector_floats;  // SIMD width in floats
+
+  // s[r][j] = scale * dot(q row r, key j) for r < rows, j < cols; keys come
+  // transposed (kt[c * ld_kt + j]); cols is a multiple of vector_floats.
+  void (*qk_scores)(const float* q, int64_t q_stride, int rows, const float* kt, int ld_kt,
+                    int cols, int head_dim, float scale, float* s, int ld_s);
+  // Per row: new running max, rescale = exp(old max - new max), s -> exp(s - new max)
+  // over cols entries, row_sum = row_sum * rescale + sum. A row that has seen
+  // only -inf keeps max -inf, its probabilities 0.
+  void (*online_softmax_update)(float* s, int ld_s, int rows, int cols, float* row_max,
+                                float* row_sum, float* rescale);
+  // o[r] = o[r] * rescale[r] + sum_j p[r][j] * v[j] over head_dim columns.
+  void (*pv_accumulate)(float* o, int ld_o, int rows, const float* rescale, const float* p,
+                        int ld_p, int cols, const float* v, int64_t v_stride, int head_dim);
+  // x[i] = exp(x[i]); the same exp the softmax uses.
+  void (*exp_inplace)(float* x, int64_t n);
+  void (*pack_key_blocks)(const float* k, int64_t k_stride, int64_t kv_len, int head_dim,
+                          int k_block, float* packed);
+  void (*attend_query_block)(const QueryBlockJob& job);
+};
+
+// The table of the active ISA (chosen once; see isa.hpp).
+const KernelTable& active_kernels();
+// The table of a given ISA, or nullptr if this build or CPU lacks it.
+const KernelTable* kernel_table_for(Isa isa);
+
+// Defined by each ISA translation unit in kernels/isa/.
+const KernelTable& kernel_table_scalar();
+const KernelTable& kernel_table_avx2();
+const KernelTable& kernel_table_avx512();
+const KernelTable& kernel_table_neon();
+
+}  // namespace spattn::detail

@@ -1,0 +1,45 @@
+#pragma once
+// The attention kernels: flash-style dense attention, block-sparse attention
+// over a BlockMask, and attention over an explicit list of kept key tokens.
+// All run on the ISA path chosen at start-up (see isa.hpp), threaded with
+// OpenMP over (head, query block); results are bitwise identical for any
+// thread count.
+#include <cstdint>
+#include <span>
+
+#include "spattn/block_mask.hpp"
+#include "spattn/shape.hpp"
+
+namespace spattn {
+
+struct KernelOptions {
+  int threads = 0;       // 0: SPATTN_NUM_THREADS, else OpenMP's default
+  int64_t q_block = 64;  // query rows per work item (dense and gathered paths)
+  int64_t k_block = 64;  // keys per block (dense and gathered paths)
+};
+
+// Limits of the hand-vectorized kernels.
+inline constexpr int64_t kMaxHeadDim = 256;
+inline constexpr int64_t kHeadDimMultiple = 16;
+bool is_supported_block_size(int64_t b);  // 16, 32, 64 or 128
+
+// Threads the kernels use for these options.
+int resolve_threads(const KernelOptions& opts);
+
+void dense_attention(const AttentionShape& shape, ConstTensorView q, ConstTensorView k,
+                     ConstTensorView v, TensorView out, const KernelOptions& opts = {});
+
+// Visits only the key blocks mask lists for each (head, query block). The
+// mask's block sizes are used; opts.q_block / k_block are ignored. A query
+// block with no key blocks yields zeros.
+void block_sparse_attention(const AttentionShape& shape, ConstTensorView q, ConstTensorView k,
+                            ConstTensorView v, const BlockMask& mask, TensorView out,
+                            const KernelOptions& opts = {});
+
+// Attention over the key tokens listed in kept (strictly increasing, in
+// [0, kv_len), shared by all heads). K/V are compacted once per call.
+void gathered_attention(const AttentionShape& shape, ConstTensorView q, ConstTensorView k,
+                        ConstTensorView v, std::span<const int32_t> kept, TensorView out,
+                        const KernelOptions& opts = {});
+
+}  // namespace spattn

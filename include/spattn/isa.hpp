@@ -1,0 +1,23 @@
+#pragma once
+// Instruction-set paths. The best one the CPU supports is chosen once at first
+// use; SPATTN_ISA=scalar|avx2|avx512|neon or set_isa() forces one.
+#include <string_view>
+#include <vector>
+
+namespace spattn {
+
+enum class Isa { scalar, avx2, avx512, neon };
+
+const char* isa_name(Isa isa);
+// Parses "scalar", "avx2", "avx512" or "neon"; throws spattn::Error otherwise.
+Isa parse_isa(std::string_view name);
+// Whether this build contains the path and this CPU can run it.
+bool isa_supported(Isa isa);
+// Every path usable here, best last.
+std::vector<Isa> supported_isas();
+// The path kernels use now.
+Isa active_isa();
+// Forces a path for the whole process; throws spattn::Error if unsupported here.
+void set_isa(Isa isa);
+
+}  // namespace spattn

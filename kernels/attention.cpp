@@ -1,0 +1,180 @@
+// The framework around the per-ISA micro-kernels: argument checks, key
+// packing, and the OpenMP loop over (head, query block) work items. Each work
+// item is computed by one thread in a fixed order, so results do not depend on
+// the thread count.
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "dispatch/kernel_table.hpp"
+#include "kernels/validate.hpp"
+#include "spattn/attention.hpp"
+#include "spattn/error.hpp"
+
+namespace spattn {
+
+bool is_supported_block_size(int64_t b) { return b == 16 || b == 32 || b == 64 || b == 128; }
+
+int resolve_threads(const KernelOptions& opts) {
+  if (opts.threads < 0)
+    throw_bad_argument("KernelOptions", "threads", std::to_string(opts.threads),
+                       "must be >= 0 (0 = SPATTN_NUM_THREADS or OpenMP's default)");
+  if (opts.threads > 0) return opts.threads;
+  if (const char* env = std::getenv("SPATTN_NUM_THREADS"); env != nullptr && *env != '\0') {
+    char* end = nullptr;
+    const long n = std::strtol(env, &end, 10);
+    if (*end != '\0' || n <= 0 || n > 4096)
+      throw_bad_argument("SPATTN_NUM_THREADS", "value", env, "must be an integer in [1, 4096]");
+    return static_cast<int>(n);
+  }
+  return omp_get_max_threads();
+}
+
+namespace detail {
+
+// Packs every key block of every kv head (transposed, zero-padded).
+std::vector<float> pack_keys(const KernelTable& kt, const AttentionShape& shape, ConstTensorView k,
+                             int64_t k_block, int threads) {
+  const int64_t d = shape.head_dim;
+  const int64_t per_head = packed_key_floats(shape.kv_len, k_block, d);
+  const int64_t blocks = per_head / (k_block * d);
+  std::vector<float> packed(static_cast<size_t>(per_head * shape.kv_heads));
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t item = 0; item < shape.kv_heads * blocks; ++item) {
+    const int64_t h = item / blocks, b = item % blocks;
+    const int64_t t0 = b * k_block;
+    kt.pack_key_blocks(k.row(h, t0), k.token_stride, std::min(k_block, shape.kv_len - t0),
+                       static_cast<int>(d), static_cast<int>(k_block),
+                       packed.data() + h * per_head + b * k_block * d);
+  }
+  return packed;
+}
+
+// Runs attend_query_block for every (head, query block); key_blocks(h, qb)
+// gives the blocks to visit.
+template <class KeyBlocks>
+void run_query_blocks(const AttentionShape& shape, ConstTensorView q, const float* k_packed,
+                      ConstTensorView v, TensorView out, int64_t q_block, int64_t k_block,
+                      int threads, KeyBlocks&& key_blocks) {
+  const KernelTable& kt = active_kernels();
+  const int64_t d = shape.head_dim;
+  const int64_t q_blocks = (shape.q_len + q_block - 1) / q_block;
+  const int64_t per_head = packed_key_floats(shape.kv_len, k_block, d);
+  const int64_t group = shape.group_size();
+  const float scale = shape.effective_scale();
+#pragma omp parallel num_threads(threads)
+  {
+    std::vector<float> scratch(static_cast<size_t>(scratch_floats(q_block, k_block, d)));
+#pragma omp for schedule(static)
+    for (int64_t item = 0; item < shape.heads * q_blocks; ++item) {
+      const int64_t h = item / q_blocks, qb = item % q_blocks;
+      const int64_t kvh = h / group;
+      const int64_t r0 = qb * q_block;
+      const std::span<const int32_t> blocks = key_blocks(h, qb);
+      QueryBlockJob job;
+      job.q = q.row(h, r0);
+      job.q_stride = q.token_stride;
+      job.rows = static_cast<int>(std::min(q_block, shape.q_len - r0));
+      job.k_packed = k_packed + kvh * per_head;
+      job.v = v.row(kvh, 0);
+      job.v_stride = v.token_stride;
+      job.kv_len = shape.kv_len;
+      job.head_dim = static_cast<int>(d);
+      job.k_block = static_cast<int>(k_block);
+      job.scale = scale;
+      job.key_blocks = blocks.data();
+      job.n_key_blocks = static_cast<int64_t>(blocks.size());
+      job.out = out.row(h, r0);
+      job.out_stride = out.token_stride;
+      job.scratch = scratch.data();
+      kt.attend_query_block(job);
+    }
+  }
+}
+
+void dense_attention_unchecked(const AttentionShape& shape, ConstTensorView q, ConstTensorView k,
+                               ConstTensorView v, TensorView out, int64_t q_block,
+                               int64_t k_block, int threads) {
+  const std::vector<float> packed = pack_keys(active_kernels(), shape, k, k_block, threads);
+  std::vector<int32_t> all((shape.kv_len + k_block - 1) / k_block);
+  std::iota(all.begin(), all.end(), 0);
+  run_query_blocks(shape, q, packed.data(), v, out, q_block, k_block, threads,
+                   [&](int64_t, int64_t) { return std::span<const int32_t>(all); });
+}
+
+}  // namespace detail
+
+void dense_attention(const AttentionShape& shape, ConstTensorView q, ConstTensorView k,
+                     ConstTensorView v, TensorView out, const KernelOptions& opts) {
+  detail::check_views("dense_attention", shape, q, k, v, out);
+  detail::check_kernel_limits("dense_attention", shape, opts.q_block, opts.k_block);
+  detail::dense_attention_unchecked(shape, q, k, v, out, opts.q_block, opts.k_block,
+                                    resolve_threads(opts));
+}
+
+void block_sparse_attention(const AttentionShape& shape, ConstTensorView q, ConstTensorView k,
+                            ConstTensorView v, const BlockMask& mask, TensorView out,
+                            const KernelOptions& opts) {
+  const char* where = "block_sparse_attention";
+  detail::check_views(where, shape, q, k, v, out);
+  detail::check_kernel_limits(where, shape, mask.q_block, mask.k_block);
+  mask.validate();
+  if (mask.heads != shape.heads)
+    throw_bad_argument(where, "mask.heads", std::to_string(mask.heads),
+                       "must equal shape.heads " + std::to_string(shape.heads));
+  if (mask.q_len != shape.q_len)
+    throw_bad_argument(where, "mask.q_len", std::to_string(mask.q_len),
+                       "must equal shape.q_len " + std::to_string(shape.q_len));
+  if (mask.kv_len != shape.kv_len)
+    throw_bad_argument(where, "mask.kv_len", std::to_string(mask.kv_len),
+                       "must equal shape.kv_len " + std::to_string(shape.kv_len));
+  const int threads = resolve_threads(opts);
+  const std::vector<float> packed =
+      detail::pack_keys(detail::active_kernels(), shape, k, mask.k_block, threads);
+  detail::run_query_blocks(shape, q, packed.data(), v, out, mask.q_block, mask.k_block, threads,
+                           [&](int64_t h, int64_t qb) { return mask.row(h, qb); });
+}
+
+void gathered_attention(const AttentionShape& shape, ConstTensorView q, ConstTensorView k,
+                        ConstTensorView v, std::span<const int32_t> kept, TensorView out,
+                        const KernelOptions& opts) {
+  const char* where = "gathered_attention";
+  detail::check_views(where, shape, q, k, v, out);
+  detail::check_kernel_limits(where, shape, opts.q_block, opts.k_block);
+  for (size_t i = 0; i < kept.size(); ++i) {
+    if (kept[i] < 0 || kept[i] >= shape.kv_len)
+      throw_bad_argument(where, ("kept[" + std::to_string(i) + "]").c_str(), std::to_string(kept[i]),
+                         "out of range [0, kv_len " + std::to_string(shape.kv_len) + ")");
+    if (i > 0 && kept[i] <= kept[i - 1])
+      throw_bad_argument(where, ("kept[" + std::to_string(i) + "]").c_str(), std::to_string(kept[i]),
+                         "kept tokens must be strictly increasing");
+  }
+  const int threads = resolve_threads(opts);
+  const int64_t d = shape.head_dim;
+  if (kept.empty()) {  // every key dropped: attention over nothing is zero
+    for (int64_t h = 0; h < shape.heads; ++h)
+      for (int64_t t = 0; t < shape.q_len; ++t) std::fill_n(out.row(h, t), d, 0.0f);
+    return;
+  }
+  const int64_t n = static_cast<int64_t>(kept.size());
+  std::vector<float> kc(static_cast<size_t>(shape.kv_heads * n * d));
+  std::vector<float> vc(kc.size());
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t item = 0; item < shape.kv_heads * n; ++item) {
+    const int64_t h = item / n, i = item % n;
+    std::copy_n(k.row(h, kept[i]), d, kc.data() + item * d);
+    std::copy_n(v.row(h, kept[i]), d, vc.data() + item * d);
+  }
+  AttentionShape compact = shape;
+  compact.kv_len = n;
+  detail::dense_attention_unchecked(compact, q,
+                                    ConstTensorView::heads_major(kc.data(), shape.kv_heads, n, d),
+                                    ConstTensorView::heads_major(vc.data(), shape.kv_heads, n, d),
+                                    out, opts.q_block, opts.k_block, threads);
+}
+
+}  // namespace spattn

@@ -1,0 +1,6 @@
+// Every generic kernel family, in dependency order. Included once per ISA
+// translation unit, inside that ISA's namespace, after Ops and Tiles are set.
+#include "kernels/generic/qk_scores-inl.hpp"
+#include "kernels/generic/online_softmax-inl.hpp"
+#include "kernels/generic/pv_accumulate-inl.hpp"
+#include "kernels/generic/attend_query_block-inl.hpp"

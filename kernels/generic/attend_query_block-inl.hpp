@@ -1,0 +1,75 @@
+// pack_key_blocks and attend_query_block: the flash-attention loop for one
+// (head, query block) over a list of key blocks, built from the micro-kernels
+// above. Included inside a per-ISA namespace that defines Ops and Tiles.
+
+inline void pack_key_blocks(const float* k, int64_t k_stride, int64_t kv_len, int head_dim,
+                            int k_block, float* packed) {
+  const int64_t blocks = (kv_len + k_block - 1) / k_block;
+  for (int64_t b = 0; b < blocks; ++b) {
+    float* dst = packed + b * k_block * head_dim;
+    for (int j = 0; j < k_block; ++j) {
+      const int64_t t = b * k_block + j;
+      if (t < kv_len) {
+        const float* src = k + t * k_stride;
+        for (int c = 0; c < head_dim; ++c) dst[c * k_block + j] = src[c];
+      } else {
+        for (int c = 0; c < head_dim; ++c) dst[c * k_block + j] = 0.0f;
+      }
+    }
+  }
+}
+
+inline void prefetch_key_block(const QueryBlockJob& job, int32_t block) {
+  constexpr int kLine = 64 / sizeof(float);
+  const int64_t block_floats = static_cast<int64_t>(job.k_block) * job.head_dim;
+  const float* kp = job.k_packed + block * block_floats;
+  for (int64_t i = 0; i < block_floats; i += kLine) __builtin_prefetch(kp + i);
+  const int64_t t0 = static_cast<int64_t>(block) * job.k_block;
+  const int64_t t1 = t0 + job.k_block < job.kv_len ? t0 + job.k_block : job.kv_len;
+  for (int64_t t = t0; t < t1; ++t)
+    for (int c = 0; c < job.head_dim; c += kLine) __builtin_prefetch(job.v + t * job.v_stride + c);
+}
+
+inline void attend_query_block(const QueryBlockJob& job) {
+  constexpr int W = Ops::W;
+  constexpr float kNegInf = -__builtin_inff();
+  const int rows = job.rows, d = job.head_dim, kb = job.k_block;
+  float* s = job.scratch;
+  float* o = s + static_cast<int64_t>(rows) * kb;
+  float* row_max = o + static_cast<int64_t>(rows) * d;
+  float* row_sum = row_max + rows;
+  float* rescale = row_sum + rows;
+  for (int r = 0; r < rows; ++r) {
+    row_max[r] = kNegInf;
+    row_sum[r] = 0.0f;
+  }
+  for (int64_t i = 0; i < static_cast<int64_t>(rows) * d; ++i) o[i] = 0.0f;
+
+  const int64_t block_floats = static_cast<int64_t>(kb) * d;
+  for (int64_t i = 0; i < job.n_key_blocks; ++i) {
+    const int32_t b = job.key_blocks[i];
+    if (i + 1 < job.n_key_blocks) prefetch_key_block(job, job.key_blocks[i + 1]);
+    const int64_t t0 = static_cast<int64_t>(b) * kb;
+    const int valid = static_cast<int>(job.kv_len - t0 < kb ? job.kv_len - t0 : kb);
+    const int cols = (valid + W - 1) / W * W;
+    qk_scores(job.q, job.q_stride, rows, job.k_packed + b * block_floats, kb, cols, d, job.scale, s,
+              kb);
+    online_softmax_update(s, kb, rows, valid, row_max, row_sum, rescale);
+    pv_accumulate(o, d, rows, rescale, s, kb, valid, job.v + t0 * job.v_stride, job.v_stride, d);
+  }
+
+  for (int r = 0; r < rows; ++r) {
+    const float l = row_sum[r];
+    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+    float* dst = job.out + r * job.out_stride;
+    const float* src = o + static_cast<int64_t>(r) * d;
+    const typename Ops::V iv = Ops::set1(inv);
+    for (int c = 0; c < d; c += W) Ops::store(dst + c, Ops::mul(Ops::load(src + c), iv));
+    if (job.lse != nullptr) job.lse[r] = l > 0.0f ? row_max[r] + std::log(l) : kNegInf;
+  }
+}
+
+inline KernelTable make_kernel_table(Isa isa) {
+  return KernelTable{isa,          Ops::W,          &qk_scores,       &online_softmax_update,
+                     &pv_accumulate, &exp_inplace, &pack_key_blocks, &attend_query_block};
+}

@@ -1,0 +1,66 @@
+// online_softmax_update: the running-max / running-sum step of flash attention
+// for one tile of logits, turning the logits into unnormalized probabilities.
+// Included inside a per-ISA namespace that defines Ops.
+
+inline void online_softmax_update(float* s, int ld_s, int rows, int cols, float* row_max,
+                                  float* row_sum, float* rescale) {
+  using V = typename Ops::V;
+  constexpr int W = Ops::W;
+  constexpr float kNegInf = -__builtin_inff();
+  const int full = cols / W * W;
+  const int tail = cols - full;
+  for (int r = 0; r < rows; ++r) {
+    float* row = s + static_cast<int64_t>(r) * ld_s;
+    // The tail goes through a -inf padded vector so every element sees the same exp.
+    alignas(64) float pad[W];
+    if (tail > 0) {
+      for (int j = 0; j < W; ++j) pad[j] = j < tail ? row[full + j] : kNegInf;
+    }
+    V vmax = Ops::set1(kNegInf);
+    for (int j = 0; j < full; j += W) vmax = Ops::max(vmax, Ops::load(row + j));
+    if (tail > 0) vmax = Ops::max(vmax, Ops::load(pad));
+    const float tile_max = Ops::hmax(vmax);
+    const float old_max = row_max[r];
+    const float new_max = tile_max > old_max ? tile_max : old_max;
+    if (new_max == kNegInf) {  // nothing but -inf so far: no mass, nothing to rescale
+      rescale[r] = 1.0f;
+      for (int j = 0; j < cols; ++j) row[j] = 0.0f;
+      continue;
+    }
+    const V m = Ops::set1(new_max);
+    V vsum = Ops::zero();
+    for (int j = 0; j < full; j += W) {
+      const V p = Ops::exp(Ops::sub(Ops::load(row + j), m));
+      Ops::store(row + j, p);
+      vsum = Ops::add(vsum, p);
+    }
+    if (tail > 0) {
+      const V p = Ops::exp(Ops::sub(Ops::load(pad), m));
+      Ops::store(pad, p);
+      vsum = Ops::add(vsum, p);
+      for (int j = 0; j < tail; ++j) row[full + j] = pad[j];
+    }
+    float alpha = 0.0f;
+    if (old_max != kNegInf) {
+      alignas(64) float a[W];
+      Ops::store(a, Ops::exp(Ops::set1(old_max - new_max)));
+      alpha = a[0];
+    }
+    rescale[r] = alpha;
+    row_max[r] = new_max;
+    row_sum[r] = row_sum[r] * alpha + Ops::hsum(vsum);
+  }
+}
+
+inline void exp_inplace(float* x, int64_t n) {
+  constexpr int W = Ops::W;
+  int64_t i = 0;
+  for (; i + W <= n; i += W) Ops::store(x + i, Ops::exp(Ops::load(x + i)));
+  if (i < n) {
+    alignas(64) float pad[W];
+    const int64_t rest = n - i;
+    for (int j = 0; j < W; ++j) pad[j] = j < rest ? x[i + j] : 0.0f;
+    Ops::store(pad, Ops::exp(Ops::load(pad)));
+    for (int64_t j = 0; j < rest; ++j) x[i + j] = pad[j];
+  }
+}

@@ -1,0 +1,24 @@
+// AVX2 + FMA instance of the generic kernels: 8 floats per vector, 16
+// registers, so tiles of at most 12 accumulators.
+#include <cmath>
+#include <cstdint>
+
+#include "dispatch/kernel_table.hpp"
+#include "kernels/generic/simd_ops.hpp"
+#include "kernels/generic/tile_dispatch.hpp"
+
+namespace spattn::detail::avx2 {
+using Ops = XsimdOps<xsimd::fma3<xsimd::avx2>>;
+struct Tiles {
+  static constexpr int qk_mr = 6, qk_nv = 2;  // 12 accumulators
+  static constexpr int pv_mr = 3, pv_nv = 4;  // 12 accumulators
+};
+#include "kernels/generic/all-inl.hpp"
+}  // namespace spattn::detail::avx2
+
+namespace spattn::detail {
+const KernelTable& kernel_table_avx2() {
+  static const KernelTable table = avx2::make_kernel_table(Isa::avx2);
+  return table;
+}
+}  // namespace spattn::detail

@@ -1,0 +1,24 @@
+// AVX-512 (F/BW/DQ/VL) instance of the generic kernels: 16 floats per vector,
+// 32 registers, so wide register tiles.
+#include <cmath>
+#include <cstdint>
+
+#include "dispatch/kernel_table.hpp"
+#include "kernels/generic/simd_ops.hpp"
+#include "kernels/generic/tile_dispatch.hpp"
+
+namespace spattn::detail::avx512 {
+using Ops = XsimdOps<xsimd::avx512bw>;
+struct Tiles {
+  static constexpr int qk_mr = 8, qk_nv = 2;  // 16 accumulators
+  static constexpr int pv_mr = 4, pv_nv = 4;  // 16 accumulators
+};
+#include "kernels/generic/all-inl.hpp"
+}  // namespace spattn::detail::avx512
+
+namespace spattn::detail {
+const KernelTable& kernel_table_avx512() {
+  static const KernelTable table = avx512::make_kernel_table(Isa::avx512);
+  return table;
+}
+}  // namespace spattn::detail

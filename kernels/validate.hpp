@@ -1,0 +1,16 @@
+#pragma once
+// Argument checks shared by every entry point of kernels/. Each throws
+// spattn::Error naming the function, the argument and its value.
+#include "spattn/attention.hpp"
+
+namespace spattn::detail {
+
+// Shape, non-null data, view extents matching the shape, positive strides.
+void check_views(const char* where, const AttentionShape& shape, ConstTensorView q,
+                 ConstTensorView k, ConstTensorView v, ConstTensorView out);
+// What the hand-vectorized kernels need beyond that: head_dim a multiple of 16
+// up to 256, block sizes 16/32/64/128.
+void check_kernel_limits(const char* where, const AttentionShape& shape, int64_t q_block,
+                         int64_t k_block);
+
+}  // namespace spattn::detail
