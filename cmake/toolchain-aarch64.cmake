@@ -1,5 +1,6 @@
-# Cross build for aarch64 (NEON). Binaries are linked statically and run under
-# qemu-aarch64 through CMAKE_CROSSCOMPILING_EMULATOR, so ctest runs them as is.
+# Cross build for aarch64 (NEON). Test binaries run under qemu-aarch64 through
+# CMAKE_CROSSCOMPILING_EMULATOR, with the cross toolchain's libraries as the
+# guest's root, so ctest runs them as is.
 set(CMAKE_SYSTEM_NAME Linux)
 set(CMAKE_SYSTEM_PROCESSOR aarch64)
 set(CMAKE_C_COMPILER aarch64-linux-gnu-gcc)
@@ -9,5 +10,4 @@ set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)
 set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)
 set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)
 set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE ONLY)
-set(CMAKE_EXE_LINKER_FLAGS_INIT "-static")
-set(CMAKE_CROSSCOMPILING_EMULATOR qemu-aarch64)
+set(CMAKE_CROSSCOMPILING_EMULATOR qemu-aarch64 -L /usr/aarch64-linux-gnu)
