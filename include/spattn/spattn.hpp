@@ -6,3 +6,4 @@
 #include "spattn/error.hpp"
 #include "spattn/isa.hpp"
 #include "spattn/shape.hpp"
+#include "spattn/patterns.hpp"

@@ -1,0 +1,75 @@
+#pragma once
+// Sparse-pattern policies: each turns Q/K (or positions) into a BlockMask or a
+// list of kept key tokens that the kernels in attention.hpp then run on.
+#include <cstdint>
+#include <vector>
+
+#include "spattn/attention.hpp"
+#include "spattn/block_mask.hpp"
+
+namespace spattn {
+
+// Exact softmax mass of every key block, per head and query block:
+// mass[(h * q_blocks + qb) * k_blocks + kb] = mean over the rows of query
+// block qb of the softmax probability that falls in key block kb. Each
+// (h, qb) row sums to 1. Computed without an N x N buffer (a flash pass for
+// each row's log-sum-exp, then a QK-only pass).
+struct BlockMass {
+  int64_t heads = 0, q_len = 0, kv_len = 0, q_block = 0, k_block = 0;
+  std::vector<float> mass;
+  int64_t q_blocks() const { return (q_len + q_block - 1) / q_block; }
+  int64_t k_blocks() const { return (kv_len + k_block - 1) / k_block; }
+  const float* row(int64_t head, int64_t query_block) const {
+    return mass.data() + (head * q_blocks() + query_block) * k_blocks();
+  }
+};
+BlockMass block_attention_mass(const AttentionShape& shape, ConstTensorView q, ConstTensorView k,
+                               int64_t q_block, int64_t k_block, const KernelOptions& opts = {});
+
+// Attention-mass recall of a mask: mean over (head, query block) of the mass
+// inside the kept key blocks. Block sizes of mask and mass must agree.
+double mask_recall(const BlockMass& mass, const BlockMask& mask);
+
+// SparseD: per head and query block keep the ceil(topk_ratio * k_blocks) key
+// blocks (at least one) with the largest mass; ties go to the lower index.
+BlockMask sparsed_select(const BlockMass& mass, double topk_ratio);
+
+// UniSparse: composite tokens (Q and K mean-pooled at several granularities)
+// estimate block importance cheaply; per query block keep either the top
+// topk_ratio of key blocks or the smallest set whose estimated mass reaches tau.
+struct UnisparseParams {
+  int64_t block = 64;                              // query and key block size
+  std::vector<int64_t> granularities = {16, 64, 256};  // pooling widths in tokens
+  enum class Select { topk, threshold } select = Select::threshold;
+  double topk_ratio = 0.1;
+  double tau = 0.95;
+  int64_t min_blocks = 1;  // never fewer blocks per query block than this
+};
+BlockMask unisparse_select(const AttentionShape& shape, ConstTensorView q, ConstTensorView k,
+                           const UnisparseParams& params, const KernelOptions& opts = {});
+
+// DPad: keep every prefix token and current-block token, suffix tokens within
+// window after the block, and farther suffix tokens with probability
+// exp(-(distance - window)^2 / (2 sigma^2)), drawn from seed (deterministic).
+struct DpadParams {
+  int64_t prefix_len = 0;   // tokens [0, prefix_len) are the prompt
+  int64_t block_start = 0;  // current block [block_start, block_end)
+  int64_t block_end = 0;
+  int64_t window = 128;
+  double sigma = 256.0;
+  uint64_t seed = 0;
+};
+std::vector<int32_t> dpad_kept_tokens(int64_t kv_len, const DpadParams& params);
+// Keep probability of a token at position t under params (1 inside the kept regions).
+double dpad_keep_probability(int64_t t, const DpadParams& params);
+
+// StreamingLLM's A-shape: the first sink_tokens keys plus a band of
+// window_tokens around each query block's diagonal, as key blocks.
+struct WindowSinkParams {
+  int64_t block = 64;
+  int64_t sink_tokens = 64;
+  int64_t window_tokens = 512;
+};
+BlockMask window_sink_mask(const AttentionShape& shape, const WindowSinkParams& params);
+
+}  // namespace spattn

@@ -1,0 +1,2 @@
+#include <gtest/gtest.h>
+// placeholder: filled in by its issue
