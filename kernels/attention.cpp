@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "dispatch/kernel_table.hpp"
+#include "kernels/attention_internal.hpp"
 #include "kernels/validate.hpp"
 #include "spattn/attention.hpp"
 #include "spattn/error.hpp"
@@ -59,7 +60,7 @@ std::vector<float> pack_keys(const KernelTable& kt, const AttentionShape& shape,
 template <class KeyBlocks>
 void run_query_blocks(const AttentionShape& shape, ConstTensorView q, const float* k_packed,
                       ConstTensorView v, TensorView out, int64_t q_block, int64_t k_block,
-                      int threads, KeyBlocks&& key_blocks) {
+                      int threads, KeyBlocks&& key_blocks, float* lse = nullptr) {
   const KernelTable& kt = active_kernels();
   const int64_t d = shape.head_dim;
   const int64_t q_blocks = (shape.q_len + q_block - 1) / q_block;
@@ -90,6 +91,7 @@ void run_query_blocks(const AttentionShape& shape, ConstTensorView q, const floa
       job.n_key_blocks = static_cast<int64_t>(blocks.size());
       job.out = out.row(h, r0);
       job.out_stride = out.token_stride;
+      job.lse = lse != nullptr ? lse + h * shape.q_len + r0 : nullptr;
       job.scratch = scratch.data();
       kt.attend_query_block(job);
     }
@@ -98,12 +100,12 @@ void run_query_blocks(const AttentionShape& shape, ConstTensorView q, const floa
 
 void dense_attention_unchecked(const AttentionShape& shape, ConstTensorView q, ConstTensorView k,
                                ConstTensorView v, TensorView out, int64_t q_block,
-                               int64_t k_block, int threads) {
+                               int64_t k_block, int threads, float* lse) {
   const std::vector<float> packed = pack_keys(active_kernels(), shape, k, k_block, threads);
   std::vector<int32_t> all((shape.kv_len + k_block - 1) / k_block);
   std::iota(all.begin(), all.end(), 0);
   run_query_blocks(shape, q, packed.data(), v, out, q_block, k_block, threads,
-                   [&](int64_t, int64_t) { return std::span<const int32_t>(all); });
+                   [&](int64_t, int64_t) { return std::span<const int32_t>(all); }, lse);
 }
 
 }  // namespace detail
@@ -114,6 +116,16 @@ void dense_attention(const AttentionShape& shape, ConstTensorView q, ConstTensor
   detail::check_kernel_limits("dense_attention", shape, opts.q_block, opts.k_block);
   detail::dense_attention_unchecked(shape, q, k, v, out, opts.q_block, opts.k_block,
                                     resolve_threads(opts));
+}
+
+void dense_attention_with_lse(const AttentionShape& shape, ConstTensorView q, ConstTensorView k,
+                              ConstTensorView v, TensorView out, float* lse,
+                              const KernelOptions& opts) {
+  detail::check_views("dense_attention_with_lse", shape, q, k, v, out);
+  detail::check_kernel_limits("dense_attention_with_lse", shape, opts.q_block, opts.k_block);
+  if (lse == nullptr) throw_bad_argument("dense_attention_with_lse", "lse", "nullptr", "must not be null");
+  detail::dense_attention_unchecked(shape, q, k, v, out, opts.q_block, opts.k_block,
+                                    resolve_threads(opts), lse);
 }
 
 void block_sparse_attention(const AttentionShape& shape, ConstTensorView q, ConstTensorView k,

@@ -29,6 +29,12 @@ int resolve_threads(const KernelOptions& opts);
 void dense_attention(const AttentionShape& shape, ConstTensorView q, ConstTensorView k,
                      ConstTensorView v, TensorView out, const KernelOptions& opts = {});
 
+// dense_attention that also writes every row's log-sum-exp of the scaled
+// logits to lse[h * q_len + t] (heads * q_len floats).
+void dense_attention_with_lse(const AttentionShape& shape, ConstTensorView q, ConstTensorView k,
+                              ConstTensorView v, TensorView out, float* lse,
+                              const KernelOptions& opts = {});
+
 // Visits only the key blocks mask lists for each (head, query block). The
 // mask's block sizes are used; opts.q_block / k_block are ignored. A query
 // block with no key blocks yields zeros.

@@ -25,6 +25,11 @@ struct BlockMass {
 };
 BlockMass block_attention_mass(const AttentionShape& shape, ConstTensorView q, ConstTensorView k,
                                int64_t q_block, int64_t k_block, const KernelOptions& opts = {});
+// The same, reusing the rows' log-sum-exp from dense_attention_with_lse (one
+// QK pass instead of two): what SparseD does at its last dense step.
+BlockMass block_attention_mass_from_lse(const AttentionShape& shape, ConstTensorView q,
+                                        ConstTensorView k, const float* lse, int64_t q_block,
+                                        int64_t k_block, const KernelOptions& opts = {});
 
 // Attention-mass recall of a mask: mean over (head, query block) of the mass
 // inside the kept key blocks. Block sizes of mask and mass must agree.

@@ -1,0 +1,21 @@
+#pragma once
+// Internal entry points of kernels/ for the rooms built on it (patterns/):
+// no argument checks here, callers have done them.
+#include <vector>
+
+#include "dispatch/kernel_table.hpp"
+#include "spattn/attention.hpp"
+
+namespace spattn::detail {
+
+// Every key block of every kv head, transposed and zero-padded (see pack_key_blocks).
+std::vector<float> pack_keys(const KernelTable& kt, const AttentionShape& shape, ConstTensorView k,
+                             int64_t k_block, int threads);
+
+// Dense flash attention; with lse != nullptr also writes each row's
+// log-sum-exp of the scaled logits to lse[h * q_len + t].
+void dense_attention_unchecked(const AttentionShape& shape, ConstTensorView q, ConstTensorView k,
+                               ConstTensorView v, TensorView out, int64_t q_block, int64_t k_block,
+                               int threads, float* lse = nullptr);
+
+}  // namespace spattn::detail
