@@ -7,3 +7,4 @@
 #include "spattn/isa.hpp"
 #include "spattn/shape.hpp"
 #include "spattn/patterns.hpp"
+#include "spattn/session.hpp"

@@ -1,0 +1,129 @@
+// spattn-bench: Google Benchmark suites for the dense baselines, the dense
+// flash kernel per ISA and thread count, and block-sparse attention against
+// density. Counters: FLOPS (4*N*N*d*heads per call for dense; the visited
+// share of it for sparse). Medians: --benchmark_repetitions=5
+// --benchmark_report_aggregates_only=true.
+#include <benchmark/benchmark.h>
+
+#if __has_include(<cblas.h>)
+#include <cblas.h>
+#define SPATTN_BENCH_HAVE_CBLAS 1
+#endif
+
+#include "bench_common.hpp"
+
+namespace spattn::bench {
+namespace {
+
+constexpr int64_t kHeads = 8;
+
+void set_flops(benchmark::State& st, double flops) {
+  st.counters["FLOPS"] = benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate,
+                                            benchmark::Counter::OneK::kIs1000);
+}
+
+// args: N, head_dim, threads
+template <int Method>
+void BM_Dense(benchmark::State& st) {
+  Inputs in(kHeads, st.range(0), st.range(1));
+  KernelOptions opts;
+  opts.threads = static_cast<int>(st.range(2));
+  for (auto _ : st) {
+    if constexpr (Method == 0) naive_attention(in.shape, in.qv(), in.kv(), in.vv(), in.ov(), opts);
+    if constexpr (Method == 1) blas_attention(in.shape, in.qv(), in.kv(), in.vv(), in.ov(), opts);
+    if constexpr (Method == 2) dense_attention(in.shape, in.qv(), in.kv(), in.vv(), in.ov(), opts);
+    benchmark::DoNotOptimize(in.out.data());
+  }
+  set_flops(st, in.dense_flops());
+}
+void dense_args(benchmark::internal::Benchmark* b, int64_t max_n) {
+  b->ArgNames({"N", "d", "threads"})->Unit(benchmark::kMillisecond)->UseRealTime();
+  for (int64_t d : {64, 128})
+    for (int64_t n = 1024; n <= max_n; n *= 2) b->Args({n, d, 1});
+}
+// Naive is O(N^2) scalar work per row: stop at 4K so the suite stays minutes.
+BENCHMARK(BM_Dense<0>)->Name("dense/naive")->Apply([](auto* b) { dense_args(b, 4096); });
+BENCHMARK(BM_Dense<1>)->Name("dense/openblas")->Apply([](auto* b) { dense_args(b, 16384); });
+BENCHMARK(BM_Dense<2>)->Name("dense/flash")->Apply([](auto* b) { dense_args(b, 16384); });
+
+// Thread scaling of dense flash and block-sparse (density 10%).
+void BM_FlashThreads(benchmark::State& st) {
+  Inputs in(kHeads, st.range(0), 128);
+  KernelOptions opts;
+  opts.threads = static_cast<int>(st.range(1));
+  for (auto _ : st) dense_attention(in.shape, in.qv(), in.kv(), in.vv(), in.ov(), opts);
+  set_flops(st, in.dense_flops());
+}
+BENCHMARK(BM_FlashThreads)->Name("threads/flash")->ArgNames({"N", "threads"})
+    ->Args({8192, 1})->Args({8192, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_SparseThreads(benchmark::State& st) {
+  Inputs in(kHeads, st.range(0), 128);
+  const BlockMask m = scattered_mask(in.shape, 64, 0.1, 7);
+  KernelOptions opts;
+  opts.threads = static_cast<int>(st.range(1));
+  for (auto _ : st) block_sparse_attention(in.shape, in.qv(), in.kv(), in.vv(), m, in.ov(), opts);
+  set_flops(st, in.dense_flops() * m.density());
+}
+BENCHMARK(BM_SparseThreads)->Name("threads/block_sparse_10pct")->ArgNames({"N", "threads"})
+    ->Args({8192, 1})->Args({8192, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// Dense flash per ISA (args: isa index into supported_isas(), N).
+void BM_FlashIsa(benchmark::State& st) {
+  const auto isas = supported_isas();
+  if (st.range(0) >= static_cast<int64_t>(isas.size())) {
+    st.SkipWithError("ISA not supported here");
+    return;
+  }
+  const Isa before = active_isa();
+  set_isa(isas[st.range(0)]);
+  st.SetLabel(isa_name(active_isa()));
+  Inputs in(kHeads, st.range(1), 128);
+  KernelOptions opts;
+  opts.threads = 1;
+  for (auto _ : st) dense_attention(in.shape, in.qv(), in.kv(), in.vv(), in.ov(), opts);
+  set_flops(st, in.dense_flops());
+  set_isa(before);
+}
+BENCHMARK(BM_FlashIsa)->Name("isa/flash")->ArgNames({"isa", "N"})
+    ->ArgsProduct({{0, 1, 2}, {4096}})->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// Block-sparse at density rho (per mille) with scattered blocks, N = 16384;
+// density 1000 is the dense flash kernel itself for the ratio.
+void BM_BlockSparse(benchmark::State& st) {
+  Inputs in(kHeads, st.range(1), 128);
+  const double rho = static_cast<double>(st.range(0)) / 1000.0;
+  KernelOptions opts;
+  opts.threads = 1;
+  if (st.range(0) >= 1000) {
+    for (auto _ : st) dense_attention(in.shape, in.qv(), in.kv(), in.vv(), in.ov(), opts);
+    set_flops(st, in.dense_flops());
+    return;
+  }
+  const BlockMask m = scattered_mask(in.shape, 64, rho, 11);
+  for (auto _ : st) block_sparse_attention(in.shape, in.qv(), in.kv(), in.vv(), m, in.ov(), opts);
+  set_flops(st, in.dense_flops() * m.density());
+}
+BENCHMARK(BM_BlockSparse)->Name("sparse/block64")->ArgNames({"permille", "N"})
+    ->ArgsProduct({{50, 100, 200, 500, 1000}, {16384}})->Unit(benchmark::kMillisecond)->UseRealTime();
+
+#ifdef SPATTN_BENCH_HAVE_CBLAS
+// The practical FMA roofline: OpenBLAS sgemm, one thread, at attention-like sizes.
+void BM_Sgemm(benchmark::State& st) {
+  const int n = static_cast<int>(st.range(0)), kdim = 128;
+  std::vector<float> a(size_t(n) * kdim, 1.0f), b(size_t(n) * kdim, 1.0f), c(size_t(n) * n);
+  openblas_set_num_threads(1);
+  for (auto _ : st) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, kdim, 1.0f, a.data(), kdim, b.data(),
+                kdim, 0.0f, c.data(), n);
+    benchmark::DoNotOptimize(c.data());
+  }
+  set_flops(st, 2.0 * n * double(n) * kdim);
+}
+BENCHMARK(BM_Sgemm)->Name("roofline/sgemm_k128")->Arg(2048)->Unit(benchmark::kMillisecond)->UseRealTime();
+#endif
+
+}  // namespace
+}  // namespace spattn::bench
+
+BENCHMARK_MAIN();

@@ -1,0 +1,50 @@
+#pragma once
+// Inputs shared by the benchmark binaries: random Q/K/V and scattered masks.
+#include <cstdint>
+#include <algorithm>
+#include <random>
+#include <vector>
+
+#include "spattn/spattn.hpp"
+
+namespace spattn::bench {
+
+struct Inputs {
+  AttentionShape shape;
+  std::vector<float> q, k, v, out;
+  Inputs(int64_t heads, int64_t n, int64_t d, uint64_t seed = 1) {
+    shape = {heads, heads, n, n, d};
+    q.resize(heads * n * d);
+    k.resize(q.size());
+    v.resize(q.size());
+    out.resize(q.size());
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<float> nd;
+    for (auto* t : {&q, &k, &v})
+      for (float& x : *t) x = nd(rng);
+  }
+  ConstTensorView qv() const { return ConstTensorView::heads_major(q.data(), shape.heads, shape.q_len, shape.head_dim); }
+  ConstTensorView kv() const { return ConstTensorView::heads_major(k.data(), shape.kv_heads, shape.kv_len, shape.head_dim); }
+  ConstTensorView vv() const { return ConstTensorView::heads_major(v.data(), shape.kv_heads, shape.kv_len, shape.head_dim); }
+  TensorView ov() { return TensorView::heads_major(out.data(), shape.heads, shape.q_len, shape.head_dim); }
+  double dense_flops() const {
+    return 4.0 * double(shape.q_len) * double(shape.kv_len) * double(shape.head_dim) * double(shape.heads);
+  }
+};
+
+// Exactly round(density * k_blocks) key blocks per query block, scattered at random.
+inline BlockMask scattered_mask(const AttentionShape& s, int64_t block, double density, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  const int64_t qbs = (s.q_len + block - 1) / block, kbs = (s.kv_len + block - 1) / block;
+  const int64_t keep = std::max<int64_t>(1, int64_t(density * double(kbs) + 0.5));
+  std::vector<std::vector<int32_t>> rows(s.heads * qbs);
+  std::vector<int32_t> all(kbs);
+  for (int64_t i = 0; i < kbs; ++i) all[i] = int32_t(i);
+  for (auto& r : rows) {
+    std::shuffle(all.begin(), all.end(), rng);
+    r.assign(all.begin(), all.begin() + keep);
+  }
+  return BlockMask::from_rows(s.heads, s.q_len, s.kv_len, block, block, rows);
+}
+
+}  // namespace spattn::bench

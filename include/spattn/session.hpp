@@ -1,0 +1,84 @@
+#pragma once
+// DiffusionAttention: one object per attention layer, step() once per
+// denoising step. It runs the first warmup steps dense, records the SparseD
+// pattern at the last dense step and reuses it (optionally refreshing it),
+// or applies UniSparse / DPad / window+sink, and reports what ran and how long.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "spattn/attention.hpp"
+#include "spattn/patterns.hpp"
+
+namespace spattn {
+
+enum class Policy { dense, sparsed, unisparse, dpad, dpad_sparsed, window };
+const char* policy_name(Policy p);
+Policy parse_policy(const std::string& name);  // throws spattn::Error naming the value
+
+struct SessionConfig {
+  Policy policy = Policy::sparsed;
+  int64_t total_steps = 64;      // S
+  double warmup_fraction = 0.2;  // first ceil(w * S) steps run dense
+  int64_t refresh_every = 0;     // re-record the SparseD pattern every R sparse steps (0: never)
+  int64_t block_size = 64;       // query and key block size of the sparse paths
+  double topk_ratio = 0.1;       // SparseD: share of key blocks kept per query block
+  UnisparseParams unisparse;     // its block is overridden by block_size
+  DpadParams dpad;               // DPad's prefix / current block / window / sigma
+  WindowSinkParams window;       // its block is overridden by block_size
+  KernelOptions kernel;          // threads, dense tiles
+  void validate() const;         // throws spattn::Error naming the field
+};
+
+enum class StepPath {
+  dense,           // full attention
+  dense_record,    // full attention + SparseD pattern recorded
+  sparse_cached,   // block-sparse on the cached SparseD pattern
+  sparse_selected, // pattern selected this step (UniSparse, window+sink), then block-sparse
+  gathered,        // DPad: attention over the kept tokens only
+};
+const char* step_path_name(StepPath p);
+
+struct StepReport {
+  int64_t step = 0;
+  StepPath path = StepPath::dense;
+  double ms = 0.0;         // whole step, selection included
+  double select_ms = 0.0;  // pattern building / selection part of ms
+  double density = 1.0;    // share of (query block, key block) pairs visited
+};
+
+class DiffusionAttention {
+ public:
+  DiffusionAttention(const AttentionShape& shape, const SessionConfig& config);
+
+  // Runs the next denoising step; throws spattn::Error past total_steps.
+  StepReport step(ConstTensorView q, ConstTensorView k, ConstTensorView v, TensorView out);
+
+  // DPad's current block moves as decoding goes on; a change re-records the
+  // dpad+sparsed pattern at the next step.
+  void set_dpad(const DpadParams& params);
+
+  int64_t warmup_steps() const;  // ceil(warmup_fraction * total_steps), >= 1 for SparseD policies
+  int64_t steps_done() const { return static_cast<int64_t>(reports_.size()); }
+  const std::vector<StepReport>& reports() const { return reports_; }
+  // The SparseD pattern in use (over the DPad-compacted keys for dpad+sparsed).
+  const BlockMask* cached_pattern() const { return pattern_ ? &*pattern_ : nullptr; }
+  const AttentionShape& shape() const { return shape_; }
+  const SessionConfig& config() const { return config_; }
+
+ private:
+  StepReport run_sparsed(int64_t s, ConstTensorView q, ConstTensorView k, ConstTensorView v,
+                         TensorView out, const AttentionShape& shape);
+
+  AttentionShape shape_;
+  SessionConfig config_;
+  std::optional<BlockMask> pattern_;
+  int64_t last_record_step_ = -1;
+  std::vector<int32_t> kept_;  // DPad kept tokens for the current dpad params
+  bool kept_dirty_ = true;
+  std::vector<float> lse_, kc_, vc_;
+  std::vector<StepReport> reports_;
+};
+
+}  // namespace spattn

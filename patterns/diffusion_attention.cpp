@@ -1,0 +1,193 @@
+// The DiffusionAttention session: which path each denoising step takes.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <string>
+
+#include "spattn/error.hpp"
+#include "spattn/session.hpp"
+
+namespace spattn {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+bool uses_sparsed(Policy p) { return p == Policy::sparsed || p == Policy::dpad_sparsed; }
+bool uses_dpad(Policy p) { return p == Policy::dpad || p == Policy::dpad_sparsed; }
+
+}  // namespace
+
+const char* policy_name(Policy p) {
+  switch (p) {
+    case Policy::dense: return "dense";
+    case Policy::sparsed: return "sparsed";
+    case Policy::unisparse: return "unisparse";
+    case Policy::dpad: return "dpad";
+    case Policy::dpad_sparsed: return "dpad+sparsed";
+    case Policy::window: return "window";
+  }
+  return "unknown";
+}
+
+Policy parse_policy(const std::string& name) {
+  for (Policy p : {Policy::dense, Policy::sparsed, Policy::unisparse, Policy::dpad,
+                   Policy::dpad_sparsed, Policy::window})
+    if (name == policy_name(p)) return p;
+  throw_bad_argument("parse_policy", "policy", name,
+                     "expected dense, sparsed, unisparse, dpad, dpad+sparsed or window");
+}
+
+const char* step_path_name(StepPath p) {
+  switch (p) {
+    case StepPath::dense: return "dense";
+    case StepPath::dense_record: return "dense+record";
+    case StepPath::sparse_cached: return "sparse(cached)";
+    case StepPath::sparse_selected: return "sparse(selected)";
+    case StepPath::gathered: return "gathered";
+  }
+  return "unknown";
+}
+
+void SessionConfig::validate() const {
+  const char* w = "SessionConfig";
+  if (total_steps <= 0)
+    throw_bad_argument(w, "total_steps", std::to_string(total_steps), "must be positive");
+  if (!(warmup_fraction >= 0.0 && warmup_fraction < 1.0))
+    throw_bad_argument(w, "warmup_fraction", std::to_string(warmup_fraction), "must be in [0, 1)");
+  if (refresh_every < 0)
+    throw_bad_argument(w, "refresh_every", std::to_string(refresh_every), "must be >= 0");
+  if (!is_supported_block_size(block_size))
+    throw_bad_argument(w, "block_size", std::to_string(block_size), "must be 16, 32, 64 or 128");
+  if (!(topk_ratio > 0.0 && topk_ratio <= 1.0))
+    throw_bad_argument(w, "topk_ratio", std::to_string(topk_ratio), "must be in (0, 1]");
+  if (dpad.window < 0) throw_bad_argument(w, "dpad.window", std::to_string(dpad.window), "must be >= 0");
+  if (!(dpad.sigma > 0.0)) throw_bad_argument(w, "dpad.sigma", std::to_string(dpad.sigma), "must be > 0");
+}
+
+DiffusionAttention::DiffusionAttention(const AttentionShape& shape, const SessionConfig& config)
+    : shape_(shape), config_(config) {
+  shape_.validate();
+  config_.validate();
+  config_.unisparse.block = config_.block_size;
+  config_.window.block = config_.block_size;
+  if (uses_dpad(config_.policy)) dpad_kept_tokens(shape_.kv_len, config_.dpad);  // validates early
+}
+
+int64_t DiffusionAttention::warmup_steps() const {
+  const double exact = config_.warmup_fraction * static_cast<double>(config_.total_steps);
+  int64_t w = static_cast<int64_t>(std::ceil(exact - 1e-9));
+  if (uses_sparsed(config_.policy)) w = std::max<int64_t>(w, 1);  // SparseD needs one full step
+  return std::min(w, config_.total_steps);
+}
+
+void DiffusionAttention::set_dpad(const DpadParams& params) {
+  dpad_kept_tokens(shape_.kv_len, params);  // validates
+  config_.dpad = params;
+  kept_dirty_ = true;
+}
+
+StepReport DiffusionAttention::run_sparsed(int64_t s, ConstTensorView q, ConstTensorView k,
+                                           ConstTensorView v, TensorView out,
+                                           const AttentionShape& shape) {
+  StepReport r;
+  r.step = s;
+  const int64_t warm = warmup_steps();
+  const int64_t R = config_.refresh_every;
+  const bool record = s == warm - 1 || (s >= warm && !pattern_) ||
+                      (R > 0 && s >= warm && s - last_record_step_ > R);
+  const auto t0 = Clock::now();
+  if (s < warm - 1) {
+    dense_attention(shape, q, k, v, out, config_.kernel);
+    r.path = StepPath::dense;
+  } else if (record) {
+    lse_.resize(static_cast<size_t>(shape.heads * shape.q_len));
+    dense_attention_with_lse(shape, q, k, v, out, lse_.data(), config_.kernel);
+    const auto t1 = Clock::now();
+    const BlockMass mass = block_attention_mass_from_lse(shape, q, k, lse_.data(), config_.block_size,
+                                                         config_.block_size, config_.kernel);
+    pattern_ = sparsed_select(mass, config_.topk_ratio);
+    r.select_ms = ms_since(t1);
+    r.path = StepPath::dense_record;
+    last_record_step_ = s;
+  } else {
+    block_sparse_attention(shape, q, k, v, *pattern_, out, config_.kernel);
+    r.path = StepPath::sparse_cached;
+    r.density = pattern_->density();
+  }
+  r.ms = ms_since(t0);
+  return r;
+}
+
+StepReport DiffusionAttention::step(ConstTensorView q, ConstTensorView k, ConstTensorView v,
+                                    TensorView out) {
+  const int64_t s = steps_done();
+  if (s >= config_.total_steps)
+    throw_bad_argument("DiffusionAttention::step", "step", std::to_string(s),
+                       "past total_steps " + std::to_string(config_.total_steps));
+  const auto t0 = Clock::now();
+  const bool warm = s < warmup_steps();
+  if (uses_dpad(config_.policy) && kept_dirty_) {
+    kept_ = dpad_kept_tokens(shape_.kv_len, config_.dpad);
+    kept_dirty_ = false;
+    pattern_.reset();  // the compacted keys changed: the SparseD pattern must be re-recorded
+  }
+  StepReport r;
+  r.step = s;
+  switch (config_.policy) {
+    case Policy::dense:
+      dense_attention(shape_, q, k, v, out, config_.kernel);
+      break;
+    case Policy::sparsed:
+      r = run_sparsed(s, q, k, v, out, shape_);
+      break;
+    case Policy::dpad_sparsed: {
+      // DPad drops suffix tokens first; SparseD then runs over the kept keys.
+      const int64_t n = static_cast<int64_t>(kept_.size()), d = shape_.head_dim;
+      kc_.resize(static_cast<size_t>(shape_.kv_heads * n * d));
+      vc_.resize(kc_.size());
+      for (int64_t h = 0; h < shape_.kv_heads; ++h)
+        for (int64_t i = 0; i < n; ++i) {
+          std::copy_n(k.row(h, kept_[i]), d, kc_.data() + (h * n + i) * d);
+          std::copy_n(v.row(h, kept_[i]), d, vc_.data() + (h * n + i) * d);
+        }
+      AttentionShape cs = shape_;
+      cs.kv_len = n;
+      r = run_sparsed(s, q, ConstTensorView::heads_major(kc_.data(), shape_.kv_heads, n, d),
+                      ConstTensorView::heads_major(vc_.data(), shape_.kv_heads, n, d), out, cs);
+      r.density *= static_cast<double>(n) / static_cast<double>(shape_.kv_len);
+      break;
+    }
+    case Policy::unisparse:
+    case Policy::window:
+      if (warm) {
+        dense_attention(shape_, q, k, v, out, config_.kernel);
+      } else {
+        const auto t1 = Clock::now();
+        const BlockMask mask = config_.policy == Policy::unisparse
+                                   ? unisparse_select(shape_, q, k, config_.unisparse, config_.kernel)
+                                   : window_sink_mask(shape_, config_.window);
+        r.select_ms = ms_since(t1);
+        block_sparse_attention(shape_, q, k, v, mask, out, config_.kernel);
+        r.path = StepPath::sparse_selected;
+        r.density = mask.density();
+      }
+      break;
+    case Policy::dpad:
+      if (warm) {
+        dense_attention(shape_, q, k, v, out, config_.kernel);
+      } else {
+        gathered_attention(shape_, q, k, v, kept_, out, config_.kernel);
+        r.path = StepPath::gathered;
+        r.density = static_cast<double>(kept_.size()) / static_cast<double>(shape_.kv_len);
+      }
+      break;
+  }
+  r.ms = ms_since(t0);
+  reports_.push_back(r);
+  return r;
+}
+
+}  // namespace spattn
