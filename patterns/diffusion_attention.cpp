@@ -166,13 +166,13 @@ StepReport DiffusionAttention::step(ConstTensorView q, ConstTensorView k, ConstT
         dense_attention(shape_, q, k, v, out, config_.kernel);
       } else {
         const auto t1 = Clock::now();
-        const BlockMask mask = config_.policy == Policy::unisparse
-                                   ? unisparse_select(shape_, q, k, config_.unisparse, config_.kernel)
-                                   : window_sink_mask(shape_, config_.window);
+        selected_ = config_.policy == Policy::unisparse
+                        ? unisparse_select(shape_, q, k, config_.unisparse, config_.kernel)
+                        : window_sink_mask(shape_, config_.window);
         r.select_ms = ms_since(t1);
-        block_sparse_attention(shape_, q, k, v, mask, out, config_.kernel);
+        block_sparse_attention(shape_, q, k, v, *selected_, out, config_.kernel);
         r.path = StepPath::sparse_selected;
-        r.density = mask.density();
+        r.density = selected_->density();
       }
       break;
     case Policy::dpad:
@@ -186,6 +186,9 @@ StepReport DiffusionAttention::step(ConstTensorView q, ConstTensorView k, ConstT
       break;
   }
   r.ms = ms_since(t0);
+  last_mask_ = r.path == StepPath::sparse_selected ? &*selected_
+               : r.path == StepPath::sparse_cached && config_.policy == Policy::sparsed ? &*pattern_
+                                                                                       : nullptr;
   reports_.push_back(r);
   return r;
 }

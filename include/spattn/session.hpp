@@ -64,6 +64,9 @@ class DiffusionAttention {
   const std::vector<StepReport>& reports() const { return reports_; }
   // The SparseD pattern in use (over the DPad-compacted keys for dpad+sparsed).
   const BlockMask* cached_pattern() const { return pattern_ ? &*pattern_ : nullptr; }
+  // The block mask the last step ran on (over the full keys), or nullptr when
+  // it ran dense or gathered, or on DPad-compacted keys.
+  const BlockMask* last_mask() const { return last_mask_; }
   const AttentionShape& shape() const { return shape_; }
   const SessionConfig& config() const { return config_; }
 
@@ -74,6 +77,8 @@ class DiffusionAttention {
   AttentionShape shape_;
   SessionConfig config_;
   std::optional<BlockMask> pattern_;
+  std::optional<BlockMask> selected_;  // this step's UniSparse / window+sink mask
+  const BlockMask* last_mask_ = nullptr;
   int64_t last_record_step_ = -1;
   std::vector<int32_t> kept_;  // DPad kept tokens for the current dpad params
   bool kept_dirty_ = true;

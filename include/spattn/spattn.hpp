@@ -8,3 +8,4 @@
 #include "spattn/shape.hpp"
 #include "spattn/patterns.hpp"
 #include "spattn/session.hpp"
+#include "spattn/evaluate.hpp"

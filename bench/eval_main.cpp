@@ -1,0 +1,170 @@
+// spattn-eval: runs one sparse policy over a workload next to dense attention
+// and prints, per step and overall, density, attention-mass recall, cosine,
+// relative L2 error and time against dense.
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+#include "cli_args.hpp"
+#include "spattn/spattn.hpp"
+
+namespace {
+
+const char* kUsage = R"(usage: spattn-eval [flags]
+  --policy P            sparsed | unisparse | dpad | dpad+sparsed | window | dense (default sparsed)
+  --block-size B        16 | 32 | 64 | 128 (default 64)
+  --topk-ratio R        SparseD / UniSparse top-k share of key blocks, (0, 1] (default 0.1)
+  --warmup-fraction W   share of steps run dense first, [0, 1) (default 0.2)
+  --refresh R           re-record the SparseD pattern every R sparse steps (default 0: never)
+  --tau T               UniSparse: keep blocks until estimated mass T (default 0.95; used
+                        unless --unisparse-topk)
+  --unisparse-topk      UniSparse selects by --topk-ratio instead of --tau
+  --dpad-window W       DPad suffix window in tokens (default 512)
+  --dpad-sigma S        DPad distance-decay scale in tokens (default 1024)
+  --steps S             denoising steps (default 64; npy: at most the step folders)
+  --seq-len N --heads H --kv-heads G --head-dim D   synthetic shape (default 8192, 8, 8, 128)
+  --seed X              synthetic workload seed (default 1)
+  --npy DIR             use captured steps DIR/stepXXXX[/layerL]/{q,k,v}.npy instead
+  --layer L             layer folder of --npy (default: the first)
+  --threads T           threads (default: SPATTN_NUM_THREADS or all cores)
+  --no-recall           skip the attention-mass recall (saves one QK pass per step)
+  --json FILE           also write the figures as JSON
+  --quiet               no per-step lines
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace spattn;
+  cli::Args a{"spattn-eval", argc, argv};
+  SessionConfig cfg;
+  WorkloadSpec spec;
+  EvalOptions eo;
+  std::string json_path;
+  bool quiet = false;
+  int64_t steps = 64;
+  cfg.dpad.window = 512;
+  cfg.dpad.sigma = 1024;
+  while (!a.done()) {
+    const std::string f = a.flag();
+    if (f == "--help" || f == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    } else if (f == "--policy") {
+      const std::string p = a.value(f);
+      try {
+        cfg.policy = parse_policy(p);
+      } catch (const Error& e) {
+        cli::usage_error(a.tool, e.what());
+      }
+    } else if (f == "--block-size") {
+      cfg.block_size = a.integer(f, 16, 128);
+      if (!is_supported_block_size(cfg.block_size)) cli::usage_error(a.tool, "--block-size must be 16, 32, 64 or 128");
+    } else if (f == "--topk-ratio") {
+      cfg.topk_ratio = cfg.unisparse.topk_ratio = a.real(f, 0.0, 1.0, true);
+    } else if (f == "--warmup-fraction") {
+      cfg.warmup_fraction = a.real(f, 0.0, 0.999999);
+    } else if (f == "--refresh") {
+      cfg.refresh_every = a.integer(f, 0, 1 << 30);
+    } else if (f == "--tau") {
+      cfg.unisparse.tau = a.real(f, 0.0, 1.0, true);
+    } else if (f == "--unisparse-topk") {
+      cfg.unisparse.select = UnisparseParams::Select::topk;
+    } else if (f == "--dpad-window") {
+      cfg.dpad.window = a.integer(f, 0, 1LL << 40);
+    } else if (f == "--dpad-sigma") {
+      cfg.dpad.sigma = a.real(f, 0.0, 1e12, true);
+    } else if (f == "--steps") {
+      steps = a.integer(f, 1, 1 << 20);
+    } else if (f == "--seq-len") {
+      spec.synthetic.seq_len = a.integer(f, 16, 1 << 22);
+    } else if (f == "--heads") {
+      spec.synthetic.heads = spec.synthetic.kv_heads = a.integer(f, 1, 1024);
+    } else if (f == "--kv-heads") {
+      spec.synthetic.kv_heads = a.integer(f, 1, 1024);
+    } else if (f == "--head-dim") {
+      spec.synthetic.head_dim = a.integer(f, 16, 256);
+    } else if (f == "--seed") {
+      spec.synthetic.seed = static_cast<uint64_t>(a.integer(f, 0, 1LL << 62));
+    } else if (f == "--npy") {
+      spec.npy_dir = a.value(f);
+    } else if (f == "--layer") {
+      spec.layer = static_cast<int>(a.integer(f, 0, 1 << 20));
+    } else if (f == "--threads") {
+      cfg.kernel.threads = static_cast<int>(a.integer(f, 1, 4096));
+    } else if (f == "--no-recall") {
+      eo.recall = false;
+    } else if (f == "--json") {
+      json_path = a.value(f);
+    } else if (f == "--quiet") {
+      quiet = true;
+    } else {
+      cli::usage_error(a.tool, "unknown flag '" + f + "'");
+    }
+  }
+  spec.synthetic.steps = steps;
+  eo.max_steps = steps;
+  // DPad's geometry on the synthetic workload: the prompt is its first half;
+  // decoding is at the block right after it.
+  try {
+    WorkloadSource workload(spec);
+    const AttentionShape shape = workload.shape();
+    if (cfg.dpad.block_end == 0) {
+      cfg.dpad.prefix_len = shape.kv_len / 2;
+      cfg.dpad.block_start = shape.kv_len / 2;
+      cfg.dpad.block_end = std::min<int64_t>(shape.kv_len, shape.kv_len / 2 + 512);
+    }
+    std::printf("spattn-eval: policy %s on %s: heads %lld/%lld, N %lld, head_dim %lld, steps %lld, "
+                "block %lld, topk %.3f, warmup %.3f, ISA %s, threads %d\n",
+                policy_name(cfg.policy), workload.describe().c_str(), (long long)shape.heads,
+                (long long)shape.kv_heads, (long long)shape.kv_len, (long long)shape.head_dim,
+                (long long)std::min(steps, workload.steps()), (long long)cfg.block_size, cfg.topk_ratio,
+                cfg.warmup_fraction, isa_name(active_isa()), resolve_threads(cfg.kernel));
+    if (!quiet) std::printf("%5s  %-17s %8s %8s %9s %9s %10s %10s\n", "step", "path", "density", "recall",
+                            "cosine", "rel_l2", "ms", "dense_ms");
+    eo.on_step = [&](const StepEval& e) {
+      if (!quiet)
+        std::printf("%5lld  %-17s %8.4f %8.4f %9.6f %9.2e %10.2f %10.2f\n", (long long)e.step,
+                    step_path_name(e.path), e.density, e.recall, e.cosine, e.rel_l2, e.ms, e.dense_ms);
+      else
+        std::fprintf(stderr, "\rstep %lld/%lld", (long long)e.step + 1, (long long)eo.max_steps);
+      std::fflush(stdout);
+    };
+    const EvalResult r = evaluate(workload, cfg, eo);
+    if (quiet) std::fprintf(stderr, "\n");
+    std::printf("overall: mean density %.4f, mean recall %.4f, mean cosine %.6f (min %.6f), "
+                "mean rel_l2 %.2e, time %.1f ms vs dense %.1f ms: %.2fx\n",
+                r.mean_density, r.mean_recall, r.mean_cosine, r.min_cosine, r.mean_rel_l2,
+                r.sparse_total_ms, r.dense_total_ms, r.speedup_vs_dense);
+    if (!json_path.empty()) {
+      std::ofstream js(json_path);
+      auto num = [](double x) { return std::isfinite(x) ? std::to_string(x) : std::string("null"); };
+      js << "{\n  \"policy\": \"" << policy_name(cfg.policy) << "\",\n  \"workload\": \""
+         << workload.describe() << "\",\n  \"seq_len\": " << shape.kv_len << ",\n  \"heads\": " << shape.heads
+         << ",\n  \"head_dim\": " << shape.head_dim << ",\n  \"block_size\": " << cfg.block_size
+         << ",\n  \"topk_ratio\": " << cfg.topk_ratio << ",\n  \"warmup_fraction\": " << cfg.warmup_fraction
+         << ",\n  \"mean_cosine\": " << num(r.mean_cosine) << ",\n  \"min_cosine\": " << num(r.min_cosine)
+         << ",\n  \"mean_density\": " << num(r.mean_density) << ",\n  \"mean_rel_l2\": " << num(r.mean_rel_l2)
+         << ",\n  \"mean_recall\": " << num(r.mean_recall) << ",\n  \"sparse_total_ms\": "
+         << num(r.sparse_total_ms) << ",\n  \"dense_total_ms\": " << num(r.dense_total_ms)
+         << ",\n  \"speedup_vs_dense\": " << num(r.speedup_vs_dense) << ",\n  \"steps\": [";
+      for (size_t i = 0; i < r.steps.size(); ++i) {
+        const StepEval& e = r.steps[i];
+        js << (i ? ",\n    " : "\n    ") << "{\"step\": " << e.step << ", \"path\": \"" << step_path_name(e.path)
+           << "\", \"density\": " << num(e.density) << ", \"recall\": " << num(e.recall) << ", \"cosine\": "
+           << num(e.cosine) << ", \"rel_l2\": " << num(e.rel_l2) << ", \"ms\": " << num(e.ms)
+           << ", \"dense_ms\": " << num(e.dense_ms) << "}";
+      }
+      js << "\n  ]\n}\n";
+      if (!js) {
+        std::fprintf(stderr, "spattn-eval: cannot write %s\n", json_path.c_str());
+        return 1;
+      }
+    }
+  } catch (const Error& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 2;
+  }
+  return 0;
+}

@@ -1,0 +1,60 @@
+#pragma once
+// Runs a DiffusionAttention policy over a workload (synthetic or captured .npy
+// steps) next to dense attention, and measures time and accuracy per step:
+// what spattn-eval prints and what the tuner's objective is made of.
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "spattn/session.hpp"
+#include "spattn/workload.hpp"
+
+namespace spattn {
+
+struct WorkloadSpec {
+  std::string npy_dir;          // empty: the synthetic workload below
+  int layer = -1;               // layer folder of a trace (-1: the first)
+  SyntheticConfig synthetic;
+};
+
+class WorkloadSource {
+ public:
+  explicit WorkloadSource(WorkloadSpec spec);  // throws spattn::Error on a bad spec or folder
+  AttentionShape shape() const { return shape_; }
+  int64_t steps() const;  // synthetic: config steps; npy: step folders
+  // heads-major Q/K/V of step s.
+  void step(int64_t s, std::vector<float>& q, std::vector<float>& k, std::vector<float>& v) const;
+  std::string describe() const;  // "synthetic" or "npy:<dir>"
+
+ private:
+  WorkloadSpec spec_;
+  AttentionShape shape_;
+  std::vector<std::string> npy_steps_;
+};
+
+struct StepEval {
+  int64_t step = 0;
+  StepPath path = StepPath::dense;
+  double ms = 0, dense_ms = 0, select_ms = 0;
+  double density = 1, recall = 1, cosine = 1, rel_l2 = 0;  // recall: NaN where no mask applies
+};
+
+struct EvalResult {
+  std::vector<StepEval> steps;
+  double mean_cosine = 0, min_cosine = 0, mean_density = 0, mean_rel_l2 = 0, mean_recall = 0;
+  double sparse_total_ms = 0, dense_total_ms = 0, speedup_vs_dense = 0;
+};
+
+struct EvalOptions {
+  int64_t max_steps = 0;        // 0: all the workload's steps
+  bool recall = true;           // attention-mass recall of the mask (one extra QK pass per step)
+  std::function<void(const StepEval&)> on_step;  // progress callback
+};
+
+// Accuracy is measured against the dense flash output of the same step (fp32,
+// itself within 2e-5 of the double-precision reference: see the kernel tests);
+// a double-precision reference at N = 8192 would take minutes per step.
+EvalResult evaluate(const WorkloadSource& workload, SessionConfig config, const EvalOptions& opts = {});
+
+}  // namespace spattn

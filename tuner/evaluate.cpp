@@ -1,0 +1,110 @@
+// The evaluation loop shared by spattn-eval and the tuner's objective.
+#include "spattn/evaluate.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <limits>
+
+#include "spattn/error.hpp"
+
+namespace spattn {
+
+WorkloadSource::WorkloadSource(WorkloadSpec spec) : spec_(std::move(spec)) {
+  if (spec_.npy_dir.empty()) {
+    shape_ = SyntheticWorkload(spec_.synthetic).shape();
+    return;
+  }
+  npy_steps_ = list_npy_steps(spec_.npy_dir);
+  if (npy_steps_.empty())
+    throw_bad_argument("WorkloadSource", "npy_dir", spec_.npy_dir, "holds no step folders with q/k/v.npy");
+  shape_ = load_npy_step(npy_steps_.front(), spec_.layer).shape;
+}
+
+int64_t WorkloadSource::steps() const {
+  return spec_.npy_dir.empty() ? spec_.synthetic.steps : static_cast<int64_t>(npy_steps_.size());
+}
+
+void WorkloadSource::step(int64_t s, std::vector<float>& q, std::vector<float>& k,
+                          std::vector<float>& v) const {
+  if (spec_.npy_dir.empty()) {
+    SyntheticWorkload(spec_.synthetic).step(s, q, k, v);
+    return;
+  }
+  NpyStep st = load_npy_step(npy_steps_.at(static_cast<size_t>(s)), spec_.layer);
+  if (st.shape.heads != shape_.heads || st.shape.kv_len != shape_.kv_len ||
+      st.shape.head_dim != shape_.head_dim)
+    throw_bad_argument("WorkloadSource", "step folder", npy_steps_[s], "shape differs from the first step");
+  q = std::move(st.q);
+  k = std::move(st.k);
+  v = std::move(st.v);
+}
+
+std::string WorkloadSource::describe() const {
+  return spec_.npy_dir.empty() ? "synthetic" : "npy:" + spec_.npy_dir;
+}
+
+EvalResult evaluate(const WorkloadSource& workload, SessionConfig config, const EvalOptions& opts) {
+  using Clock = std::chrono::steady_clock;
+  const AttentionShape shape = workload.shape();
+  const int64_t steps = opts.max_steps > 0 ? std::min(opts.max_steps, workload.steps()) : workload.steps();
+  config.total_steps = steps;
+  DiffusionAttention session(shape, config);
+  const int64_t d = shape.head_dim;
+  std::vector<float> q, k, v, dense(static_cast<size_t>(shape.heads * shape.q_len * d)),
+      out(dense.size()), lse(static_cast<size_t>(shape.heads * shape.q_len));
+  std::vector<double> ref(dense.size());
+  auto view = [&](std::vector<float>& t, int64_t h, int64_t n) { return TensorView::heads_major(t.data(), h, n, d); };
+  EvalResult res;
+  double recall_sum = 0;
+  int64_t recall_n = 0;
+  for (int64_t s = 0; s < steps; ++s) {
+    workload.step(s, q, k, v);
+    const ConstTensorView qv = view(q, shape.heads, shape.q_len), kv = view(k, shape.kv_heads, shape.kv_len),
+                          vv = view(v, shape.kv_heads, shape.kv_len);
+    const auto t0 = Clock::now();
+    dense_attention_with_lse(shape, qv, kv, vv, view(dense, shape.heads, shape.q_len), lse.data(), config.kernel);
+    StepEval e;
+    e.step = s;
+    e.dense_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    const StepReport r = session.step(qv, kv, vv, view(out, shape.heads, shape.q_len));
+    e.path = r.path;
+    e.ms = r.ms;
+    e.select_ms = r.select_ms;
+    e.density = r.density;
+    std::copy(dense.begin(), dense.end(), ref.begin());
+    const ConstTensorView ov = view(out, shape.heads, shape.q_len);
+    e.cosine = cosine_similarity(ov, ref);
+    e.rel_l2 = relative_l2_error(ov, ref);
+    e.recall = std::numeric_limits<double>::quiet_NaN();
+    if (r.path == StepPath::dense || r.path == StepPath::dense_record) {
+      e.recall = 1.0;
+    } else if (const BlockMask* m = session.last_mask(); m != nullptr && opts.recall) {
+      e.recall = mask_recall(block_attention_mass_from_lse(shape, qv, kv, lse.data(), m->q_block,
+                                                           m->k_block, config.kernel),
+                             *m);
+    }
+    if (!std::isnan(e.recall)) {
+      recall_sum += e.recall;
+      ++recall_n;
+    }
+    res.steps.push_back(e);
+    if (opts.on_step) opts.on_step(e);
+  }
+  const double n = static_cast<double>(steps);
+  res.min_cosine = 1.0;
+  for (const StepEval& e : res.steps) {
+    res.mean_cosine += e.cosine / n;
+    res.min_cosine = std::min(res.min_cosine, e.cosine);
+    res.mean_density += e.density / n;
+    res.mean_rel_l2 += e.rel_l2 / n;
+    res.sparse_total_ms += e.ms;
+    res.dense_total_ms += e.dense_ms;
+  }
+  res.mean_recall = recall_n > 0 ? recall_sum / static_cast<double>(recall_n)
+                                 : std::numeric_limits<double>::quiet_NaN();
+  res.speedup_vs_dense = res.sparse_total_ms > 0 ? res.dense_total_ms / res.sparse_total_ms : 0.0;
+  return res;
+}
+
+}  // namespace spattn
