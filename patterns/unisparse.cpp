@@ -1,1 +1,312 @@
-// placeholder: filled in by its issue
+// UniSparse: block selection from composite tokens.
+//
+// For every pooling width g in params.granularities, K is mean-pooled over
+// runs of g tokens and Q over runs of min(g, block) tokens ("composite
+// tokens"). Queries are pooled no wider than a block because selection is
+// per query block: a query pool spanning several query blocks would give them
+// all the same estimate (the paper, too, compresses Q and K by separate
+// factors). The pooled logits scale * q~_i . k~_j, plus log(tokens in j / g)
+// (zero except for a short last run: a pooled key stands for all its tokens),
+// go through a softmax per pooled query row; each row's distribution is
+// folded onto key blocks of params.block tokens (a pooled key wider than a
+// block splits its mass by tokens) and averaged over the query block's
+// tokens. That gives one estimate of the block-mass matrix per granularity,
+// every row a distribution over key blocks.
+//
+// Combining granularities: a weighted average of the per-granularity
+// estimates with weights proportional to 1/g. Each estimate is a
+// distribution, so the average is one too and tau keeps the meaning "share of
+// the estimated mass". Weights favour the fine widths because they are the
+// better estimators: exp of a mean logit underestimates the mean of exps
+// (Jensen), more so the wider the pool, and a wide pool can only report the
+// mass of a whole region, spread evenly over its blocks. On planted test data
+// (4 of 32 key blocks hold ~98% of each query block's mass), threshold
+// selection at tau = 0.9 kept 18% of the blocks with these weights, 34% with
+// a plain average (the flat coarse third must be covered too) and 57% with a
+// plain average and Q pooled at g; recall stayed ~0.98 in all three. The
+// coarse widths still contribute a small, context-wide prior (1/21 of the
+// mass for {16, 64, 256}) that orders blocks the fine estimate leaves nearly
+// tied. A product ("fine refined by coarse") would let a blurred coarse
+// estimate veto a block the fine one found; a missed block costs accuracy,
+// an extra block only time.
+//
+// Cost: at g = 16 the logits are (N/16)^2 per head, 1/256 of the dense QK
+// work; they run through the same hand-vectorized qk_scores / exp as the
+// dense kernels (pooled keys packed like ordinary key blocks), with OpenMP
+// over (head, tile of pooled query rows). Work items own disjoint query
+// blocks, so the result does not depend on the thread count.
+//
+// Selection per (head, query block), on the combined estimate:
+//  - forced blocks: key block 0 (attention sink) and the key block(s) at the
+//    query block's own positions (the diagonal). Both are cheap insurance:
+//    sinks and local context carry large mass in nearly every head, and the
+//    pooled estimate is weakest exactly where a few tokens spike.
+//  - topk: n = clamp(max(ceil(topk_ratio * k_blocks), min_blocks), 1,
+//    k_blocks) blocks in all; the forced blocks count toward n, the rest are
+//    the highest estimates (ties to the lower index). A row keeps
+//    max(n, forced) blocks.
+//  - threshold: the forced blocks, then blocks in decreasing estimate (ties
+//    to the lower index) until the kept estimated mass reaches tau times the
+//    row's total and at least min_blocks are kept.
+//
+// Positions: query token t sits at key position t + kv_len - q_len (queries
+// are the last q_len positions, as with a cached prefix; q_len == kv_len is
+// the usual case), clamped into [0, kv_len).
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "dispatch/kernel_table.hpp"
+#include "kernels/attention_internal.hpp"
+#include "kernels/validate.hpp"
+#include "spattn/error.hpp"
+#include "spattn/patterns.hpp"
+
+namespace spattn {
+namespace {
+
+constexpr const char* kWhere = "unisparse_select";
+// Pooled keys are packed in blocks of this many composite tokens.
+constexpr int64_t kPooledKeyBlock = 64;
+// Pooled query rows per qk_scores call (at least; see rows_per_item).
+constexpr int64_t kMinRowsPerItem = 8;
+
+std::string fmt(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  return buf;
+}
+
+void validate_params(const UnisparseParams& p) {
+  if (!is_supported_block_size(p.block))
+    throw_bad_argument(kWhere, "params.block", std::to_string(p.block), "must be 16, 32, 64 or 128");
+  if (p.granularities.empty())
+    throw_bad_argument(kWhere, "params.granularities", "{}", "must list at least one pooling width");
+  for (size_t i = 0; i < p.granularities.size(); ++i) {
+    const int64_t g = p.granularities[i];
+    const std::string arg = "params.granularities[" + std::to_string(i) + "]";
+    if (g <= 0) throw_bad_argument(kWhere, arg.c_str(), std::to_string(g), "must be positive");
+    if (g % p.block != 0 && p.block % g != 0)
+      throw_bad_argument(kWhere, arg.c_str(), std::to_string(g),
+                         "must divide or be a multiple of params.block = " + std::to_string(p.block));
+  }
+  if (p.select != UnisparseParams::Select::topk && p.select != UnisparseParams::Select::threshold)
+    throw_bad_argument(kWhere, "params.select", std::to_string(static_cast<int>(p.select)),
+                       "must be Select::topk or Select::threshold");
+  if (!(p.topk_ratio > 0.0 && p.topk_ratio <= 1.0))
+    throw_bad_argument(kWhere, "params.topk_ratio", fmt(p.topk_ratio), "must be in (0, 1]");
+  if (!(p.tau > 0.0 && p.tau <= 1.0))
+    throw_bad_argument(kWhere, "params.tau", fmt(p.tau), "must be in (0, 1]");
+  if (p.min_blocks < 1)
+    throw_bad_argument(kWhere, "params.min_blocks", std::to_string(p.min_blocks), "must be >= 1");
+}
+
+// Mean of rows [i*g, min((i+1)*g, tokens)) per head: out is [heads][n][d].
+std::vector<float> mean_pool(ConstTensorView x, int64_t g, int threads) {
+  const int64_t d = x.head_dim, n = (x.tokens + g - 1) / g;
+  std::vector<float> out(static_cast<size_t>(x.heads * n * d), 0.0f);
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t item = 0; item < x.heads * n; ++item) {
+    const int64_t h = item / n, i = item % n;
+    const int64_t t0 = i * g, t1 = std::min(x.tokens, t0 + g);
+    float* acc = out.data() + item * d;
+    for (int64_t t = t0; t < t1; ++t) {
+      const float* row = x.row(h, t);
+      for (int64_t c = 0; c < d; ++c) acc[c] += row[c];
+    }
+    const float inv = 1.0f / static_cast<float>(t1 - t0);
+    for (int64_t c = 0; c < d; ++c) acc[c] *= inv;
+  }
+  return out;
+}
+
+// Adds weight * (this granularity's block-mass estimate) to est
+// ([heads][q_blocks][k_blocks]).
+void add_granularity_estimate(const AttentionShape& shape, ConstTensorView q, ConstTensorView k,
+                              int64_t g, int64_t block, float weight, int threads,
+                              std::vector<float>& est) {
+  const detail::KernelTable& kt = detail::active_kernels();
+  const int64_t d = shape.head_dim;
+  const int64_t gq = std::min(g, block);  // query pooling width: divides block
+  const int64_t nq = (shape.q_len + gq - 1) / gq, nk = (shape.kv_len + g - 1) / g;
+  const int64_t q_blocks = (shape.q_len + block - 1) / block;
+  const int64_t k_blocks = (shape.kv_len + block - 1) / block;
+  const int W = kt.vector_floats;
+  const float scale = shape.effective_scale();
+
+  const std::vector<float> q_pooled = mean_pool(q, gq, threads);
+  std::vector<float> packed;
+  {
+    const std::vector<float> k_pooled = mean_pool(k, g, threads);
+    AttentionShape pooled_shape = shape;
+    pooled_shape.heads = shape.kv_heads;
+    pooled_shape.kv_len = nk;
+    packed = detail::pack_keys(
+        kt, pooled_shape, ConstTensorView::heads_major(k_pooled.data(), shape.kv_heads, nk, d),
+        kPooledKeyBlock, threads);
+  }
+  const int64_t per_head = detail::packed_key_floats(nk, kPooledKeyBlock, d);
+  const int64_t key_tiles = (nk + kPooledKeyBlock - 1) / kPooledKeyBlock;
+  const int64_t ld_s = key_tiles * kPooledKeyBlock;
+  // A short last pooled key stands for fewer tokens than g.
+  const int64_t last_key_tokens = shape.kv_len - (nk - 1) * g;
+  const float last_key_bias = std::log(static_cast<float>(last_key_tokens) / static_cast<float>(g));
+
+  // Pooled query rows per work item: a multiple of block / gq (both powers of
+  // two), so that items own whole query blocks.
+  const int64_t rows_per_item = std::max(block / gq, kMinRowsPerItem);
+  const int64_t tiles = (nq + rows_per_item - 1) / rows_per_item;
+
+#pragma omp parallel num_threads(threads)
+  {
+    std::vector<float> s(static_cast<size_t>(rows_per_item * ld_s));
+    std::vector<float> bm(static_cast<size_t>(k_blocks));
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t item = 0; item < shape.heads * tiles; ++item) {
+      const int64_t h = item / tiles, i0 = item % tiles * rows_per_item;
+      const int64_t kvh = h / shape.group_size();
+      const int rows = static_cast<int>(std::min(rows_per_item, nq - i0));
+      const float* qp = q_pooled.data() + (h * nq + i0) * d;
+      for (int64_t b = 0; b < key_tiles; ++b) {
+        const int64_t valid = std::min(kPooledKeyBlock, nk - b * kPooledKeyBlock);
+        kt.qk_scores(qp, d, rows, packed.data() + kvh * per_head + b * kPooledKeyBlock * d,
+                     static_cast<int>(kPooledKeyBlock), static_cast<int>((valid + W - 1) / W * W),
+                     static_cast<int>(d), scale, s.data() + b * kPooledKeyBlock,
+                     static_cast<int>(ld_s));
+      }
+      for (int r = 0; r < rows; ++r) {
+        float* sr = s.data() + r * ld_s;
+        sr[nk - 1] += last_key_bias;
+        float mx = sr[0];
+        for (int64_t j = 1; j < nk; ++j) mx = sr[j] > mx ? sr[j] : mx;
+        for (int64_t j = 0; j < nk; ++j) sr[j] -= mx;
+        kt.exp_inplace(sr, nk);
+        float sum = 0.0f;
+        for (int64_t j = 0; j < nk; ++j) sum += sr[j];
+        const float inv = 1.0f / sum;
+
+        // Fold the pooled-key distribution onto key blocks.
+        if (g <= block) {
+          const int64_t per_block = block / g;
+          for (int64_t kb = 0; kb < k_blocks; ++kb) {
+            const int64_t j1 = std::min(nk, (kb + 1) * per_block);
+            float acc = 0.0f;
+            for (int64_t j = kb * per_block; j < j1; ++j) acc += sr[j];
+            bm[kb] = acc * inv;
+          }
+        } else {  // a pooled key spans g / block key blocks: split by tokens
+          const int64_t span = g / block;
+          for (int64_t j = 0; j < nk; ++j) {
+            const float per_token = sr[j] * inv / static_cast<float>(std::min(g, shape.kv_len - j * g));
+            const int64_t kb1 = std::min(k_blocks, (j + 1) * span);
+            for (int64_t kb = j * span; kb < kb1; ++kb)
+              bm[kb] = per_token * static_cast<float>(std::min(block, shape.kv_len - kb * block));
+          }
+        }
+
+        // Add to the query block this pooled row lies in.
+        const int64_t i = i0 + r;
+        const int64_t qb = i * gq / block;
+        const int64_t row_tokens = std::min(gq, shape.q_len - i * gq);
+        const int64_t block_tokens = std::min(block, shape.q_len - qb * block);
+        const float w = weight * static_cast<float>(row_tokens) / static_cast<float>(block_tokens);
+        float* e = est.data() + (h * q_blocks + qb) * k_blocks;
+        for (int64_t kb = 0; kb < k_blocks; ++kb) e[kb] += w * bm[kb];
+      }
+    }
+  }
+}
+
+// Key blocks at the positions of query block qb (queries aligned to the end
+// of the keys, clamped into [0, kv_len)).
+void diagonal_blocks(const AttentionShape& shape, int64_t block, int64_t qb, int64_t& first,
+                     int64_t& last) {
+  const int64_t offset = shape.kv_len - shape.q_len;
+  const int64_t lo = qb * block + offset;
+  const int64_t hi = std::min((qb + 1) * block, shape.q_len) + offset - 1;
+  first = std::clamp<int64_t>(lo, 0, shape.kv_len - 1) / block;
+  last = std::clamp<int64_t>(hi, 0, shape.kv_len - 1) / block;
+}
+
+std::vector<int32_t> select_row(const float* est, int64_t k_blocks, int64_t diag_first,
+                                int64_t diag_last, const UnisparseParams& p,
+                                std::vector<int32_t>& order, std::vector<char>& kept) {
+  std::fill(kept.begin(), kept.end(), 0);
+  std::vector<int32_t> out;
+  double cum = 0.0;
+  auto keep = [&](int64_t kb) {
+    if (!kept[kb]) {
+      kept[kb] = 1;
+      out.push_back(static_cast<int32_t>(kb));
+      cum += est[kb];
+    }
+  };
+  keep(0);
+  for (int64_t kb = diag_first; kb <= diag_last; ++kb) keep(kb);
+
+  std::iota(order.begin(), order.end(), 0);
+  auto higher = [est](int32_t a, int32_t b) { return est[a] > est[b] || (est[a] == est[b] && a < b); };
+  const int64_t min_keep = std::min(p.min_blocks, k_blocks);
+  if (p.select == UnisparseParams::Select::topk) {
+    const int64_t n = std::clamp<int64_t>(
+        std::max<int64_t>(static_cast<int64_t>(std::ceil(p.topk_ratio * static_cast<double>(k_blocks) - 1e-9)),
+                          p.min_blocks),
+        1, k_blocks);
+    // The top n + forced entries contain every block the loop below can reach.
+    const int64_t sorted = std::min<int64_t>(k_blocks, n + static_cast<int64_t>(out.size()));
+    std::partial_sort(order.begin(), order.begin() + sorted, order.end(), higher);
+    for (int64_t i = 0; i < sorted && static_cast<int64_t>(out.size()) < n; ++i) keep(order[i]);
+  } else {
+    double total = 0.0;
+    for (int64_t kb = 0; kb < k_blocks; ++kb) total += est[kb];
+    const double target = p.tau * total;
+    std::sort(order.begin(), order.end(), higher);
+    for (int64_t i = 0; i < k_blocks; ++i) {
+      if (cum >= target && static_cast<int64_t>(out.size()) >= min_keep) break;
+      keep(order[i]);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+BlockMask unisparse_select(const AttentionShape& shape, ConstTensorView q, ConstTensorView k,
+                           const UnisparseParams& params, const KernelOptions& opts) {
+  validate_params(params);
+  // V is not read: k stands in for it, q for the output, in the view checks.
+  detail::check_views(kWhere, shape, q, k, k,
+                      ConstTensorView::heads_major(q.data, shape.heads, shape.q_len, shape.head_dim));
+  detail::check_kernel_limits(kWhere, shape, params.block, params.block);
+  const int threads = resolve_threads(opts);
+
+  const int64_t block = params.block;
+  const int64_t q_blocks = (shape.q_len + block - 1) / block;
+  const int64_t k_blocks = (shape.kv_len + block - 1) / block;
+  std::vector<float> est(static_cast<size_t>(shape.heads * q_blocks * k_blocks), 0.0f);
+  double inv_g_sum = 0.0;
+  for (const int64_t g : params.granularities) inv_g_sum += 1.0 / static_cast<double>(g);
+  for (const int64_t g : params.granularities)
+    add_granularity_estimate(shape, q, k, g, block,
+                             static_cast<float>(1.0 / static_cast<double>(g) / inv_g_sum), threads, est);
+
+  const int64_t rows = shape.heads * q_blocks;
+  std::vector<std::vector<int32_t>> lists(static_cast<size_t>(rows));
+#pragma omp parallel num_threads(threads)
+  {
+    std::vector<int32_t> order(static_cast<size_t>(k_blocks));
+    std::vector<char> kept(static_cast<size_t>(k_blocks));
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      int64_t first = 0, last = 0;
+      diagonal_blocks(shape, block, r % q_blocks, first, last);
+      lists[r] = select_row(est.data() + r * k_blocks, k_blocks, first, last, params, order, kept);
+    }
+  }
+  return BlockMask::from_rows(shape.heads, shape.q_len, shape.kv_len, block, block, lists);
+}
+
+}  // namespace spattn

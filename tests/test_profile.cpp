@@ -1,2 +1,648 @@
+// Tuning profiles: YAML round trip, merge, atomic and concurrent saves,
+// malformed files, schema versions, lookup rules, machine checks.
 #include <gtest/gtest.h>
-// placeholder: filled in by its issue
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "spattn/error.hpp"
+#include "spattn/isa.hpp"
+#include "spattn/profile.hpp"
+
+namespace fs = std::filesystem;
+using namespace spattn;
+
+namespace {
+
+struct TempDir {
+  std::string path;
+  TempDir() {
+    char tmpl[] = "/tmp/spattn_profile_test_XXXXXX";
+    const char* p = ::mkdtemp(tmpl);
+    if (!p) throw std::runtime_error("mkdtemp failed");
+    path = p;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  std::string file(const std::string& name) const { return path + "/" + name; }
+};
+
+MachineInfo test_machine(const std::string& model = "Test CPU 9000", const std::string& isa = "avx2") {
+  MachineInfo m;
+  m.cpu_model = model;
+  m.isa = isa;
+  m.cores = 2;
+  m.numa_nodes = 1;
+  m.l1d_bytes = 48 * 1024;
+  m.l2_bytes = 2 * 1024 * 1024;
+  m.l3_bytes = 0;
+  return m;
+}
+
+ProfileEntry make_entry(int64_t heads, int64_t kv_heads, int64_t seq, int64_t hd, int64_t steps = 64,
+                        const std::string& policy = "sparsed") {
+  ProfileEntry e;
+  e.shape = {heads, kv_heads, seq, hd, steps};
+  e.policy = policy;
+  e.block_size = 32;
+  e.topk_ratio = 1.0 / 3.0;  // needs every digit to round-trip
+  e.warmup_fraction = 0.25;
+  e.q_tile_rows = 128;
+  e.threads = 2;
+  e.dense_ms = 123.456789;
+  e.sparse_ms = 61.0000001;
+  e.speedup = e.dense_ms / e.sparse_ms;
+  e.mean_cosine = 0.99731;
+  e.min_cosine = 0.9812;
+  e.mean_density = 1e-7;
+  e.tuned_at = "2025-06-01T12:34:56Z";
+  return e;
+}
+
+Profile make_profile(int n, const MachineInfo& m = test_machine()) {
+  Profile p;
+  p.machine = m;
+  for (int i = 0; i < n; ++i) p.entries.push_back(make_entry(8, 2, 256 + 64 * i, 64, 16 + i));
+  return p;
+}
+
+void write_text(const std::string& path, const std::string& text) {
+  std::ofstream(path, std::ios::binary) << text;
+}
+
+// The message of the spattn::Error fn throws, or nullopt if it does not throw.
+std::optional<std::string> error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return std::string(e.what());
+  }
+  return std::nullopt;
+}
+
+std::vector<std::string> dir_names(const std::string& dir) {
+  std::vector<std::string> names;
+  for (const auto& de : fs::directory_iterator(dir)) names.push_back(de.path().filename().string());
+  return names;
+}
+
+// Temp files a save leaves behind for "p.yaml": "p.yaml.tmp.<pid>.<random>".
+std::vector<std::string> temp_files(const std::string& dir, const std::string& base) {
+  std::vector<std::string> out;
+  for (const auto& n : dir_names(dir))
+    if (n.rfind(base + ".tmp.", 0) == 0) out.push_back(dir + "/" + n);
+  return out;
+}
+
+int wait_exit_code(pid_t pid) {
+  int status = 0;
+  if (::waitpid(pid, &status, 0) != pid) return -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+}
+
+// A valid profile with one entry; the line numbers matter to the malformed cases.
+const char* kValid =
+    "schema_version: 1\n"                                                                 // 1
+    "machine:\n"                                                                          // 2
+    "  cpu_model: Test CPU 9000\n"                                                        // 3
+    "  isa: avx2\n"                                                                       // 4
+    "  cores: 2\n"                                                                        // 5
+    "  numa_nodes: 1\n"                                                                   // 6
+    "  l1d_bytes: 49152\n"                                                                // 7
+    "  l2_bytes: 2097152\n"                                                               // 8
+    "  l3_bytes: 0\n"                                                                     // 9
+    "entries:\n"                                                                          // 10
+    "  - shape: {heads: 8, kv_heads: 8, seq_len: 1024, head_dim: 64, steps: 16}\n"        // 11
+    "    workload: synthetic\n"                                                           // 12
+    "    policy: sparsed\n"                                                               // 13
+    "    accuracy_bound: {min_mean_cosine: 0.99, min_step_cosine: 0.98}\n"                // 14
+    "    chosen:\n"                                                                       // 15
+    "      block_size: 64\n"                                                              // 16
+    "      topk_ratio: 0.1\n"                                                             // 17
+    "      warmup_fraction: 0.2\n"                                                        // 18
+    "      q_tile_rows: 64\n"                                                             // 19
+    "      threads: 0\n"                                                                  // 20
+    "    measured:\n"                                                                     // 21
+    "      dense_ms: 10.5\n"                                                              // 22
+    "      sparse_ms: 5.25\n"                                                             // 23
+    "      speedup: 2\n"                                                                  // 24
+    "      mean_cosine: 0.995\n"                                                          // 25
+    "      min_cosine: 0.99\n"                                                            // 26
+    "      mean_density: 0.3\n"                                                           // 27
+    "    tuned_at: \"2025-01-01T00:00:00Z\"\n";                                           // 28
+
+std::string replaced(std::string text, const std::string& from, const std::string& to) {
+  const size_t p = text.find(from);
+  if (p == std::string::npos) throw std::runtime_error("test bug: '" + from + "' not in text");
+  return text.replace(p, from.size(), to);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+
+TEST(ProfileRoundTrip, SaveThenLoadGivesTheSameProfile) {
+  TempDir d;
+  Profile p = make_profile(3);
+  p.entries[1].workload = "npy:/data/llada dumps: run #1";  // needs quoting in YAML
+  p.entries[2].policy = "dpad_sparsed";
+  p.entries[2].tuned_at = "";
+  p.machine.cpu_model = "Weird \"CPU\": 7 # not a comment";
+  const std::string path = d.file("p.yaml");
+  p.save(path);
+  const Profile back = Profile::load(path);
+  EXPECT_EQ(back, p);
+  EXPECT_EQ(back.entries[0].topk_ratio, 1.0 / 3.0);
+  EXPECT_EQ(back.entries[1].workload, "npy:/data/llada dumps: run #1");
+  EXPECT_EQ(Profile::from_yaml_string(p.to_yaml(), "mem"), p);
+  // Only the profile and its lock file are left: no temp files.
+  EXPECT_TRUE(temp_files(d.path, "p.yaml").empty());
+  EXPECT_TRUE(fs::exists(path + ".lock"));
+}
+
+TEST(ProfileRoundTrip, EmptyEntriesAndSchemaVersionAreWritten) {
+  TempDir d;
+  Profile p = make_profile(0);
+  const std::string path = d.file("sub/dir/p.yaml");  // parent folders are created
+  p.save(path);
+  const Profile back = Profile::load(path);
+  EXPECT_EQ(back, p);
+  EXPECT_TRUE(back.entries.empty());
+  EXPECT_NE(p.to_yaml().find("schema_version: 1"), std::string::npos);
+  EXPECT_NE(p.to_yaml().find("id: " + p.machine.machine_id()), std::string::npos);
+}
+
+TEST(ProfileRoundTrip, SaveRefusesAProfileItCouldNotLoad) {
+  TempDir d;
+  Profile p = make_profile(1);
+  p.entries[0].topk_ratio = 1.5;
+  const std::string path = d.file("p.yaml");
+  auto msg = error_of([&] { p.save(path); });
+  ASSERT_TRUE(msg);
+  EXPECT_NE(msg->find("topk_ratio"), std::string::npos) << *msg;
+  EXPECT_FALSE(fs::exists(path));
+}
+
+TEST(ProfileMerge, ReplacesTheSameKeyAndKeepsOthers) {
+  Profile p = make_profile(2);
+  ProfileEntry same = p.entries[1];
+  same.topk_ratio = 0.05;
+  p.merge(same);
+  ASSERT_EQ(p.entries.size(), 2u);
+  EXPECT_EQ(p.entries[1].topk_ratio, 0.05);
+  EXPECT_EQ(p.entries[0], make_profile(2).entries[0]);
+
+  ProfileEntry other_policy = same;
+  other_policy.policy = "unisparse";
+  p.merge(other_policy);
+  ProfileEntry other_workload = same;
+  other_workload.workload = "npy:/x";
+  p.merge(other_workload);
+  EXPECT_EQ(p.entries.size(), 4u);
+  EXPECT_NE(p.find(same.shape, "synthetic", "unisparse"), nullptr);
+  EXPECT_NE(p.find(same.shape, "npy:/x", "sparsed"), nullptr);
+  EXPECT_EQ(p.find(same.shape, "npy:/y", "sparsed"), nullptr);
+}
+
+TEST(ProfileMerge, SaveMergedKeepsOtherShapesOnDisk) {
+  TempDir d;
+  const std::string path = d.file("p.yaml");
+  Profile first = make_profile(2);  // shapes A, B
+  first.save(path);
+
+  Profile second = make_profile(0);
+  ProfileEntry b2 = first.entries[1];
+  b2.speedup = 9.5;
+  ProfileEntry c = make_entry(32, 8, 4096, 128);
+  second.entries = {b2, c};
+  const Profile written = second.save_merged(path);
+
+  const Profile back = Profile::load(path);
+  EXPECT_EQ(back, written);
+  ASSERT_EQ(back.entries.size(), 3u);
+  EXPECT_EQ(back.entries[0], first.entries[0]);
+  EXPECT_EQ(back.entries[1].speedup, 9.5);
+  EXPECT_EQ(back.entries[2], c);
+
+  // merge_into_file into a missing file creates it.
+  const std::string fresh = d.file("fresh.yaml");
+  merge_into_file(fresh, c, test_machine());
+  EXPECT_EQ(Profile::load(fresh).entries, std::vector<ProfileEntry>{c});
+}
+
+TEST(ProfileMerge, RefusesToMixMachinesAndKeepsTheFile) {
+  TempDir d;
+  const std::string path = d.file("p.yaml");
+  const Profile other = make_profile(1, test_machine("Other CPU"));
+  other.save(path);
+  auto msg = error_of([&] { merge_into_file(path, make_entry(4, 4, 512, 64), test_machine()); });
+  ASSERT_TRUE(msg);
+  EXPECT_NE(msg->find("Other CPU"), std::string::npos) << *msg;
+  EXPECT_NE(msg->find(path), std::string::npos) << *msg;
+  EXPECT_EQ(Profile::load(path), other);
+}
+
+TEST(ProfileMerge, DoesNotOverwriteAMalformedFile) {
+  TempDir d;
+  const std::string path = d.file("p.yaml");
+  write_text(path, replaced(kValid, "topk_ratio: 0.1", "topk_ratio: 7"));
+  auto msg = error_of([&] { merge_into_file(path, make_entry(4, 4, 512, 64), test_machine()); });
+  ASSERT_TRUE(msg);
+  EXPECT_NE(msg->find("line 17"), std::string::npos) << *msg;
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  EXPECT_NE(ss.str().find("topk_ratio: 7"), std::string::npos);
+}
+
+// ---------------------------------------------------------------------------
+
+TEST(ProfileAtomic, WriterKilledMidSaveLeavesTheOldProfile) {
+  TempDir d;
+  const std::string path = d.file("p.yaml");
+  const Profile old = make_profile(2);
+  old.save(path);
+  const Profile big = make_profile(2000);
+  const size_t big_size = big.to_yaml().size();
+
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    // Pauses 30 s after writing half of the temp file: killed there.
+    ::setenv("SPATTN_PROFILE_TEST_SAVE_PAUSE_MS", "30000", 1);
+    try {
+      big.save(path);
+    } catch (...) {
+    }
+    ::_exit(3);
+  }
+  std::string tmp;
+  for (int i = 0; i < 2000 && tmp.empty(); ++i) {
+    for (const auto& t : temp_files(d.path, "p.yaml")) {
+      std::error_code ec;
+      if (fs::file_size(t, ec) > 0 && !ec) tmp = t;
+    }
+    if (tmp.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ::kill(pid, SIGKILL);
+  EXPECT_EQ(wait_exit_code(pid), 128 + SIGKILL);
+  ASSERT_FALSE(tmp.empty()) << "the writer never started its temp file";
+
+  // The writer died mid-write: its temp file is partial, the profile intact.
+  EXPECT_LT(fs::file_size(tmp), big_size);
+  EXPECT_EQ(Profile::load(path), old);
+
+  // The next save removes the stale temp file.
+  old.save_merged(path);
+  EXPECT_FALSE(fs::exists(tmp));
+  EXPECT_EQ(Profile::load(path), old);
+}
+
+TEST(ProfileAtomic, WriterKilledDuringASaveLoopNeverLeavesABrokenFile) {
+  TempDir d;
+  const std::string path = d.file("p.yaml");
+  const Profile a = make_profile(1);
+  const Profile b = make_profile(400);
+  a.save(path);
+  for (int round = 0; round < 6; ++round) {
+    const pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      // Most of each save is spent with a half-written temp file.
+      ::setenv("SPATTN_PROFILE_TEST_SAVE_PAUSE_MS", "3", 1);
+      for (int i = 0;; ++i) {
+        try {
+          (i % 2 ? b : a).save(path);
+        } catch (...) {
+          ::_exit(1);
+        }
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(15 + 23 * round));
+    ::kill(pid, SIGKILL);
+    EXPECT_EQ(wait_exit_code(pid), 128 + SIGKILL);
+    Profile got;
+    const auto msg = error_of([&] { got = Profile::load(path); });
+    ASSERT_FALSE(msg) << "round " << round << ": " << *msg;
+    EXPECT_TRUE(got == a || got == b) << "round " << round << ": " << got.entries.size() << " entries";
+  }
+}
+
+TEST(ProfileConcurrency, TwoWritersMergingIntoOneFileKeepBothEntries) {
+  TempDir d;
+  const std::string path = d.file("p.yaml");
+  const ProfileEntry seed = make_entry(16, 16, 8192, 128);
+  merge_into_file(path, seed, test_machine());
+
+  const ProfileEntry mine[2] = {make_entry(8, 2, 1024, 64), make_entry(8, 2, 2048, 64)};
+  pid_t pids[2];
+  for (int w = 0; w < 2; ++w) {
+    pids[w] = ::fork();
+    ASSERT_GE(pids[w], 0);
+    if (pids[w] == 0) {
+      try {
+        for (int i = 0; i < 20; ++i) {
+          ProfileEntry e = mine[w];
+          e.speedup = 1.0 + i;
+          merge_into_file(path, e, test_machine());
+        }
+      } catch (...) {
+        ::_exit(1);
+      }
+      ::_exit(0);
+    }
+  }
+  EXPECT_EQ(wait_exit_code(pids[0]), 0);
+  EXPECT_EQ(wait_exit_code(pids[1]), 0);
+
+  const Profile p = Profile::load(path);
+  EXPECT_EQ(p.entries.size(), 3u);
+  EXPECT_NE(p.find(seed.shape, "synthetic", "sparsed"), nullptr);
+  for (const ProfileEntry& e : mine) {
+    const ProfileEntry* got = p.find(e.shape, "synthetic", "sparsed");
+    ASSERT_NE(got, nullptr);
+    EXPECT_EQ(got->speedup, 20.0);  // the last merge of that writer
+  }
+  EXPECT_TRUE(temp_files(d.path, "p.yaml").empty());
+}
+
+// ---------------------------------------------------------------------------
+
+struct MalformedCase {
+  const char* name;
+  std::string text;
+  int line;
+  const char* mentions;  // a word the message must contain
+};
+
+TEST(ProfileMalformed, ValidBaseLoads) {
+  const Profile p = Profile::from_yaml_string(kValid, "valid.yaml");
+  ASSERT_EQ(p.entries.size(), 1u);
+  EXPECT_EQ(p.entries[0].shape, (TunedShape{8, 8, 1024, 64, 16}));
+  EXPECT_EQ(p.entries[0].topk_ratio, 0.1);
+  EXPECT_EQ(p.machine.cpu_model, "Test CPU 9000");
+}
+
+TEST(ProfileMalformed, ErrorsNameTheFileAndTheLine) {
+  const std::string v = kValid;
+  const std::string entry = v.substr(v.find("  - shape:"));
+  const std::vector<MalformedCase> cases = {
+      // yaml-cpp reports an unclosed flow where it notices: the next line.
+      {"bad_yaml", replaced(v, "  cores: 2", "  cores: [2"), 6, "YAML"},
+      {"unclosed_flow", replaced(v, "    policy: sparsed", "    policy: [sparsed, {"), 15, "YAML"},
+      {"bad_indent", replaced(v, "  isa: avx2", "    isa: avx2"), 4, "YAML"},
+      {"missing_cpu_model", replaced(v, "  cpu_model: Test CPU 9000\n", ""), 3, "cpu_model"},
+      {"missing_tuned_at", replaced(v, "    tuned_at: \"2025-01-01T00:00:00Z\"\n", ""), 11, "tuned_at"},
+      {"missing_machine", v.substr(0, v.find("machine:")) + v.substr(v.find("entries:")), 1, "machine"},
+      {"wrong_type_heads", replaced(v, "{heads: 8", "{heads: eight"), 11, "heads"},
+      {"wrong_type_cores", replaced(v, "cores: 2", "cores: [2, 3]"), 5, "cores"},
+      {"entries_not_list", v.substr(0, v.find("entries:")) + "entries: 5\n", 10, "entries"},
+      {"zero_heads", replaced(v, "{heads: 8", "{heads: 0"), 11, "heads"},
+      {"negative_seq", replaced(v, "seq_len: 1024", "seq_len: -1024"), 11, "seq_len"},
+      {"kv_not_dividing", replaced(v, "kv_heads: 8", "kv_heads: 3"), 11, "kv_heads"},
+      {"zero_block", replaced(v, "block_size: 64", "block_size: 0"), 16, "block_size"},
+      {"odd_block", replaced(v, "block_size: 64", "block_size: 48"), 16, "block_size"},
+      {"negative_tile", replaced(v, "q_tile_rows: 64", "q_tile_rows: -64"), 19, "q_tile_rows"},
+      {"topk_above_1", replaced(v, "topk_ratio: 0.1", "topk_ratio: 1.5"), 17, "topk_ratio"},
+      {"topk_zero", replaced(v, "topk_ratio: 0.1", "topk_ratio: 0"), 17, "topk_ratio"},
+      {"warmup_one", replaced(v, "warmup_fraction: 0.2", "warmup_fraction: 1.0"), 18, "warmup_fraction"},
+      {"warmup_negative", replaced(v, "warmup_fraction: 0.2", "warmup_fraction: -0.1"), 18, "warmup"},
+      {"nan_time", replaced(v, "dense_ms: 10.5", "dense_ms: .nan"), 22, "dense_ms"},
+      {"density_above_1", replaced(v, "mean_density: 0.3", "mean_density: 1.5"), 27, "mean_density"},
+      {"negative_cache", replaced(v, "l3_bytes: 0", "l3_bytes: -1"), 9, "l3_bytes"},
+      {"unknown_isa", replaced(v, "isa: avx2", "isa: sse9"), 4, "isa"},
+      {"bad_workload", replaced(v, "workload: synthetic", "workload: random"), 12, "workload"},
+      {"unknown_key", replaced(v, "    policy: sparsed\n", "    policy: sparsed\n    topk: 0.1\n"), 14, "topk"},
+      {"duplicate_entry", v + entry, 29, "repeats"},
+      {"schema_zero", replaced(v, "schema_version: 1", "schema_version: 0"), 1, "schema_version"},
+      {"top_level_list", "- 1\n- 2\n", 1, "map"},
+      {"empty_file", "", 1, "empty"},
+  };
+  TempDir d;
+  for (const MalformedCase& c : cases) {
+    const std::string path = d.file(std::string(c.name) + ".yaml");
+    write_text(path, c.text);
+    auto msg = error_of([&] { (void)Profile::load(path); });
+    ASSERT_TRUE(msg) << c.name << " was accepted";
+    EXPECT_NE(msg->find(path), std::string::npos) << c.name << ": " << *msg;
+    EXPECT_NE(msg->find("line " + std::to_string(c.line) + ":"), std::string::npos)
+        << c.name << ": " << *msg;
+    EXPECT_NE(msg->find(c.mentions), std::string::npos) << c.name << ": " << *msg;
+    if (std::getenv("SPATTN_TEST_VERBOSE")) std::printf("%s\n", msg->c_str());
+  }
+}
+
+TEST(ProfileMalformed, MissingFileIsAnErrorNamingIt) {
+  TempDir d;
+  const std::string path = d.file("nope.yaml");
+  auto msg = error_of([&] { (void)Profile::load(path); });
+  ASSERT_TRUE(msg);
+  EXPECT_NE(msg->find(path), std::string::npos) << *msg;
+  auto dir_msg = error_of([&] { (void)Profile::load(d.path); });  // a folder, not a file
+  ASSERT_TRUE(dir_msg);
+  EXPECT_NE(dir_msg->find(d.path), std::string::npos) << *dir_msg;
+}
+
+TEST(ProfileSchema, NewerSchemaIsRefusedClearly) {
+  // A newer file may have keys this build does not know: the version is
+  // reported, not the unknown key.
+  const std::string text = replaced(replaced(kValid, "schema_version: 1", "schema_version: 2"),
+                                    "    policy: sparsed\n", "    policy: sparsed\n    new_key: 1\n");
+  auto msg = error_of([&] { (void)Profile::from_yaml_string(text, "future.yaml"); });
+  ASSERT_TRUE(msg);
+  EXPECT_NE(msg->find("future.yaml"), std::string::npos) << *msg;
+  EXPECT_NE(msg->find("schema_version 2 is newer"), std::string::npos) << *msg;
+  EXPECT_NE(msg->find("line 1:"), std::string::npos) << *msg;
+  EXPECT_EQ(Profile::from_yaml_string(kValid, "ok.yaml").schema_version, 1);
+}
+
+// ---------------------------------------------------------------------------
+
+TEST(ProfileLookup, NearestSeqLenWithTheSameHeadDim) {
+  Profile p = make_profile(0);
+  p.entries = {make_entry(32, 8, 1024, 128), make_entry(32, 8, 4096, 128),
+               make_entry(32, 8, 16384, 128), make_entry(32, 8, 3000, 64)};
+  const ProfileEntry* e = p.lookup({32, 8, 3000, 128, 64});
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->shape.seq_len, 4096);  // |log(4096/3000)| < |log(3000/1024)|
+  e = p.lookup({32, 8, 100000, 128, 64});
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->shape.seq_len, 16384);
+  e = p.lookup({32, 8, 2000, 128, 64});
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->shape.seq_len, 1024);  // ratio 1.95 vs 2.05
+  e = p.lookup({32, 8, 2048, 128, 64});  // exact tie between 1024 and 4096: the larger
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->shape.seq_len, 4096);
+  e = p.lookup({32, 8, 50000, 64, 64});
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->shape.head_dim, 64);
+}
+
+TEST(ProfileLookup, HeadDimMustMatchElseDefaults) {
+  Profile p = make_profile(0);
+  p.entries = {make_entry(32, 8, 4096, 128)};
+  EXPECT_EQ(p.lookup({32, 8, 4096, 96, 64}), nullptr);
+  EXPECT_EQ(Profile{}.lookup({32, 8, 4096, 128, 64}), nullptr);
+  const TunedShape s{32, 8, 4096, 96, 64};
+  const ProfileEntry def = Profile::default_entry(s);
+  EXPECT_EQ(def.shape, s);
+  EXPECT_EQ(def.block_size, 64);
+  EXPECT_EQ(def.topk_ratio, 0.1);
+  EXPECT_EQ(def.warmup_fraction, 0.2);
+  EXPECT_EQ(def.q_tile_rows, 64);
+  EXPECT_EQ(def.threads, 0);
+  EXPECT_EQ(def.policy, "sparsed");
+  EXPECT_EQ(def.workload, "synthetic");
+}
+
+TEST(ProfileLookup, SameHeadsPreferredOverNearerSeqLen) {
+  Profile p = make_profile(0);
+  p.entries = {make_entry(32, 8, 16384, 128), make_entry(16, 16, 4096, 128)};
+  const ProfileEntry* e = p.lookup({16, 16, 32768, 128, 64});
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->shape.heads, 16);
+  EXPECT_EQ(e->shape.seq_len, 4096);
+  e = p.lookup({64, 8, 32768, 128, 64});  // no heads match: nearest seq_len
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->shape.seq_len, 16384);
+}
+
+TEST(ProfileLookup, StepsBreakTiesAndPolicyFilters) {
+  Profile p = make_profile(0);
+  p.entries = {make_entry(8, 8, 1024, 64, 16), make_entry(8, 8, 1024, 64, 256),
+               make_entry(8, 8, 1024, 64, 64, "unisparse")};
+  const ProfileEntry* e = p.lookup({8, 8, 1024, 64, 200}, "sparsed");
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->shape.steps, 256);
+  e = p.lookup({8, 8, 1024, 64, 200}, "unisparse");
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->policy, "unisparse");
+  EXPECT_EQ(p.lookup({8, 8, 1024, 64, 200}, "dpad"), nullptr);
+  e = p.lookup({8, 8, 1024, 64, 64});  // any policy: the exact steps match
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->shape.steps, 64);
+}
+
+// ---------------------------------------------------------------------------
+
+TEST(ProfileMachine, MatchesComparesCpuModelAndIsa) {
+  Profile p = make_profile(0, test_machine("A", "avx512"));
+  MachineInfo here = test_machine("A", "avx512");
+  here.cores = 64;  // cores and caches do not matter
+  here.l3_bytes = 1 << 30;
+  EXPECT_TRUE(p.matches(here));
+  EXPECT_FALSE(p.matches(test_machine("A", "avx2")));
+  EXPECT_FALSE(p.matches(test_machine("B", "avx512")));
+}
+
+TEST(ProfileMachine, OtherCpuWarnsOrIsRefusedWhenStrict) {
+  TempDir d;
+  const std::string path = d.file("p.yaml");
+  const Profile other = make_profile(2, test_machine("Other CPU"));
+  other.save(path);
+
+  testing::internal::CaptureStderr();
+  const Profile got = Profile::load_for_machine(path, false, test_machine());
+  const std::string warning = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(got, other);
+  EXPECT_NE(warning.find("warning"), std::string::npos) << warning;
+  EXPECT_NE(warning.find(path), std::string::npos) << warning;
+  EXPECT_NE(warning.find("Other CPU"), std::string::npos) << warning;
+
+  auto msg = error_of([&] { (void)Profile::load_for_machine(path, true, test_machine()); });
+  ASSERT_TRUE(msg);
+  EXPECT_NE(msg->find("Other CPU"), std::string::npos) << *msg;
+  EXPECT_NE(msg->find("Test CPU 9000"), std::string::npos) << *msg;
+
+  testing::internal::CaptureStderr();
+  EXPECT_EQ(Profile::load_for_machine(path, true, test_machine("Other CPU")), other);
+  EXPECT_EQ(testing::internal::GetCapturedStderr(), "");
+}
+
+TEST(MachineInfo, DetectGivesSaneValues) {
+  const MachineInfo m = MachineInfo::detect();
+  EXPECT_GE(m.cores, 1);
+  if (std::thread::hardware_concurrency() > 0) {
+    EXPECT_EQ(m.cores, static_cast<int>(std::thread::hardware_concurrency()));
+  }
+  EXPECT_GE(m.numa_nodes, 1);
+  EXPECT_FALSE(m.cpu_model.empty());
+  EXPECT_EQ(m.isa, isa_name(active_isa()));
+  EXPECT_GE(m.l1d_bytes, 0);
+  EXPECT_GE(m.l2_bytes, 0);
+  EXPECT_GE(m.l3_bytes, 0);
+  const std::string id = m.machine_id();
+  ASSERT_FALSE(id.empty());
+  EXPECT_LE(id.size(), 96u);
+  for (char c : id) EXPECT_TRUE((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-') << id;
+  EXPECT_NE(id.front(), '-');
+  const std::string suffix = "-" + std::to_string(m.cores) + "c";
+  EXPECT_EQ(id.substr(id.size() - suffix.size()), suffix);
+  // Detected machines round-trip through a profile.
+  Profile p;
+  p.machine = m;
+  EXPECT_EQ(Profile::from_yaml_string(p.to_yaml(), "detected").machine, m);
+}
+
+TEST(MachineInfo, IdIsAStableFilesystemSafeSlug) {
+  auto id = [](const std::string& model, int cores) {
+    MachineInfo m;
+    m.cpu_model = model;
+    m.cores = cores;
+    return m.machine_id();
+  };
+  EXPECT_EQ(id("Intel(R) Xeon(R) Processor", 2), "intel-xeon-processor-2c");
+  EXPECT_EQ(id("AMD EPYC 9654 96-Core Processor", 192), "amd-epyc-9654-96-core-processor-192c");
+  EXPECT_EQ(id("Intel(R) Core(TM) i9-13900K CPU @ 3.00GHz", 32), "intel-core-i9-13900k-cpu-3-00ghz-32c");
+  EXPECT_EQ(id("  ../weird/CPU@3GHz!!  ", 4), "weird-cpu-3ghz-4c");
+  EXPECT_EQ(id("", 1), "unknown-1c");
+  const std::string long_id = id(std::string(300, 'x'), 8);
+  EXPECT_LE(long_id.size(), 96u);
+  EXPECT_EQ(long_id.substr(long_id.size() - 3), "-8c");
+  EXPECT_EQ(id("Intel(R) Xeon(R) Processor", 2), id("Intel(R) Xeon(R) Processor", 2));
+}
+
+TEST(ProfileDefaults, DefaultPathFollowsSpattnProfile) {
+  const char* old = std::getenv("SPATTN_PROFILE");
+  const std::string saved = old ? old : "";
+  ::setenv("SPATTN_PROFILE", "/somewhere/mine.yaml", 1);
+  EXPECT_EQ(default_profile_path(), "/somewhere/mine.yaml");
+  ::unsetenv("SPATTN_PROFILE");
+  EXPECT_EQ(default_profile_path(), "tuning/" + MachineInfo::detect().machine_id() + ".yaml");
+  if (old) ::setenv("SPATTN_PROFILE", saved.c_str(), 1);
+  const std::string ts = utc_timestamp_now();
+  ASSERT_EQ(ts.size(), 20u) << ts;
+  EXPECT_EQ(ts[10], 'T');
+  EXPECT_EQ(ts.back(), 'Z');
+}
+
+TEST(ProfileReadme, SchemaExampleInTuningReadmeLoads) {
+  const fs::path readme = fs::path(__FILE__).parent_path().parent_path() / "tuning" / "README.md";
+  std::ifstream in(readme);
+  ASSERT_TRUE(in) << readme;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string text = ss.str();
+  const size_t begin = text.find("```yaml\n");
+  ASSERT_NE(begin, std::string::npos);
+  const size_t end = text.find("```", begin + 8);
+  ASSERT_NE(end, std::string::npos);
+  const Profile p = Profile::from_yaml_string(text.substr(begin + 8, end - begin - 8), readme.string());
+  EXPECT_GE(p.entries.size(), 1u);
+  EXPECT_EQ(Profile::from_yaml_string(p.to_yaml(), "again"), p);
+}

@@ -1,0 +1,141 @@
+#pragma once
+// Per-machine tuning profiles: what spattn-tune measured on this CPU and the
+// parameters it chose, per shape. Stored as YAML (schema: tuning/README.md).
+//
+// Files are written atomically (temp file + fsync + rename, under an advisory
+// lock on "<path>.lock"), so a reader never sees a half-written profile and
+// concurrent tuners merging into one file keep each other's entries. Loading
+// a malformed file raises spattn::Error naming the file and the line.
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace spattn {
+
+// The newest profile schema this build reads and the one it writes.
+inline constexpr int kProfileSchemaVersion = 1;
+
+// What a profile was measured on.
+struct MachineInfo {
+  std::string cpu_model;  // /proc/cpuinfo "model name" (aarch64: from "CPU part"), else "unknown"
+  std::string isa;        // isa_name(active_isa()) at detection time
+  int cores = 1;          // std::thread::hardware_concurrency()
+  int numa_nodes = 1;     // libnuma's configured nodes (1 without libnuma)
+  int64_t l1d_bytes = 0;  // per-core L1 data cache; 0 = unknown
+  int64_t l2_bytes = 0;
+  int64_t l3_bytes = 0;
+
+  // Filesystem-safe slug of cpu model and cores ([a-z0-9-], at most 96
+  // characters), e.g. "Intel(R) Xeon(R) Processor" on 2 cores gives
+  // "intel-xeon-processor-2c". Names the default profile file.
+  std::string machine_id() const;
+  // Reads this machine (cheap; not cached, so a set_isa() is seen).
+  static MachineInfo detect();
+
+  bool operator==(const MachineInfo&) const = default;
+};
+
+// The problem a profile entry was tuned for.
+struct TunedShape {
+  int64_t heads = 0;
+  int64_t kv_heads = 0;
+  int64_t seq_len = 0;   // tokens (q_len == kv_len in a diffusion step)
+  int64_t head_dim = 0;
+  int64_t steps = 0;     // denoising steps of the session
+
+  bool operator==(const TunedShape&) const = default;
+};
+
+struct ProfileEntry {
+  TunedShape shape;
+  std::string workload = "synthetic";  // "synthetic" or "npy:<dir>"
+  std::string policy = "sparsed";      // policy_name() of the session policy
+  // Accuracy bound the choice had to meet (cosine similarity to dense).
+  double min_mean_cosine = 0.99;  // mean over steps
+  double min_step_cosine = 0.98;  // worst single step
+  // Chosen parameters.
+  int64_t block_size = 64;
+  double topk_ratio = 0.1;       // in (0, 1]
+  double warmup_fraction = 0.2;  // in [0, 1)
+  int64_t q_tile_rows = 64;
+  int threads = 0;  // 0: library default (SPATTN_NUM_THREADS / OpenMP)
+  // Measured with the chosen parameters (0 where not measured).
+  double dense_ms = 0.0;   // whole session, all steps dense
+  double sparse_ms = 0.0;  // whole session with the chosen parameters
+  double speedup = 0.0;    // dense_ms / sparse_ms
+  double mean_cosine = 0.0;
+  double min_cosine = 0.0;
+  double mean_density = 0.0;  // mean share of visited blocks over the steps
+  std::string tuned_at;       // UTC, ISO 8601 (utc_timestamp_now())
+
+  // Entries with the same key are the same tuning problem: merge replaces.
+  bool same_key(const ProfileEntry& o) const {
+    return shape == o.shape && workload == o.workload && policy == o.policy;
+  }
+  bool operator==(const ProfileEntry&) const = default;
+};
+
+struct Profile {
+  int schema_version = kProfileSchemaVersion;
+  MachineInfo machine;
+  std::vector<ProfileEntry> entries;
+
+  // Parses and validates; throws spattn::Error "spattn: profile '<file>':
+  // line N: <why>" on bad YAML, a missing key (line of the enclosing map), a
+  // wrong type, an out-of-range value, an unknown key, a duplicate entry or a
+  // schema_version newer than kProfileSchemaVersion. A missing file is an
+  // Error naming it.
+  static Profile load(const std::string& path);
+  static Profile from_yaml_string(const std::string& text, const std::string& source_name);
+  std::string to_yaml() const;
+
+  // Replaces this file with this profile, atomically (see top of file).
+  void save(const std::string& path) const;
+  // Under the lock: re-reads the file (if any), merges this profile's entries
+  // into it (same key replaced, others kept), takes this machine block, and
+  // writes the result atomically. Throws spattn::Error if the existing file
+  // is malformed, newer, or belongs to another machine (matches() false).
+  // Returns what was written.
+  Profile save_merged(const std::string& path) const;
+
+  // Replaces the entry with the same shape + workload + policy in place, or appends.
+  void merge(const ProfileEntry& entry);
+  void merge(const Profile& other);  // every entry of other
+
+  // The entry with exactly this key, or nullptr.
+  const ProfileEntry* find(const TunedShape& shape, std::string_view workload,
+                           std::string_view policy) const;
+  // The best entry for a shape: head_dim must match; then entries with the
+  // same (heads, kv_heads) are preferred; then the nearest seq_len by
+  // |log(seq_len / entry.seq_len)| (ties: the larger seq_len), then the
+  // nearest steps (same measure), then file order. policy, when not empty,
+  // restricts to that policy. nullptr when nothing has this head_dim: use
+  // default_entry().
+  const ProfileEntry* lookup(const TunedShape& shape, std::string_view policy = {}) const;
+  // The documented defaults: block 64, topk 0.1, warmup 0.2, q_tile_rows 64,
+  // threads 0, policy sparsed, workload synthetic, nothing measured.
+  static ProfileEntry default_entry(const TunedShape& shape);
+
+  // Same cpu_model and isa: the measurements apply here.
+  bool matches(const MachineInfo& here) const;
+  // load(), then check the machine: a profile from another CPU / ISA is
+  // returned with a warning on stderr, or refused (spattn::Error) when strict.
+  static Profile load_for_machine(const std::string& path, bool strict,
+                                  const MachineInfo& here = MachineInfo::detect());
+
+  bool operator==(const Profile&) const = default;
+};
+
+// One entry into a profile file, keeping the others (Profile{machine,{entry}}.save_merged(path)).
+Profile merge_into_file(const std::string& path, const ProfileEntry& entry,
+                        const MachineInfo& machine = MachineInfo::detect());
+
+// $SPATTN_PROFILE if set and not empty, else "tuning/<machine_id>.yaml"
+// (relative to the working directory).
+std::string default_profile_path();
+
+// Current UTC time as "YYYY-MM-DDTHH:MM:SSZ" (for ProfileEntry::tuned_at).
+std::string utc_timestamp_now();
+
+}  // namespace spattn
