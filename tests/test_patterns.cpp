@@ -129,6 +129,7 @@ TEST_P(UnisparsePerIsa, TopkKeepsHighestEstimatesWithExactCount) {
         p.topk_ratio = ratio;
         p.min_blocks = min_blocks;
         const BlockMask m = unisparse_select(s, x.q, x.k, p);
+        ASSERT_NO_THROW(m.validate());
         ASSERT_EQ(m.q_block, 32);
         ASSERT_EQ(m.k_block, 32);
         const int64_t kbs = m.k_blocks();
@@ -167,6 +168,7 @@ TEST_P(UnisparsePerIsa, ThresholdKeepsSmallestSetReachingTau) {
   for (const double tau : {0.5, 0.8, 0.95}) {
     p.tau = tau;
     const BlockMask m = unisparse_select(s, x.q, x.k, p);
+    ASSERT_NO_THROW(m.validate());
     const int64_t kbs = m.k_blocks();
     for (int64_t h = 0; h < s.heads; ++h)
       for (int64_t qb = 0; qb < m.q_blocks(); ++qb) {
@@ -187,6 +189,25 @@ TEST_P(UnisparsePerIsa, ThresholdKeepsSmallestSetReachingTau) {
         }
       }
   }
+  // min_blocks tops up a set that reaches tau with the forced blocks alone,
+  // with the highest estimates.
+  p.tau = 1e-6;
+  p.min_blocks = 6;
+  const BlockMask m = unisparse_select(s, x.q, x.k, p);
+  for (int64_t h = 0; h < s.heads; ++h)
+    for (int64_t qb = 0; qb < m.q_blocks(); ++qb) {
+      const auto row = row_vec(m, h, qb);
+      ASSERT_EQ(row.size(), 6u);
+      const auto forced = forced_blocks(qb, s.q_len, s.kv_len, 32);
+      const double* e = est.data() + (h * m.q_blocks() + qb) * m.k_blocks();
+      double min_kept = INFINITY, max_dropped = -INFINITY;
+      for (int32_t kb = 0; kb < m.k_blocks(); ++kb) {
+        if (forced.count(kb)) continue;
+        if (std::count(row.begin(), row.end(), kb)) min_kept = std::min(min_kept, e[kb]);
+        else max_dropped = std::max(max_dropped, e[kb]);
+      }
+      EXPECT_GE(min_kept, max_dropped - 1e-5);
+    }
 }
 
 // Planted structure: queries of a block and the keys of a few planted key
@@ -286,6 +307,7 @@ TEST_P(UnisparsePerIsa, ThresholdMassIsMonotoneInTau) {
   for (const double tau : {0.2, 0.4, 0.6, 0.8, 0.9, 0.97, 1.0}) {
     p.tau = tau;
     const BlockMask m = unisparse_select(s, x.q, x.k, p);
+    ASSERT_NO_THROW(m.validate());
     const double recall = mask_recall(exact, m);
     EXPECT_GE(recall, prev_recall) << "tau " << tau;
     EXPECT_GE(m.density(), prev_density) << "tau " << tau;
@@ -315,6 +337,7 @@ TEST(UnisparseSelect, IdenticalForAnyLayoutAndThreadCount) {
   p.granularities = {16, 4, 64};
   const BlockMask a = unisparse_select(s, x.q, x.k, p, {.threads = 1});
   const BlockMask b = unisparse_select(s, qt, kt, p, {.threads = 2});
+  ASSERT_NO_THROW(a.validate());
   EXPECT_EQ(a.row_ptr, b.row_ptr);
   EXPECT_EQ(a.col_idx, b.col_idx);
   // Queries are the last q_len positions: the diagonal of query block 0 is
@@ -356,6 +379,9 @@ TEST(UnisparseSelect, RejectsBadArgumentsNamingThem) {
   p = {};
   p.min_blocks = 0;
   expect_error(run(p), {"params.min_blocks", "0"});
+  p = {};
+  p.granularities = {int64_t(1) << 40, 1};  // extreme but valid widths
+  EXPECT_NO_THROW(unisparse_select(s, x.q, x.k, p).validate());
   AttentionShape bad = s;
   bad.head_dim = 24;  // not a multiple of 16: the vectorized kernels refuse it
   Qkv y(bad, 1);

@@ -14,15 +14,16 @@ namespace {
 
 void check_ref(const char* where, ConstTensorView out, const std::vector<double>& ref) {
   if (out.heads < 0 || out.tokens < 0 || out.head_dim < 0)
-    throw_bad_argument(where, "out", "heads/tokens/head_dim " + std::to_string(out.heads) + "/" +
-                                         std::to_string(out.tokens) + "/" +
-                                         std::to_string(out.head_dim),
+    throw_bad_argument(where, "out",
+                       "heads/tokens/head_dim " + std::to_string(out.heads) + "/" +
+                           std::to_string(out.tokens) + "/" + std::to_string(out.head_dim),
                        "must be >= 0");
   const int64_t n = out.heads * out.tokens * out.head_dim;
   if (static_cast<int64_t>(ref.size()) != n)
     throw_bad_argument(where, "ref.size()", std::to_string(ref.size()),
                        "must be out.heads * out.tokens * out.head_dim = " + std::to_string(n));
-  if (n > 0 && out.data == nullptr) throw_bad_argument(where, "out.data", "nullptr", "must not be null");
+  if (n > 0 && out.data == nullptr)
+    throw_bad_argument(where, "out.data", "nullptr", "must not be null");
 }
 
 // Cosine with the zero conventions: 0 vs 0 is 1, 0 vs non-zero is 0.
@@ -100,7 +101,8 @@ double mask_recall(const BlockMass& mass, const BlockMask& mask) {
   agree("mask.k_block", mass.k_block, mask.k_block);
   if (mass.q_block <= 0 || mass.k_block <= 0)
     throw_bad_argument(where, "mass.q_block/k_block",
-                       std::to_string(mass.q_block) + "/" + std::to_string(mass.k_block), "must be > 0");
+                       std::to_string(mass.q_block) + "/" + std::to_string(mass.k_block),
+                       "must be > 0");
   const int64_t rows = mass.heads * mass.q_blocks(), kbs = mass.k_blocks();
   if (static_cast<int64_t>(mass.mass.size()) != rows * kbs)
     throw_bad_argument(where, "mass.mass.size()", std::to_string(mass.mass.size()),

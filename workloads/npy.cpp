@@ -92,8 +92,8 @@ class HeaderParser {
 
  private:
   [[noreturn]] void fail(const std::string& why) const {
-    npy_error(path_, "malformed header (" + why + " at character " + std::to_string(i_) +
-                         "): " + s_);
+    npy_error(path_,
+              "malformed header (" + why + " at character " + std::to_string(i_) + "): " + s_);
   }
   void skip_ws() {
     while (i_ < s_.size() && std::isspace(static_cast<unsigned char>(s_[i_]))) ++i_;
@@ -198,7 +198,8 @@ std::vector<std::string> qkv_subfolders(const fs::path& dir) {
   std::vector<std::string> names;
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(dir, ec))
-    if (entry.is_directory(ec) && has_qkv(entry.path())) names.push_back(entry.path().filename().string());
+    if (entry.is_directory(ec) && has_qkv(entry.path()))
+      names.push_back(entry.path().filename().string());
   std::sort(names.begin(), names.end(), natural_less);
   return names;
 }
@@ -222,7 +223,8 @@ std::string shape_string(const std::vector<int64_t>& shape) {
 NpyArray load_npy(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) npy_error(path, "cannot open file (missing or unreadable)");
-  std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(in)),
+                                   std::istreambuf_iterator<char>());
   if (in.bad()) npy_error(path, "read error");
 
   static const unsigned char kMagic[6] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
@@ -244,7 +246,8 @@ NpyArray load_npy(const std::string& path) {
   }
   if (bytes.size() < header_start + header_len)
     npy_error(path, "malformed header: header length " + std::to_string(header_len) +
-                        " runs past the end of the file (" + std::to_string(bytes.size()) + " bytes)");
+                        " runs past the end of the file (" + std::to_string(bytes.size()) +
+                        " bytes)");
   const std::string header(reinterpret_cast<const char*>(bytes.data() + header_start), header_len);
 
   std::string descr;
@@ -292,13 +295,17 @@ void save_npy(const std::string& path, const std::vector<int64_t>& shape, const 
   size_t count = 1;
   std::string dims;
   for (int64_t n : shape) {
-    if (n < 0) throw_bad_argument("save_npy", "shape", shape_string(shape), "dimensions must be >= 0");
+    if (n < 0)
+      throw_bad_argument("save_npy", "shape", shape_string(shape), "dimensions must be >= 0");
     count *= static_cast<size_t>(n);
     dims += std::to_string(n) + ", ";
   }
-  if (shape.size() > 1) dims.resize(dims.size() - 2);        // (4, 5)
-  else if (shape.size() == 1) dims.resize(dims.size() - 1);  // (4,)
-  if (count > 0 && data == nullptr) throw_bad_argument("save_npy", "data", "nullptr", "must not be null");
+  if (shape.size() > 1)
+    dims.resize(dims.size() - 2);  // (4, 5)
+  else if (shape.size() == 1)
+    dims.resize(dims.size() - 1);  // (4,)
+  if (count > 0 && data == nullptr)
+    throw_bad_argument("save_npy", "data", "nullptr", "must not be null");
   std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + dims + "), }";
   // Pad with spaces so the data starts on a multiple of 64 bytes; end with '\n'.
   const bool v2 = header.size() + 1 + 10 > 65535;
@@ -313,7 +320,8 @@ void save_npy(const std::string& path, const std::vector<int64_t>& shape, const 
   out.push_back(static_cast<char>(v2 ? 2 : 1));
   out.push_back(0);
   const size_t len = header.size();
-  for (size_t b = 0; b < (v2 ? 4u : 2u); ++b) out.push_back(static_cast<char>((len >> (8 * b)) & 0xff));
+  for (size_t b = 0; b < (v2 ? 4u : 2u); ++b)
+    out.push_back(static_cast<char>((len >> (8 * b)) & 0xff));
   out += header;
   for (size_t i = 0; i < count; ++i) {
     const uint32_t bits = std::bit_cast<uint32_t>(data[i]);
@@ -358,9 +366,8 @@ NpyStep load_npy_step(const std::string& step_dir, int layer) {
   } else if (layer < 0) {
     folder /= layers.front();
   } else {
-    const auto it = std::find_if(layers.begin(), layers.end(), [&](const std::string& n) {
-      return trailing_number(n) == layer;
-    });
+    const auto it = std::find_if(layers.begin(), layers.end(),
+                                 [&](const std::string& n) { return trailing_number(n) == layer; });
     if (it == layers.end()) {
       std::string names;
       for (const std::string& n : layers) names += (names.empty() ? "" : ", ") + n;
@@ -374,8 +381,12 @@ NpyStep load_npy_step(const std::string& step_dir, int layer) {
   const std::string in = "spattn: load_npy_step: '" + folder.string() + "': ";
   for (const auto* a : {&q, &k, &v})
     if (a->shape.size() != 3)
-      throw Error(in + (a == &q ? "q" : a == &k ? "k" : "v") + " has shape " +
-                  shape_string(a->shape) + ", expected rank 3 [heads][tokens][head_dim]");
+      throw Error(in +
+                  (a == &q   ? "q"
+                   : a == &k ? "k"
+                             : "v") +
+                  " has shape " + shape_string(a->shape) +
+                  ", expected rank 3 [heads][tokens][head_dim]");
   if (k.shape != v.shape)
     throw Error(in + "k shape " + shape_string(k.shape) + " and v shape " + shape_string(v.shape) +
                 " differ");

@@ -5,6 +5,7 @@
 // Every random number is a hash of (seed, stream, indices), so any step can be
 // generated on its own and the result does not depend on the thread count.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <numbers>
 #include <string>
@@ -27,9 +28,22 @@ uint64_t mix64(uint64_t z) {
 
 // Independent random streams.
 enum Stream : uint64_t {
-  kKeyContent = 1, kQueryContent, kValue, kIdentity, kMaskKey, kMaskQuery, kMaskValue,
-  kUnmaskStep, kFrequency, kStripePos, kStripeFactor, kStripeDrift, kSinkFactor, kHeadParam,
-  kHeadOrder, kSlashOffset,
+  kKeyContent = 1,
+  kQueryContent,
+  kValue,
+  kIdentity,
+  kMaskKey,
+  kMaskQuery,
+  kMaskValue,
+  kUnmaskStep,
+  kFrequency,
+  kStripePos,
+  kStripeFactor,
+  kStripeDrift,
+  kSinkFactor,
+  kHeadParam,
+  kHeadOrder,
+  kSlashOffset,
 };
 
 uint64_t hash_key(uint64_t seed, uint64_t stream, uint64_t a, uint64_t b = 0, uint64_t c = 0) {
@@ -60,18 +74,14 @@ class Normals {
 
 double normal01(uint64_t key) { return Normals(key).next(); }
 
-}  // namespace
-
-namespace {
-
 // Everything about one query head that does not change across steps.
 struct HeadParams {
   bool diffuse = false;
+  SyntheticWorkload::HeadRole role = SyntheticWorkload::HeadRole::band;
   std::vector<float> band_weight;  // logit weight of each rotary pair (sums to the band peak)
   double sink_logit = 0, stripe_logit = 0, slash_logit = 0, content_std = 0;
   std::vector<int64_t> slash_offsets;  // query i attends key i - offset
 };
-
 
 void check_config(const SyntheticConfig& c) {
   const char* w = "SyntheticConfig";
@@ -81,24 +91,28 @@ void check_config(const SyntheticConfig& c) {
   auto s = [](double x) { return std::to_string(x); };
   if (c.heads <= 0) bad("heads", s(c.heads), "must be positive");
   if (c.kv_heads <= 0 || c.heads % c.kv_heads != 0)
-    bad("kv_heads", std::to_string(c.kv_heads), "must be positive and divide heads (" + std::to_string(c.heads) + ")");
+    bad("kv_heads", std::to_string(c.kv_heads),
+        "must be positive and divide heads (" + std::to_string(c.heads) + ")");
   if (c.seq_len <= 0) bad("seq_len", std::to_string(c.seq_len), "must be positive");
   if (c.head_dim < 16 || c.head_dim % 2 != 0)
     bad("head_dim", std::to_string(c.head_dim), "must be even and >= 16");
   if (c.steps <= 0) bad("steps", std::to_string(c.steps), "must be positive");
-  if (c.sink_tokens < 0 || c.sink_tokens > c.seq_len)
-    bad("sink_tokens", std::to_string(c.sink_tokens), "must be in [0, seq_len]");
-  if (c.stripes < 0 || c.stripes > c.seq_len - c.sink_tokens)
-    bad("stripes", std::to_string(c.stripes), "must be in [0, seq_len - sink_tokens]");
+  if (c.sink_tokens < 0) bad("sink_tokens", std::to_string(c.sink_tokens), "must be >= 0");
+  if (c.stripes < 0) bad("stripes", std::to_string(c.stripes), "must be >= 0");
   if (c.slash_lines < 0) bad("slash_lines", std::to_string(c.slash_lines), "must be >= 0");
-  if (c.max_slash_offset < 1) bad("max_slash_offset", std::to_string(c.max_slash_offset), "must be >= 1");
+  if (c.max_slash_offset < 1)
+    bad("max_slash_offset", std::to_string(c.max_slash_offset), "must be >= 1");
   if (!(c.band_width > 0)) bad("band_width", s(c.band_width), "must be > 0");
   if (!(c.band_reach >= c.band_width)) bad("band_reach", s(c.band_reach), "must be >= band_width");
-  if (!(c.pos_fraction > 0 && c.pos_fraction < 1)) bad("pos_fraction", s(c.pos_fraction), "must be in (0, 1)");
+  if (!(c.pos_fraction > 0 && c.pos_fraction < 1))
+    bad("pos_fraction", s(c.pos_fraction), "must be in (0, 1)");
   for (auto [name, v] : {std::pair<const char*, double>{"band_logit", c.band_logit},
-                         {"sink_logit", c.sink_logit}, {"stripe_logit", c.stripe_logit},
-                         {"slash_logit", c.slash_logit}, {"content_logit_std", c.content_logit_std},
-                         {"head_variation", c.head_variation}, {"dominant_boost", c.dominant_boost},
+                         {"sink_logit", c.sink_logit},
+                         {"stripe_logit", c.stripe_logit},
+                         {"slash_logit", c.slash_logit},
+                         {"content_logit_std", c.content_logit_std},
+                         {"head_variation", c.head_variation},
+                         {"dominant_boost", c.dominant_boost},
                          {"diffuse_scale", c.diffuse_scale},
                          {"diffuse_content_scale", c.diffuse_content_scale}})
     if (!(v >= 0 && v < 1e3)) bad(name, s(v), "must be finite and >= 0");
@@ -139,13 +153,14 @@ std::shared_ptr<const State> derive_state(const SyntheticConfig& c) {
   auto st = std::make_shared<State>();
   const int64_t d = c.head_dim, n = c.seq_len;
   const uint64_t seed = c.seed;
-  st->pos_pairs = std::clamp<int64_t>(std::llround(c.pos_fraction * static_cast<double>(d) / 2.0), 1,
-                                      (d - 4) / 2);
+  st->pos_pairs = std::clamp<int64_t>(std::llround(c.pos_fraction * static_cast<double>(d) / 2.0),
+                                      1, (d - 4) / 2);
   st->sink_dim = 2 * st->pos_pairs;
   st->stripe_dim = st->sink_dim + 1;
   st->content_begin = st->stripe_dim + 1;
   st->content_dims = d - st->content_begin;
-  st->prompt_len = std::clamp<int64_t>(std::llround(c.prompt_fraction * static_cast<double>(n)), 0, n);
+  st->prompt_len =
+      std::clamp<int64_t>(std::llround(c.prompt_fraction * static_cast<double>(n)), 0, n);
 
   // Rotary frequencies, log-spaced from 1 down to 1/(2 seq_len) radians per
   // token, jittered per kv head.
@@ -160,9 +175,13 @@ std::shared_ptr<const State> derive_state(const SyntheticConfig& c) {
 
   // Stripes: distinct positions past the sinks (rejection on a hash sequence).
   std::vector<char> taken(static_cast<size_t>(n), 0);
-  for (int64_t i = 0, tries = 0; i < c.stripes; ++tries) {
-    const int64_t span = n - c.sink_tokens;
-    const int64_t p = c.sink_tokens + static_cast<int64_t>(uniform01(hash_key(seed, kStripePos, tries)) * span);
+  // Short sequences get fewer sinks and stripes.
+  const int64_t sinks = std::min(c.sink_tokens, n);
+  const int64_t stripes = std::min(c.stripes, n - sinks);
+  for (int64_t i = 0, tries = 0; i < stripes; ++tries) {
+    const int64_t span = n - sinks;
+    const int64_t p =
+        sinks + static_cast<int64_t>(uniform01(hash_key(seed, kStripePos, tries)) * span);
     if (p >= n || taken[p]) {
       if (tries > 64 * n) break;  // cannot happen for stripes <= span, but never loop forever
       continue;
@@ -173,10 +192,12 @@ std::shared_ptr<const State> derive_state(const SyntheticConfig& c) {
   }
   std::sort(st->stripe_pos.begin(), st->stripe_pos.end());
   for (size_t i = 0; i < st->stripe_pos.size(); ++i)
-    st->stripe_base.push_back(static_cast<float>(0.8 + 0.3 * uniform01(hash_key(seed, kStripeFactor, i))));
-  for (int64_t i = 0; i < c.sink_tokens; ++i)
+    st->stripe_base.push_back(
+        static_cast<float>(0.8 + 0.3 * uniform01(hash_key(seed, kStripeFactor, i))));
+  for (int64_t i = 0; i < sinks; ++i)
     st->sink_factor.push_back(
-        i == 0 ? 1.0f : static_cast<float>(0.75 + 0.25 * uniform01(hash_key(seed, kSinkFactor, i))));
+        i == 0 ? 1.0f
+               : static_cast<float>(0.75 + 0.25 * uniform01(hash_key(seed, kSinkFactor, i))));
   const double sqrt_d = std::sqrt(static_cast<double>(d));
   st->sink_k = std::sqrt(std::max(c.sink_logit, 1.0) * sqrt_d);
   st->stripe_k = std::sqrt(std::max(c.stripe_logit, 1.0) * sqrt_d);
@@ -187,17 +208,23 @@ std::shared_ptr<const State> derive_state(const SyntheticConfig& c) {
   std::vector<int64_t> order(c.heads);
   for (int64_t h = 0; h < c.heads; ++h) order[h] = h;
   for (int64_t i = c.heads - 1; i > 0; --i)
-    std::swap(order[i], order[static_cast<int64_t>(uniform01(hash_key(seed, kHeadOrder, i)) * (i + 1))]);
+    std::swap(order[i],
+              order[static_cast<int64_t>(uniform01(hash_key(seed, kHeadOrder, i)) * (i + 1))]);
   st->head.resize(c.heads);
   for (int64_t rank = 0; rank < c.heads; ++rank) {
     const int64_t h = order[rank];
     HeadParams& hp = st->head[h];
     hp.diffuse = rank < c.diffuse_heads;
     const int64_t role = hp.diffuse ? -1 : (rank - c.diffuse_heads) % 4;
+    using Role = SyntheticWorkload::HeadRole;
+    hp.role = role < 0 ? Role::diffuse
+                       : std::array{Role::band, Role::sink, Role::stripe, Role::slash}[role];
     // Diffuse heads keep the configured strengths exactly, so that how
     // diffuse they are does not depend on the seed.
     auto vary = [&](int which) {
-      return hp.diffuse ? 1.0 : std::exp(c.head_variation * normal01(hash_key(seed, kHeadParam, h, which)));
+      return hp.diffuse
+                 ? 1.0
+                 : std::exp(c.head_variation * normal01(hash_key(seed, kHeadParam, h, which)));
     };
     const double structure = hp.diffuse ? c.diffuse_scale : 1.0;
     double band = c.band_logit * vary(0) + (role == 0 ? c.dominant_boost : 0.0);
@@ -206,7 +233,9 @@ std::shared_ptr<const State> derive_state(const SyntheticConfig& c) {
     hp.slash_logit = structure * (c.slash_logit * vary(3) + (role == 3 ? c.dominant_boost : 0.0));
     hp.content_std = c.content_logit_std * vary(4) * (hp.diffuse ? c.diffuse_content_scale : 1.0);
     band *= structure;
-    const double width = c.band_width * (hp.diffuse ? 1.0 : std::exp(0.3 * normal01(hash_key(seed, kHeadParam, h, 5))));
+    const double width =
+        c.band_width *
+        (hp.diffuse ? 1.0 : std::exp(0.3 * normal01(hash_key(seed, kHeadParam, h, 5))));
     const double reach = hp.diffuse ? std::max(c.band_reach, static_cast<double>(n)) : c.band_reach;
     // Pair weights: low-pass above 1/width (the plateau), high-pass below
     // 1/reach (no pull beyond reach), scaled so the peak is the band logit.
@@ -219,10 +248,13 @@ std::shared_ptr<const State> derive_state(const SyntheticConfig& c) {
       sum += wt[f];
     }
     hp.band_weight.resize(P);
-    for (int64_t f = 0; f < P; ++f) hp.band_weight[f] = static_cast<float>(sum > 0 ? band * wt[f] / sum : 0.0);
+    for (int64_t f = 0; f < P; ++f)
+      hp.band_weight[f] = static_cast<float>(sum > 0 ? band * wt[f] / sum : 0.0);
     // Slash offsets: log-uniform magnitude in [band_width, max_slash_offset], random sign.
-    const double lo_off = std::max(1.0, std::min(c.band_width, static_cast<double>(c.max_slash_offset)));
-    const double hi_off = std::min(static_cast<double>(c.max_slash_offset), static_cast<double>(n - 1));
+    const double lo_off =
+        std::max(1.0, std::min(c.band_width, static_cast<double>(c.max_slash_offset)));
+    const double hi_off =
+        std::min(static_cast<double>(c.max_slash_offset), static_cast<double>(n - 1));
     for (int64_t l = 0; l < c.slash_lines && hi_off >= 1; ++l) {
       const double u = uniform01(hash_key(seed, kSlashOffset, h, l, 0));
       const double mag = std::exp(std::log(std::min(lo_off, hi_off)) +
@@ -248,8 +280,13 @@ class DriftingVector {
     a_w_ = static_cast<float>(c.drift * std::cos(std::numbers::pi / 2 * t));
     b_w_ = static_cast<float>(c.drift * std::sin(std::numbers::pi / 2 * t));
   }
-  void fill(float* out, int64_t m, uint64_t stream, uint64_t head, uint64_t token, float scale) const {
+  void fill(float* out, int64_t m, uint64_t stream, uint64_t head, uint64_t token,
+            float scale) const {
     Normals base(hash_key(seed_, stream, head, token, 0));
+    if (a_w_ == 0.0f && b_w_ == 0.0f) {  // no drift
+      for (int64_t i = 0; i < m; ++i) out[i] = scale * base.next();
+      return;
+    }
     Normals a(hash_key(seed_, stream, head, token, 1 + frame_));
     Normals b(hash_key(seed_, stream, head, token, 2 + frame_));
     for (int64_t i = 0; i < m; ++i)
@@ -274,28 +311,31 @@ SyntheticWorkload::SyntheticWorkload(SyntheticConfig config) : config_(config) {
 }
 
 AttentionShape SyntheticWorkload::shape() const {
-  return AttentionShape{config_.heads, config_.kv_heads, config_.seq_len, config_.seq_len,
-                        config_.head_dim, 0.0f};
+  return AttentionShape{config_.heads,   config_.kv_heads, config_.seq_len,
+                        config_.seq_len, config_.head_dim, 0.0f};
 }
 
 bool SyntheticWorkload::is_masked(int64_t t, int64_t s) const {
   if (t < state_->prompt_len) return false;
   const double u = uniform01(hash_key(config_.seed, kUnmaskStep, static_cast<uint64_t>(t)));
-  const double unmask_step = std::floor(u / config_.unmask_per_step);  // unmasked from the next step on
+  const double unmask_step =
+      std::floor(u / config_.unmask_per_step);  // unmasked from the next step on
   return static_cast<double>(s) <= unmask_step;
 }
 
-bool SyntheticWorkload::is_diffuse_head(int64_t h) const {
+SyntheticWorkload::HeadRole SyntheticWorkload::head_role(int64_t h) const {
   if (h < 0 || h >= config_.heads)
-    throw_bad_argument("SyntheticWorkload::is_diffuse_head", "h", std::to_string(h), "out of range");
-  return state_->head[h].diffuse;
+    throw_bad_argument("SyntheticWorkload::head_role", "h", std::to_string(h),
+                       "must be in [0, heads = " + std::to_string(config_.heads) + ")");
+  return state_->head[h].role;
 }
 
 std::vector<int64_t> SyntheticWorkload::stripe_positions() const { return state_->stripe_pos; }
 
 std::vector<int64_t> SyntheticWorkload::slash_offsets(int64_t h) const {
   if (h < 0 || h >= config_.heads)
-    throw_bad_argument("SyntheticWorkload::slash_offsets", "h", std::to_string(h), "out of range");
+    throw_bad_argument("SyntheticWorkload::slash_offsets", "h", std::to_string(h),
+                       "must be in [0, heads = " + std::to_string(config_.heads) + ")");
   return state_->head[h].slash_offsets;
 }
 
@@ -318,11 +358,12 @@ void SyntheticWorkload::step(int64_t s, std::vector<float>& q, std::vector<float
   std::vector<char> masked(static_cast<size_t>(n));
   for (int64_t t = 0; t < n; ++t) masked[t] = is_masked(t, s) ? 1 : 0;
   std::vector<int64_t> stripe_of(static_cast<size_t>(n), -1);
-  for (size_t i = 0; i < st.stripe_pos.size(); ++i) stripe_of[st.stripe_pos[i]] = static_cast<int64_t>(i);
+  for (size_t i = 0; i < st.stripe_pos.size(); ++i)
+    stripe_of[st.stripe_pos[i]] = static_cast<int64_t>(i);
 
   // Shared mask-token embeddings (fixed across steps).
-  std::vector<float> mask_k(static_cast<size_t>(c.kv_heads * m)), mask_v(static_cast<size_t>(c.kv_heads * d)),
-      mask_q(static_cast<size_t>(c.heads * m));
+  std::vector<float> mask_k(static_cast<size_t>(c.kv_heads * m)),
+      mask_v(static_cast<size_t>(c.kv_heads * d)), mask_q(static_cast<size_t>(c.heads * m));
   for (int64_t g = 0; g < c.kv_heads; ++g) {
     Normals a(hash_key(c.seed, kMaskKey, g)), b(hash_key(c.seed, kMaskValue, g));
     for (int64_t i = 0; i < m; ++i) mask_k[g * m + i] = a.next();
@@ -335,63 +376,73 @@ void SyntheticWorkload::step(int64_t s, std::vector<float>& q, std::vector<float
 
   // Keys and values. k content = own content (or mostly the mask embedding)
   // plus the position's identity vector, both unit variance per dim.
-#pragma omp parallel for schedule(static)
-  for (int64_t item = 0; item < c.kv_heads * n; ++item) {
-    const int64_t g = item / n, j = item % n;
-    float* kr = k.data() + item * d;
-    const std::vector<double>& w = st.freq[g];
-    for (int64_t f = 0; f < P; ++f) {
-      const double a = w[f] * static_cast<double>(j);
-      kr[2 * f] = static_cast<float>(std::cos(a));
-      kr[2 * f + 1] = static_cast<float>(std::sin(a));
-    }
-    if (j < c.sink_tokens) kr[st.sink_dim] = static_cast<float>(st.sink_k) * st.sink_factor[j];
-    if (stripe_of[j] >= 0) {
-      const float wobble = std::exp(0.5f * static_cast<float>(c.drift) *
-                                    drift.scalar(kStripeDrift, g, static_cast<uint64_t>(stripe_of[j])));
-      kr[st.stripe_dim] = static_cast<float>(st.stripe_k) * st.stripe_base[stripe_of[j]] * wobble;
-    }
-    float* kc = kr + cb;
-    drift.fill(kc, m, kKeyContent, g, j, 1.0f);
-    if (masked[j])
-      for (int64_t i = 0; i < m; ++i) kc[i] = rho * mask_k[g * m + i] + own * kc[i];
+#pragma omp parallel
+  {
     std::vector<float> id(static_cast<size_t>(m));
-    drift.fill(id.data(), m, kIdentity, g, j, 1.0f);
-    for (int64_t i = 0; i < m; ++i) kc[i] += id[i];
-    float* vr = v.data() + item * d;
-    drift.fill(vr, d, kValue, g, j, 1.0f);
-    if (masked[j])
-      for (int64_t i = 0; i < d; ++i) vr[i] = rho * mask_v[g * d + i] + own * vr[i];
+#pragma omp for schedule(static)
+    for (int64_t item = 0; item < c.kv_heads * n; ++item) {
+      const int64_t g = item / n, j = item % n;
+      float* kr = k.data() + item * d;
+      const std::vector<double>& w = st.freq[g];
+      for (int64_t f = 0; f < P; ++f) {
+        const double a = w[f] * static_cast<double>(j);
+        kr[2 * f] = static_cast<float>(std::cos(a));
+        kr[2 * f + 1] = static_cast<float>(std::sin(a));
+      }
+      if (j < static_cast<int64_t>(st.sink_factor.size()))
+        kr[st.sink_dim] = static_cast<float>(st.sink_k) * st.sink_factor[j];
+      if (stripe_of[j] >= 0) {
+        const float wobble =
+            std::exp(0.5f * static_cast<float>(c.drift) *
+                     drift.scalar(kStripeDrift, g, static_cast<uint64_t>(stripe_of[j])));
+        kr[st.stripe_dim] = static_cast<float>(st.stripe_k) * st.stripe_base[stripe_of[j]] * wobble;
+      }
+      float* kc = kr + cb;
+      drift.fill(kc, m, kKeyContent, g, j, 1.0f);
+      if (masked[j])
+        for (int64_t i = 0; i < m; ++i) kc[i] = rho * mask_k[g * m + i] + own * kc[i];
+      drift.fill(id.data(), m, kIdentity, g, j, 1.0f);
+      for (int64_t i = 0; i < m; ++i) kc[i] += id[i];
+      float* vr = v.data() + item * d;
+      drift.fill(vr, d, kValue, g, j, 1.0f);
+      if (masked[j])
+        for (int64_t i = 0; i < d; ++i) vr[i] = rho * mask_v[g * d + i] + own * vr[i];
+    }
   }
 
   // Queries.
-#pragma omp parallel for schedule(static)
-  for (int64_t item = 0; item < c.heads * n; ++item) {
-    const int64_t h = item / n, i = item % n, g = h / group;
-    const HeadParams& hp = st.head[h];
-    float* qr = q.data() + item * d;
-    const std::vector<double>& w = st.freq[g];
-    for (int64_t f = 0; f < P; ++f) {  // sum_f weight_f cos(w_f (i - j)) in logits
-      const double a = w[f] * static_cast<double>(i);
-      const float amp = hp.band_weight[f] * sqrt_d;
-      qr[2 * f] = amp * static_cast<float>(std::cos(a));
-      qr[2 * f + 1] = amp * static_cast<float>(std::sin(a));
-    }
-    qr[st.sink_dim] = static_cast<float>(hp.sink_logit * sqrt_d / st.sink_k);
-    qr[st.stripe_dim] = static_cast<float>(hp.stripe_logit * sqrt_d / st.stripe_k);
-    float* qc = qr + cb;
-    // Content: logit std content_std against k content + identity (2m unit dims).
-    const float cscale = static_cast<float>(hp.content_std * sqrt_d / std::sqrt(2.0 * static_cast<double>(m)));
-    drift.fill(qc, m, kQueryContent, h, i, cscale);
-    if (masked[i])
-      for (int64_t x = 0; x < m; ++x) qc[x] = rho * cscale * mask_q[h * m + x] + own * qc[x];
-    // Slash lines: the identity vector of key i - offset, |id|^2 ~ m.
+#pragma omp parallel
+  {
     std::vector<float> id(static_cast<size_t>(m));
-    for (int64_t off : hp.slash_offsets) {
-      const int64_t j = i - off;
-      if (j < 0 || j >= n) continue;
-      drift.fill(id.data(), m, kIdentity, g, j, static_cast<float>(hp.slash_logit * sqrt_d / static_cast<double>(m)));
-      for (int64_t x = 0; x < m; ++x) qc[x] += id[x];
+#pragma omp for schedule(static)
+    for (int64_t item = 0; item < c.heads * n; ++item) {
+      const int64_t h = item / n, i = item % n, g = h / group;
+      const HeadParams& hp = st.head[h];
+      float* qr = q.data() + item * d;
+      const std::vector<double>& w = st.freq[g];
+      for (int64_t f = 0; f < P; ++f) {  // sum_f weight_f cos(w_f (i - j)) in logits
+        const double a = w[f] * static_cast<double>(i);
+        const float amp = hp.band_weight[f] * sqrt_d;
+        qr[2 * f] = amp * static_cast<float>(std::cos(a));
+        qr[2 * f + 1] = amp * static_cast<float>(std::sin(a));
+      }
+      qr[st.sink_dim] = static_cast<float>(hp.sink_logit * sqrt_d / st.sink_k);
+      qr[st.stripe_dim] = static_cast<float>(hp.stripe_logit * sqrt_d / st.stripe_k);
+      float* qc = qr + cb;
+      // Content: logit std content_std against k content + identity (2m unit dims).
+      const float cscale =
+          static_cast<float>(hp.content_std * sqrt_d / std::sqrt(2.0 * static_cast<double>(m)));
+      drift.fill(qc, m, kQueryContent, h, i, cscale);
+      if (masked[i])
+        for (int64_t x = 0; x < m; ++x) qc[x] = rho * cscale * mask_q[h * m + x] + own * qc[x];
+      // Slash lines: the identity vector of key i - offset, |id|^2 ~ m.
+      for (int64_t off : hp.slash_offsets) {
+        const int64_t j = i - off;
+        if (j < 0 || j >= n) continue;
+        drift.fill(id.data(), m, kIdentity, g, j,
+                   static_cast<float>(hp.slash_logit * sqrt_d / static_cast<double>(m)));
+        for (int64_t x = 0; x < m; ++x) qc[x] += id[x];
+      }
     }
   }
 }
