@@ -322,12 +322,16 @@ TEST(WorkloadSynthetic, SinksStripesBandAndSlashLinesCarryMass) {
   EXPECT_EQ(w.head_role(top_head(&HeadMass::entropy)), Role::diffuse);
 }
 
-// Oracle top-k recall of every head at ratio r (32x32 blocks).
-std::vector<double> topk_recall(const StepData& d, double r) {
-  const BlockMass mass = block_attention_mass(d.shape, d.qv(), d.kv(), 32, 32);
+// Exact block mass of a step (32x32 blocks).
+BlockMass block_mass(const StepData& d) {
+  return block_attention_mass(d.shape, d.qv(), d.kv(), 32, 32);
+}
+
+// Oracle top-k recall of every head at ratio r.
+std::vector<double> topk_recall(const BlockMass& mass, double r) {
   const BlockMask mask = sparsed_select(mass, r);
   std::vector<double> out;
-  for (int64_t h = 0; h < d.shape.heads; ++h) {
+  for (int64_t h = 0; h < mass.heads; ++h) {
     double kept = 0;
     for (int64_t qb = 0; qb < mass.q_blocks(); ++qb)
       for (int32_t kb : mask.row(h, qb)) kept += mass.row(h, qb)[kb];
@@ -339,17 +343,20 @@ std::vector<double> topk_recall(const StepData& d, double r) {
 TEST(WorkloadSynthetic, HeadsDifferAndTheDiffuseHeadIsDiffuse) {
   SyntheticWorkload w(small_config());
   const StepData d = generate(w, 10);
-  const std::vector<double> recall5 = topk_recall(d, 0.05), recall10 = topk_recall(d, 0.1);
+  const BlockMass mass = block_mass(d);
+  const std::vector<double> recall5 = topk_recall(mass, 0.05), recall10 = topk_recall(mass, 0.1);
   int64_t diffuse = -1;
-  for (int64_t h = 0; h < 8; ++h)
+  std::vector<double> entropy;
+  for (int64_t h = 0; h < 8; ++h) {
     if (w.is_diffuse_head(h)) diffuse = h;
+    entropy.push_back(head_mass(w, d, h).entropy);
+  }
   ASSERT_GE(diffuse, 0);
-  const double diffuse_entropy = head_mass(w, d, diffuse).entropy;
   for (int64_t h = 0; h < 8; ++h) {
     if (h == diffuse) continue;
     EXPECT_LT(recall5[diffuse] + 0.1, recall5[h]) << "head " << h;
     EXPECT_LT(recall10[diffuse], recall10[h]) << "head " << h;
-    EXPECT_GT(diffuse_entropy, head_mass(w, d, h).entropy + 0.5) << "head " << h;
+    EXPECT_GT(entropy[diffuse], entropy[h] + 0.5) << "head " << h;
   }
   // The sharp heads are sharp, and not all alike.
   std::vector<double> sorted = recall10;
@@ -359,7 +366,8 @@ TEST(WorkloadSynthetic, HeadsDifferAndTheDiffuseHeadIsDiffuse) {
   // Without diffuse heads that head is as sharp as the others.
   SyntheticConfig c = small_config();
   c.diffuse_heads = 0;
-  const std::vector<double> none = topk_recall(generate(SyntheticWorkload(c), 10), 0.05);
+  const std::vector<double> none =
+      topk_recall(block_mass(generate(SyntheticWorkload(c), 10)), 0.05);
   EXPECT_GT(none[diffuse], recall5[diffuse] + 0.1);
   EXPECT_GT(*std::min_element(none.begin(), none.end()), recall5[diffuse] + 0.1);
 }
@@ -381,9 +389,8 @@ TEST(WorkloadSynthetic, DriftIsSmallButNonZeroAndPatternsPersist) {
   EXPECT_LT(step1, 0.1);
   EXPECT_GT(step22, 2 * step1);
   // The top-10% block pattern of s and s + 8 overlaps heavily.
-  const BlockMass a = block_attention_mass(s8.shape, s8.qv(), s8.kv(), 32, 32);
-  const BlockMass b = block_attention_mass(s16.shape, s16.qv(), s16.kv(), 32, 32);
-  const BlockMask ma = sparsed_select(a, 0.1), mb = sparsed_select(b, 0.1);
+  const BlockMask ma = sparsed_select(block_mass(s8), 0.1),
+                  mb = sparsed_select(block_mass(s16), 0.1);
   double overlap = 0;
   for (int64_t r = 0; r < ma.rows(); ++r) {
     const auto ra = ma.row(r / ma.q_blocks(), r % ma.q_blocks()),

@@ -84,7 +84,8 @@ EvalResult evaluate(const WorkloadSource& workload, SessionConfig config, const 
                                                            m->k_block, config.kernel),
                              *m);
     }
-    if (!std::isnan(e.recall)) {
+    // The mean covers the steps that ran on a block mask; dense steps are 1 by definition.
+    if (!std::isnan(e.recall) && r.path != StepPath::dense && r.path != StepPath::dense_record) {
       recall_sum += e.recall;
       ++recall_n;
     }

@@ -42,6 +42,8 @@ struct StepEval {
 
 struct EvalResult {
   std::vector<StepEval> steps;
+  // mean_density covers every step (dense ones count 1); mean_recall only the
+  // steps that ran on a block mask over the full keys (NaN if none did).
   double mean_cosine = 0, min_cosine = 0, mean_density = 0, mean_rel_l2 = 0, mean_recall = 0;
   double sparse_total_ms = 0, dense_total_ms = 0, speedup_vs_dense = 0;
 };
