@@ -16,9 +16,11 @@ build: deps
 	cmake -S . -B $(RELEASE) -G Ninja -DCMAKE_BUILD_TYPE=Release
 	cmake --build $(RELEASE) -j $(JOBS)
 
-# The main job: for now the dense-baseline comparison (the autotuner replaces it).
+# The main job: the autotuner on the built-in default workload (heads 8, N 4096,
+# head_dim 128, 64 steps), merging into tuning/<machine-id>.yaml, ending with the
+# table against the dense baselines. TUNE_FLAGS passes more flags.
 tune: build
-	$(RELEASE)/bench/spattn-compare-dense
+	$(RELEASE)/tuner/spattn-tune $(TUNE_FLAGS)
 
 bench: build
 	$(RELEASE)/bench/spattn-bench --benchmark_counters_tabular=true

@@ -7,9 +7,12 @@
 // concurrent tuners merging into one file keep each other's entries. Loading
 // a malformed file raises spattn::Error naming the file and the line.
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "spattn/session.hpp"
 
 namespace spattn {
 
@@ -130,6 +133,19 @@ struct Profile {
 // One entry into a profile file, keeping the others (Profile{machine,{entry}}.save_merged(path)).
 Profile merge_into_file(const std::string& path, const ProfileEntry& entry,
                         const MachineInfo& machine = MachineInfo::detect());
+
+// The profile at default_profile_path() through load_for_machine(), or nullopt
+// when that file does not exist (a malformed one is still an Error).
+std::optional<Profile> load_default_profile(bool strict = false);
+
+// base with the parameters entry chose: block size, top-k ratio, warmup
+// fraction, query tile rows and threads (policy and steps stay base's).
+SessionConfig apply_profile_entry(const ProfileEntry& entry, SessionConfig base);
+// base with the parameters of profile.lookup() for this shape, base.total_steps
+// and base.policy; Profile::default_entry()'s when nothing matches head_dim.
+// What a DiffusionAttention built from a profile runs with.
+SessionConfig session_config_from_profile(const Profile& profile, const AttentionShape& shape,
+                                          SessionConfig base = {});
 
 // $SPATTN_PROFILE if set and not empty, else "tuning/<machine_id>.yaml"
 // (relative to the working directory).

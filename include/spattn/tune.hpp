@@ -1,0 +1,88 @@
+#pragma once
+// The autotuner: finds the fastest SparseD setting (block size, top-k ratio,
+// warmup fraction, query tile rows, threads) whose whole denoising run stays
+// within an accuracy bound against dense attention, on this machine, for one
+// shape and workload. spattn-tune is a thin CLI over tune().
+//
+// How it searches (why it is cheap enough to run in about two minutes):
+//  - Accuracy is monotone in the top-k ratio and in the warmup fraction, so for
+//    each (warmup, block size) the smallest number of key blocks per query
+//    block that meets the bound is found by bisection over integers, and a
+//    larger warmup starts its bisection below the previous answer.
+//  - The pattern of a warmup fraction is recorded once (one dense pass with
+//    log-sum-exp, one QK pass per block size) and every top-k is a cheap
+//    selection from those exact block masses.
+//  - Accuracy during the search is judged on a few sample steps (spread over
+//    the sparse part of the run, the last step always included), against the
+//    dense flash output of each; the chosen setting is then re-run through a
+//    real DiffusionAttention session over every step (verification), and
+//    stepped up if a step the samples missed falls below the bound.
+//  - The objective is the whole run's attention time, modelled from medians of
+//    repeated timings: (W - 1) dense steps + the record step (dense + block
+//    masses + selection) + (S - W) block-sparse steps. The verification run
+//    measures the real whole-run time next to dense in the same run.
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "spattn/evaluate.hpp"
+#include "spattn/profile.hpp"
+
+namespace spattn {
+
+struct TuneProgress {
+  double fraction = 0;   // 0..1 of the planned work
+  double elapsed_s = 0;
+  double eta_s = 0;      // estimated seconds left
+  std::string phase;     // what runs now
+};
+
+struct TuneOptions {
+  WorkloadSpec workload;         // synthetic (default) or a folder of .npy steps
+  int64_t steps = 64;            // S, denoising steps of the tuned run (npy: at most its step folders)
+  double min_mean_cosine = 0.99; // accuracy bound against dense, over all S steps
+  double min_step_cosine = 0.98; // and for every single step
+  std::vector<int64_t> block_sizes = {16, 32, 64, 128};
+  double min_topk = 0.01, max_topk = 0.5;                 // top-k ratio range searched
+  std::vector<double> warmup_fractions = {0.0, 0.1, 0.2, 0.3, 0.4};
+  std::vector<int64_t> q_tiles = {32, 64, 128};           // dense query tile rows tried
+  std::vector<int> threads;      // thread counts tried; empty: 1, 2, 4, ... and the core count
+  int reps = 5;                  // repetitions per timing (median)
+  int sample_steps = 4;          // steps the search judges accuracy on
+  int64_t sample_memory_bytes = int64_t{3} << 30;  // cap on cached sample inputs
+  double budget_s = 120;         // wall-clock budget of the whole tune
+  double reserve_dense_steps = 0;  // work the caller does after tune() within budget_s, in dense steps
+  int verify_retries = 3;        // top-k step-ups when verification misses the bound
+  std::function<void(const TuneProgress&)> on_progress;
+};
+
+struct TuneCandidate {
+  int64_t block_size = 0;
+  double warmup_fraction = 0;
+  int64_t warmup_steps = 0;
+  int64_t blocks_kept = 0;       // key blocks per query block
+  double topk_ratio = 0;         // blocks_kept / key blocks
+  double est_mean_cosine = 0, est_min_cosine = 0;  // from the sample steps
+  double sparse_step_ms = 0;     // median block-sparse step
+  double record_ms = 0;          // dense + block masses + selection
+  double est_run_ms = 0;         // modelled whole run
+};
+
+struct TuneResult {
+  bool met = false;                 // a setting met the bound on verification
+  ProfileEntry entry;               // chosen setting and what was measured (valid when met)
+  TuneCandidate chosen;
+  std::vector<TuneCandidate> candidates;  // best feasible one per (warmup, block size) searched
+  EvalResult verify;                // the verification run of the chosen setting
+  double dense_step_ms = 0;         // median dense flash step at the chosen tiles and threads
+  int accuracy_evals = 0;           // (candidate, sample steps) accuracy checks run
+  bool budget_hit = false;          // the search stopped early to stay within budget_s
+  double elapsed_s = 0;
+  std::string note;                 // why nothing met the bound, what was cut short, etc.
+};
+
+// Throws spattn::Error on bad options or workload. Never writes files.
+TuneResult tune(const TuneOptions& options);
+
+}  // namespace spattn

@@ -1,0 +1,446 @@
+// The autotuner's search (see include/spattn/tune.hpp for the method).
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "spattn/error.hpp"
+#include "spattn/isa.hpp"
+#include "spattn/tune.hpp"
+
+namespace spattn {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+template <class F>
+double median_ms(int reps, F&& f) {
+  std::vector<double> t;
+  for (int i = 0; i < reps; ++i) {
+    const auto t0 = Clock::now();
+    f();
+    t.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+// One step's inputs and its dense flash output (the accuracy reference).
+struct StepData {
+  int64_t step = 0;
+  std::vector<float> q, k, v;
+  std::vector<double> ref;
+};
+
+struct Problem {
+  const WorkloadSource& workload;
+  AttentionShape shape;
+  int64_t steps;
+  ConstTensorView q(const StepData& d) const { return view(d.q, shape.heads, shape.q_len); }
+  ConstTensorView k(const StepData& d) const { return view(d.k, shape.kv_heads, shape.kv_len); }
+  ConstTensorView v(const StepData& d) const { return view(d.v, shape.kv_heads, shape.kv_len); }
+  static ConstTensorView view(const std::vector<float>& t, int64_t h, int64_t n, int64_t d) {
+    return ConstTensorView::heads_major(t.data(), h, n, d);
+  }
+  ConstTensorView view(const std::vector<float>& t, int64_t h, int64_t n) const {
+    return view(t, h, n, shape.head_dim);
+  }
+  TensorView out_view(std::vector<float>& t) const {
+    return TensorView::heads_major(t.data(), shape.heads, shape.q_len, shape.head_dim);
+  }
+  size_t out_size() const { return static_cast<size_t>(shape.heads * shape.q_len * shape.head_dim); }
+  StepData load(int64_t s) const {
+    StepData d;
+    d.step = s;
+    workload.step(s, d.q, d.k, d.v);
+    return d;
+  }
+};
+
+// SparseD's warmup rule, exactly as DiffusionAttention::warmup_steps applies it.
+int64_t warmup_steps_for(double fraction, int64_t steps) {
+  const int64_t w = static_cast<int64_t>(std::ceil(fraction * static_cast<double>(steps) - 1e-9));
+  return std::min(std::max<int64_t>(w, 1), steps);
+}
+
+// A top-k ratio that makes sparsed_select keep exactly `kept` of `k_blocks`.
+double ratio_for(int64_t kept, int64_t k_blocks) {
+  return static_cast<double>(kept) / static_cast<double>(k_blocks);
+}
+
+void validate(const TuneOptions& o) {
+  const char* w = "tune";
+  if (o.steps <= 0) throw_bad_argument(w, "steps", std::to_string(o.steps), "must be positive");
+  for (double c : {o.min_mean_cosine, o.min_step_cosine})
+    if (!(c >= -1.0 && c <= 1.0))
+      throw_bad_argument(w, "accuracy bound", std::to_string(c), "cosine bounds must be in [-1, 1]");
+  if (o.block_sizes.empty()) throw_bad_argument(w, "block_sizes", "{}", "must not be empty");
+  for (int64_t b : o.block_sizes)
+    if (!is_supported_block_size(b))
+      throw_bad_argument(w, "block_sizes", std::to_string(b), "must be 16, 32, 64 or 128");
+  if (!(o.min_topk > 0.0 && o.min_topk <= 1.0))
+    throw_bad_argument(w, "min_topk", std::to_string(o.min_topk), "must be in (0, 1]");
+  if (!(o.max_topk >= o.min_topk && o.max_topk <= 1.0))
+    throw_bad_argument(w, "max_topk", std::to_string(o.max_topk), "must be in [min_topk, 1]");
+  if (o.warmup_fractions.empty()) throw_bad_argument(w, "warmup_fractions", "{}", "must not be empty");
+  for (double f : o.warmup_fractions)
+    if (!(f >= 0.0 && f < 1.0))
+      throw_bad_argument(w, "warmup_fractions", std::to_string(f), "must be in [0, 1)");
+  if (o.q_tiles.empty()) throw_bad_argument(w, "q_tiles", "{}", "must not be empty");
+  for (int64_t q : o.q_tiles)
+    if (!is_supported_block_size(q))
+      throw_bad_argument(w, "q_tiles", std::to_string(q), "must be 16, 32, 64 or 128");
+  for (int t : o.threads)
+    if (t < 1) throw_bad_argument(w, "threads", std::to_string(t), "must be >= 1");
+  if (o.reps < 1) throw_bad_argument(w, "reps", std::to_string(o.reps), "must be >= 1");
+  if (o.sample_steps < 1)
+    throw_bad_argument(w, "sample_steps", std::to_string(o.sample_steps), "must be >= 1");
+  if (!(o.budget_s > 0.0)) throw_bad_argument(w, "budget_s", std::to_string(o.budget_s), "must be > 0");
+  if (o.verify_retries < 0)
+    throw_bad_argument(w, "verify_retries", std::to_string(o.verify_retries), "must be >= 0");
+}
+
+std::vector<int> default_thread_candidates() {
+  const int cores = std::max(1u, std::thread::hardware_concurrency());
+  std::vector<int> t;
+  for (int x = 1; x < cores; x *= 2) t.push_back(x);
+  t.push_back(cores);
+  return t;
+}
+
+class ProgressReporter {
+ public:
+  ProgressReporter(const TuneOptions& o, Clock::time_point t0) : o_(o), t0_(t0) {}
+  void report(const std::string& phase, double remaining_s) const {
+    if (!o_.on_progress) return;
+    TuneProgress p;
+    p.elapsed_s = seconds_since(t0_);
+    p.eta_s = std::max(0.0, remaining_s);
+    p.fraction = p.elapsed_s / std::max(1e-9, p.elapsed_s + p.eta_s);
+    p.phase = phase;
+    o_.on_progress(p);
+  }
+
+ private:
+  const TuneOptions& o_;
+  Clock::time_point t0_;
+};
+
+}  // namespace
+
+TuneResult tune(const TuneOptions& o) {
+  validate(o);
+  const auto t0 = Clock::now();
+  ProgressReporter progress(o, t0);
+  TuneResult res;
+
+  WorkloadSpec spec = o.workload;
+  if (spec.npy_dir.empty()) spec.synthetic.steps = std::max(spec.synthetic.steps, o.steps);
+  const WorkloadSource workload(spec);
+  const int64_t S = std::min(o.steps, workload.steps());
+  const Problem P{workload, workload.shape(), S};
+  const AttentionShape& shape = P.shape;
+  std::vector<int> thread_set = o.threads.empty() ? default_thread_candidates() : o.threads;
+  std::sort(thread_set.begin(), thread_set.end());
+  thread_set.erase(std::unique(thread_set.begin(), thread_set.end()), thread_set.end());
+
+  KernelOptions kopt;
+  kopt.threads = thread_set.back();
+
+  // --- Dense tiles, on the last step (also the first accuracy sample).
+  progress.report("loading the workload", 0);
+  const auto tl = Clock::now();
+  StepData last = P.load(S - 1);
+  const double load_s = seconds_since(tl);
+  std::vector<float> out(P.out_size());
+  double t_dense = std::numeric_limits<double>::infinity();
+  for (int64_t qt : o.q_tiles) {
+    KernelOptions k = kopt;
+    k.q_block = qt;
+    progress.report("timing dense tiles", 0);
+    const double t = median_ms(o.reps, [&] {
+      dense_attention(shape, P.q(last), P.k(last), P.v(last), P.out_view(out), k);
+    });
+    if (t < t_dense) {
+      t_dense = t;
+      kopt.q_block = qt;
+    }
+  }
+  auto compute_ref = [&](StepData& d) {
+    dense_attention(shape, P.q(d), P.k(d), P.v(d), P.out_view(out), kopt);
+    d.ref.assign(out.begin(), out.end());
+  };
+
+  // --- Warmup candidates (distinct warmup step counts that leave sparse steps).
+  std::vector<std::pair<double, int64_t>> warmups;  // (fraction, W)
+  {
+    std::vector<double> fr = o.warmup_fractions;
+    std::sort(fr.begin(), fr.end());
+    for (double f : fr) {
+      const int64_t W = warmup_steps_for(f, S);
+      if (W >= S && S > 1) continue;  // no sparse step left: nothing to tune
+      if (!warmups.empty() && warmups.back().second == W) continue;
+      warmups.emplace_back(f, W);
+    }
+    if (warmups.empty()) warmups.emplace_back(o.warmup_fractions.front(), warmup_steps_for(o.warmup_fractions.front(), S));
+  }
+
+  // --- Accuracy samples: spread over [first warmup, S - 1], the last step included.
+  std::vector<StepData> samples;
+  {
+    const int64_t lo = std::min(warmups.front().second, S - 1);
+    const int64_t span = S - 1 - lo;
+    const int64_t per_sample =
+        static_cast<int64_t>((2 * shape.heads * shape.q_len + 2 * shape.kv_heads * shape.kv_len) *
+                             shape.head_dim * sizeof(float) + shape.heads * shape.q_len * shape.head_dim * 4);
+    int64_t m = std::min<int64_t>(o.sample_steps, span + 1);
+    m = std::max<int64_t>(1, std::min(m, o.sample_memory_bytes / std::max<int64_t>(1, per_sample)));
+    std::vector<int64_t> at;
+    for (int64_t i = 0; i < m; ++i)
+      at.push_back(m == 1 ? S - 1 : S - 1 - static_cast<int64_t>(std::llround(double(i) * double(span) / double(m - 1))));
+    std::sort(at.begin(), at.end());
+    at.erase(std::unique(at.begin(), at.end()), at.end());
+    for (int64_t s : at) {
+      progress.report("loading accuracy samples", double(at.size() - samples.size()) * (load_s + t_dense / 1e3));
+      if (s == S - 1) {
+        samples.push_back(std::move(last));
+      } else {
+        samples.push_back(P.load(s));
+      }
+      compute_ref(samples.back());
+    }
+  }
+  const StepData& timing_step = samples.back();  // step S - 1
+
+  // Accuracy of a mask on the samples at or after W; stops at the first step
+  // under the bound (samples are tried last step first: drift makes it the worst).
+  auto judge = [&](const BlockMask& mask, int64_t W, double& mean_cos, double& min_cos) {
+    double sum = 0;
+    int64_t n = 0;
+    min_cos = 1.0;
+    for (auto it = samples.rbegin(); it != samples.rend(); ++it) {
+      if (it->step < W) break;
+      block_sparse_attention(shape, P.q(*it), P.k(*it), P.v(*it), mask, P.out_view(out), kopt);
+      const double c = cosine_similarity(P.view(out, shape.heads, shape.q_len), it->ref);
+      ++res.accuracy_evals;
+      sum += c;
+      ++n;
+      min_cos = std::min(min_cos, c);
+      if (c < o.min_step_cosine) break;
+    }
+    // Dense steps match the reference; sparse steps are estimated by the samples' mean.
+    const double sparse_mean = n ? sum / double(n) : 1.0;
+    mean_cos = (double(W) + double(S - W) * sparse_mean) / double(S);
+    return min_cos >= o.min_step_cosine && mean_cos >= o.min_mean_cosine;
+  };
+
+  // Seconds the verification run is expected to take for a candidate.
+  auto verify_cost_s = [&](double sparse_ms) {
+    return double(S) * (load_s + (t_dense + sparse_ms) / 1e3) * 1.1;
+  };
+  auto model_run_ms = [&](int64_t W, double record_ms, double sparse_ms) {
+    return double(W - 1) * t_dense + record_ms + double(S - W) * sparse_ms;
+  };
+
+  // --- The search: warmups ascending, block sizes inside; each (warmup, block)
+  // bisects the number of kept key blocks.
+  std::optional<TuneCandidate> best;
+  std::map<int64_t, int64_t> hi_kept;  // per block size: smallest passing count at a smaller warmup
+  const size_t pairs_total = warmups.size() * o.block_sizes.size();
+  size_t pairs_done = 0;
+  double pair_cost_s = 0;  // running mean of a (warmup, block) search
+  std::vector<float> lse(static_cast<size_t>(shape.heads * shape.q_len));
+  std::vector<float> lse_out(P.out_size());
+  for (const auto& [fraction, W] : warmups) {
+    // A larger warmup only adds dense steps: once they alone cost more than the best run, stop.
+    if (best && double(W - 1) * t_dense >= best->est_run_ms) break;
+    progress.report("recording the pattern at step " + std::to_string(W - 1),
+                    double(pairs_total - pairs_done) * pair_cost_s + verify_cost_s(t_dense * 0.2));
+    StepData rec = P.load(W - 1);
+    const double t_lse = median_ms(1, [&] {
+      dense_attention_with_lse(shape, P.q(rec), P.k(rec), P.v(rec), P.out_view(lse_out), lse.data(), kopt);
+    });
+    for (int64_t b : o.block_sizes) {
+      const auto tp = Clock::now();
+      const double remaining = double(pairs_total - pairs_done) * pair_cost_s;
+      const double reserve = verify_cost_s(best ? best->sparse_step_ms : t_dense * 0.2) +
+                             o.reserve_dense_steps * t_dense / 1e3;
+      if (seconds_since(t0) + std::max(pair_cost_s, 0.0) + reserve > o.budget_s && best) {
+        res.budget_hit = true;
+        break;
+      }
+      BlockMass mass;
+      const double t_mass = median_ms(1, [&] {
+        mass = block_attention_mass_from_lse(shape, P.q(rec), P.k(rec), lse.data(), b, b, kopt);
+      });
+      const int64_t nk = mass.k_blocks();
+      int64_t lo = std::clamp<int64_t>(static_cast<int64_t>(std::ceil(o.min_topk * double(nk) - 1e-9)), 1, nk);
+      int64_t hi = std::clamp<int64_t>(static_cast<int64_t>(std::ceil(o.max_topk * double(nk) - 1e-9)), 1, nk);
+      if (auto it = hi_kept.find(b); it != hi_kept.end()) hi = std::min(hi, it->second);
+      lo = std::min(lo, hi);
+      double mean_c = 0, min_c = 0;
+      std::optional<std::pair<double, double>> at_hi;
+      auto passes = [&](int64_t kept) {
+        progress.report("block " + std::to_string(b) + ", warmup " + std::to_string(W) + "/" +
+                            std::to_string(S) + " steps, trying " + std::to_string(kept) + "/" +
+                            std::to_string(nk) + " key blocks",
+                        remaining + reserve);
+        const BlockMask m = sparsed_select(mass, ratio_for(kept, nk));
+        return judge(m, W, mean_c, min_c);
+      };
+      if (!passes(hi)) {  // even the largest allowed budget misses the bound here
+        ++pairs_done;
+        continue;
+      }
+      double best_mean = mean_c, best_min = min_c;
+      while (lo < hi) {
+        const int64_t mid = lo + (hi - lo) / 2;
+        if (passes(mid)) {
+          hi = mid;
+          best_mean = mean_c;
+          best_min = min_c;
+        } else {
+          lo = mid + 1;
+        }
+      }
+      hi_kept[b] = hi;
+      TuneCandidate c;
+      c.block_size = b;
+      c.warmup_fraction = fraction;
+      c.warmup_steps = W;
+      c.blocks_kept = hi;
+      c.topk_ratio = ratio_for(hi, nk);
+      c.est_mean_cosine = best_mean;
+      c.est_min_cosine = best_min;
+      BlockMask mask;
+      const double t_select = median_ms(1, [&] { mask = sparsed_select(mass, c.topk_ratio); });
+      c.record_ms = t_lse + t_mass + t_select;
+      c.sparse_step_ms = median_ms(o.reps, [&] {
+        block_sparse_attention(shape, P.q(timing_step), P.k(timing_step), P.v(timing_step), mask,
+                               P.out_view(out), kopt);
+      });
+      c.est_run_ms = model_run_ms(W, c.record_ms, c.sparse_step_ms);
+      res.candidates.push_back(c);
+      if (!best || c.est_run_ms < best->est_run_ms) best = c;
+      ++pairs_done;
+      const double took = seconds_since(tp);
+      pair_cost_s = pair_cost_s == 0 ? took : 0.7 * pair_cost_s + 0.3 * took;
+    }
+    if (res.budget_hit) break;
+  }
+
+  if (!best) {
+    res.elapsed_s = seconds_since(t0);
+    res.note = "no setting in the search space (top-k ratio up to " + std::to_string(o.max_topk) +
+               ", warmup up to " + std::to_string(warmups.back().first) +
+               ") met the accuracy bound on the sample steps";
+    return res;
+  }
+
+  // --- Threads for the chosen setting: the whole-run model per thread count.
+  TuneCandidate chosen = *best;
+  {
+    progress.report("timing threads", verify_cost_s(chosen.sparse_step_ms) + o.reserve_dense_steps * t_dense / 1e3);
+    StepData rec = P.load(chosen.warmup_steps - 1);
+    double best_run = std::numeric_limits<double>::infinity();
+    int best_threads = kopt.threads;
+    for (int th : thread_set) {
+      KernelOptions k = kopt;
+      k.threads = th;
+      const double td = median_ms(o.reps, [&] {
+        dense_attention(shape, P.q(timing_step), P.k(timing_step), P.v(timing_step), P.out_view(out), k);
+      });
+      BlockMask mask;
+      const double trec = median_ms(1, [&] {
+        dense_attention_with_lse(shape, P.q(rec), P.k(rec), P.v(rec), P.out_view(lse_out), lse.data(), k);
+        const BlockMass m = block_attention_mass_from_lse(shape, P.q(rec), P.k(rec), lse.data(),
+                                                          chosen.block_size, chosen.block_size, k);
+        mask = sparsed_select(m, chosen.topk_ratio);
+      });
+      const double ts = median_ms(o.reps, [&] {
+        block_sparse_attention(shape, P.q(timing_step), P.k(timing_step), P.v(timing_step), mask,
+                               P.out_view(out), k);
+      });
+      const double run = double(chosen.warmup_steps - 1) * td + trec + double(S - chosen.warmup_steps) * ts;
+      if (run < best_run) {
+        best_run = run;
+        best_threads = th;
+        t_dense = td;
+        chosen.record_ms = trec;
+        chosen.sparse_step_ms = ts;
+        chosen.est_run_ms = run;
+      }
+    }
+    kopt.threads = best_threads;
+  }
+  samples.clear();  // free the cached inputs before the verification run
+
+  // --- Verification: the real session over every step; step the top-k up if
+  // a step the samples did not see falls below the bound.
+  SessionConfig cfg;
+  cfg.policy = Policy::sparsed;
+  cfg.total_steps = S;
+  cfg.block_size = chosen.block_size;
+  cfg.warmup_fraction = chosen.warmup_fraction;
+  cfg.kernel = kopt;
+  const int64_t nk = (shape.kv_len + chosen.block_size - 1) / chosen.block_size;
+  for (int attempt = 0; attempt <= o.verify_retries; ++attempt) {
+    cfg.topk_ratio = chosen.topk_ratio;
+    EvalOptions eo;
+    eo.max_steps = S;
+    eo.recall = false;
+    const double vc = verify_cost_s(chosen.sparse_step_ms);
+    eo.on_step = [&](const StepEval& e) {
+      progress.report("verifying on all " + std::to_string(S) + " steps (step " +
+                          std::to_string(e.step + 1) + ")",
+                      vc * double(S - e.step - 1) / double(S) + o.reserve_dense_steps * t_dense / 1e3);
+    };
+    res.verify = evaluate(workload, cfg, eo);
+    res.met = res.verify.mean_cosine >= o.min_mean_cosine && res.verify.min_cosine >= o.min_step_cosine;
+    if (res.met || chosen.blocks_kept >= nk) break;
+    if (attempt == o.verify_retries || seconds_since(t0) + vc > o.budget_s * 1.25) break;
+    // Step up by ~25% (at least one block) and re-verify.
+    chosen.blocks_kept = std::min(nk, std::max(chosen.blocks_kept + 1, (chosen.blocks_kept * 5 + 3) / 4));
+    chosen.topk_ratio = ratio_for(chosen.blocks_kept, nk);
+    res.note += "verification missed the bound at " + std::to_string(res.verify.min_cosine) +
+                " (min step cosine); stepped top-k up to " + std::to_string(chosen.blocks_kept) + "/" +
+                std::to_string(nk) + " blocks. ";
+  }
+  if (!res.met)
+    res.note += "the chosen setting did not meet the bound on every step of the verification run";
+  if (res.budget_hit) res.note += "the search stopped early to keep within the time budget. ";
+
+  res.chosen = chosen;
+  res.dense_step_ms = t_dense;
+  ProfileEntry& e = res.entry;
+  e.shape = TunedShape{shape.heads, shape.kv_heads, shape.kv_len, shape.head_dim, S};
+  e.workload = workload.describe();
+  e.policy = policy_name(Policy::sparsed);
+  e.min_mean_cosine = o.min_mean_cosine;
+  e.min_step_cosine = o.min_step_cosine;
+  e.block_size = chosen.block_size;
+  e.topk_ratio = chosen.topk_ratio;
+  e.warmup_fraction = chosen.warmup_fraction;
+  e.q_tile_rows = kopt.q_block;
+  e.threads = kopt.threads;
+  e.dense_ms = res.verify.dense_total_ms;
+  e.sparse_ms = res.verify.sparse_total_ms;
+  e.speedup = res.verify.speedup_vs_dense;
+  e.mean_cosine = res.verify.mean_cosine;
+  e.min_cosine = res.verify.min_cosine;
+  e.mean_density = res.verify.mean_density;
+  e.tuned_at = utc_timestamp_now();
+  res.elapsed_s = seconds_since(t0);
+  progress.report("done", 0);
+  return res;
+}
+
+}  // namespace spattn

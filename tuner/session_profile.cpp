@@ -1,0 +1,32 @@
+// Sessions configured from a tuning profile.
+#include <filesystem>
+
+#include "spattn/profile.hpp"
+
+namespace spattn {
+
+std::optional<Profile> load_default_profile(bool strict) {
+  const std::string path = default_profile_path();
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return std::nullopt;
+  return Profile::load_for_machine(path, strict);
+}
+
+SessionConfig apply_profile_entry(const ProfileEntry& e, SessionConfig base) {
+  base.block_size = e.block_size;
+  base.topk_ratio = e.topk_ratio;
+  base.unisparse.topk_ratio = e.topk_ratio;
+  base.warmup_fraction = e.warmup_fraction;
+  base.kernel.q_block = e.q_tile_rows;
+  base.kernel.threads = e.threads;
+  return base;
+}
+
+SessionConfig session_config_from_profile(const Profile& profile, const AttentionShape& shape,
+                                          SessionConfig base) {
+  const TunedShape key{shape.heads, shape.kv_heads, shape.kv_len, shape.head_dim, base.total_steps};
+  const ProfileEntry* e = profile.lookup(key, policy_name(base.policy));
+  return apply_profile_entry(e ? *e : Profile::default_entry(key), base);
+}
+
+}  // namespace spattn

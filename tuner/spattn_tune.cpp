@@ -1,0 +1,353 @@
+// spattn-tune: learns this machine. Searches the SparseD setting (block size,
+// top-k ratio, warmup fraction, tiles, threads) with the fastest whole
+// denoising run that keeps the accuracy bound, writes it into the machine's
+// YAML profile (merged, atomic), and ends with the side-by-side table against
+// the dense baselines.
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cli_args.hpp"
+#include "spattn/spattn.hpp"
+#include "spattn/tune.hpp"
+
+namespace {
+
+const char* kUsage = R"(usage: spattn-tune [flags]
+Finds the fastest SparseD setting that keeps the accuracy bound on this
+machine, stores it in the machine's profile and prints the comparison
+against the dense baselines.
+
+workload (default: the built-in synthetic one, heads 8, N 4096, head_dim 128, 64 steps)
+  --seq-len N --heads H --kv-heads G --head-dim D --steps S --seed X
+  --npy DIR             captured steps DIR/stepXXXX[/layerL]/{q,k,v}.npy instead
+  --layer L             layer folder of --npy (default: the first)
+accuracy bound (cosine similarity to dense attention)
+  --min-mean-cosine C   over all steps (default 0.99)
+  --min-step-cosine C   every single step (default 0.98)
+search space
+  --block-sizes LIST    from 16,32,64,128 (default all)
+  --topk-min R --topk-max R          top-k ratio range (default 0.01 .. 0.5)
+  --warmup-fractions LIST            (default 0,0.1,0.2,0.3,0.4)
+  --q-tiles LIST        dense query tile rows tried (default 32,64,128)
+  --threads LIST        thread counts tried (default 1,2,4,... and all cores)
+  --samples K           steps the search judges accuracy on (default 4)
+  --reps R              repetitions per timing, median taken (default 5)
+  --budget-s T          wall-clock budget in seconds, table included (default 120)
+output
+  --out FILE            profile to merge into (default $SPATTN_PROFILE, else tuning/<machine-id>.yaml)
+  --no-save             do not write the profile
+  --no-table            skip the dense-baseline table
+  --json FILE           the chosen setting and the table as JSON
+)";
+
+template <class T>
+std::vector<T> parse_list(const char* tool, const std::string& flag, const std::string& text,
+                          T lo, T hi) {
+  std::vector<T> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    char* end = nullptr;
+    const double x = std::strtod(item.c_str(), &end);
+    if (item.empty() || *end != '\0' || !(x >= double(lo) && x <= double(hi)) ||
+        (std::is_integral_v<T> && x != std::floor(x)))
+      spattn::cli::usage_error(tool, flag + ": '" + item + "' is not a value in [" + std::to_string(lo) +
+                                         ", " + std::to_string(hi) + "]");
+    out.push_back(static_cast<T>(x));
+  }
+  if (out.empty()) spattn::cli::usage_error(tool, flag + " needs a comma-separated list");
+  return out;
+}
+
+// A progress bar on a terminal; a line per phase otherwise (logs stay readable).
+struct ProgressBar {
+  bool tty = isatty(STDERR_FILENO) != 0;
+  std::string last_phase;
+  void operator()(const spattn::TuneProgress& p) {
+    if (tty) {
+      const int width = 30, filled = static_cast<int>(std::lround(p.fraction * width));
+      std::string bar(static_cast<size_t>(filled), '#');
+      bar.resize(width, '.');
+      std::fprintf(stderr, "\r\033[K[%s] %3.0f%%  %5.1fs, ETA %5.1fs  %s", bar.c_str(), 100 * p.fraction,
+                   p.elapsed_s, p.eta_s, p.phase.c_str());
+    } else {
+      const std::string head = p.phase.substr(0, p.phase.find(','));
+      if (head == last_phase) return;
+      last_phase = head;
+      std::fprintf(stderr, "[%5.1fs, ETA %5.1fs] %s\n", p.elapsed_s, p.eta_s, p.phase.c_str());
+    }
+    std::fflush(stderr);
+  }
+  void finish() const {
+    if (tty) std::fprintf(stderr, "\n");
+  }
+};
+
+struct Row {
+  std::string method;
+  double ms_per_step = NAN;
+  double whole_run_ms = NAN;
+  bool whole_run_measured = false;  // else ms_per_step * steps
+  double mean_cosine = NAN, min_cosine = NAN;
+  double density = 1;
+};
+
+std::string json_str(const std::string& s) {
+  std::string o = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') o += '\\';
+    if (static_cast<unsigned char>(c) < 0x20) continue;  // control characters have no place in these names
+    o += c;
+  }
+  return o + "\"";
+}
+
+std::string json_num(double x) {
+  if (!std::isfinite(x)) return "null";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.6g", x);
+  return buf;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace spattn;
+  using Clock = std::chrono::steady_clock;
+  cli::Args a{"spattn-tune", argc, argv};
+  TuneOptions o;
+  o.workload.synthetic.seq_len = 4096;
+  o.steps = 64;
+  std::string out_path, json_path;
+  bool save = true, table = true;
+  while (!a.done()) {
+    const std::string f = a.flag();
+    if (f == "--help" || f == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    } else if (f == "--seq-len") {
+      o.workload.synthetic.seq_len = a.integer(f, 16, 1 << 22);
+    } else if (f == "--heads") {
+      o.workload.synthetic.heads = o.workload.synthetic.kv_heads = a.integer(f, 1, 1024);
+    } else if (f == "--kv-heads") {
+      o.workload.synthetic.kv_heads = a.integer(f, 1, 1024);
+    } else if (f == "--head-dim") {
+      o.workload.synthetic.head_dim = a.integer(f, 16, 256);
+    } else if (f == "--steps") {
+      o.steps = a.integer(f, 1, 1 << 20);
+    } else if (f == "--seed") {
+      o.workload.synthetic.seed = static_cast<uint64_t>(a.integer(f, 0, 1LL << 62));
+    } else if (f == "--npy") {
+      o.workload.npy_dir = a.value(f);
+    } else if (f == "--layer") {
+      o.workload.layer = static_cast<int>(a.integer(f, 0, 1 << 20));
+    } else if (f == "--min-mean-cosine") {
+      o.min_mean_cosine = a.real(f, -1.0, 1.0);
+    } else if (f == "--min-step-cosine") {
+      o.min_step_cosine = a.real(f, -1.0, 1.0);
+    } else if (f == "--block-sizes") {
+      o.block_sizes = parse_list<int64_t>(a.tool, f, a.value(f), 16, 128);
+      for (int64_t b : o.block_sizes)
+        if (!is_supported_block_size(b)) cli::usage_error(a.tool, "--block-sizes: each must be 16, 32, 64 or 128");
+    } else if (f == "--topk-min") {
+      o.min_topk = a.real(f, 0.0, 1.0, true);
+    } else if (f == "--topk-max") {
+      o.max_topk = a.real(f, 0.0, 1.0, true);
+    } else if (f == "--warmup-fractions") {
+      o.warmup_fractions = parse_list<double>(a.tool, f, a.value(f), 0.0, 0.999999);
+    } else if (f == "--q-tiles") {
+      o.q_tiles = parse_list<int64_t>(a.tool, f, a.value(f), 16, 128);
+      for (int64_t b : o.q_tiles)
+        if (!is_supported_block_size(b)) cli::usage_error(a.tool, "--q-tiles: each must be 16, 32, 64 or 128");
+    } else if (f == "--threads") {
+      o.threads = parse_list<int>(a.tool, f, a.value(f), 1, 4096);
+    } else if (f == "--samples") {
+      o.sample_steps = static_cast<int>(a.integer(f, 1, 64));
+    } else if (f == "--reps") {
+      o.reps = static_cast<int>(a.integer(f, 1, 1000));
+    } else if (f == "--budget-s") {
+      o.budget_s = a.real(f, 0.0, 1e7, true);
+    } else if (f == "--out") {
+      out_path = a.value(f);
+    } else if (f == "--no-save") {
+      save = false;
+    } else if (f == "--no-table") {
+      table = false;
+    } else if (f == "--json") {
+      json_path = a.value(f);
+    } else {
+      cli::usage_error(a.tool, "unknown flag '" + f + "'");
+    }
+  }
+  if (o.min_topk > o.max_topk) cli::usage_error(a.tool, "--topk-min is larger than --topk-max");
+  o.workload.synthetic.steps = o.steps;
+  if (out_path.empty()) out_path = default_profile_path();
+  const int table_reps = std::min(o.reps, 3);
+
+  try {
+    const auto t_start = Clock::now();
+    const MachineInfo machine = MachineInfo::detect();
+    WorkloadSource probe(o.workload);
+    const AttentionShape shape = probe.shape();
+    const int64_t steps = std::min(o.steps, probe.steps());
+    // Naive attention is ~15x dense flash: only where a few runs of it fit the budget.
+    const bool naive_row = table && shape.kv_len <= 4096;
+    if (table) o.reserve_dense_steps = table_reps * (1.0 + (have_blas() ? 3.0 : 0.0) + (naive_row ? 16.0 : 0.0));
+    std::printf("spattn-tune: %s, %d cores, ISA %s, %d NUMA node(s)\n", machine.cpu_model.c_str(), machine.cores,
+                machine.isa.c_str(), machine.numa_nodes);
+    std::printf("workload %s: heads %lld/%lld, N %lld, head_dim %lld, %lld steps; bound: mean cosine >= %.4g, "
+                "every step >= %.4g; budget %.0f s\n",
+                probe.describe().c_str(), (long long)shape.heads, (long long)shape.kv_heads,
+                (long long)shape.kv_len, (long long)shape.head_dim, (long long)steps, o.min_mean_cosine,
+                o.min_step_cosine, o.budget_s);
+    std::fflush(stdout);
+
+    ProgressBar bar;
+    o.on_progress = [&](const TuneProgress& p) { bar(p); };
+    const TuneResult r = tune(o);
+    bar.finish();
+
+    std::printf("\nsearched (best per warmup and block size; estimates from %d sample steps):\n", o.sample_steps);
+    std::printf("%6s %7s %8s %9s %10s %10s %11s %12s\n", "block", "warmup", "blocks", "topk", "est_cos",
+                "est_min", "sparse_ms", "est_run_ms");
+    for (const TuneCandidate& c : r.candidates)
+      std::printf("%6lld %7lld %8lld %9.4f %10.5f %10.5f %11.2f %12.1f%s\n", (long long)c.block_size,
+                  (long long)c.warmup_steps, (long long)c.blocks_kept, c.topk_ratio, c.est_mean_cosine,
+                  c.est_min_cosine, c.sparse_step_ms, c.est_run_ms,
+                  c.block_size == r.chosen.block_size && c.warmup_steps == r.chosen.warmup_steps ? "  <- chosen" : "");
+    std::printf("%d accuracy checks in %.1f s%s\n", r.accuracy_evals, r.elapsed_s,
+                r.budget_hit ? " (search cut short by the budget)" : "");
+    if (!r.note.empty()) std::printf("note: %s\n", r.note.c_str());
+    if (!r.met) {
+      std::fprintf(stderr, "spattn-tune: no setting met the accuracy bound; the profile is not written. %s\n",
+                   r.note.c_str());
+      return 1;
+    }
+    const ProfileEntry& e = r.entry;
+    std::printf("\nchosen: block %lld, top-k %.4f (%lld blocks), warmup %.2f (%lld of %lld steps dense), "
+                "q tile %lld, threads %d\n",
+                (long long)e.block_size, e.topk_ratio, (long long)r.chosen.blocks_kept, e.warmup_fraction,
+                (long long)r.chosen.warmup_steps, (long long)steps, (long long)e.q_tile_rows, e.threads);
+    std::printf("verified over all %lld steps: mean cosine %.5f, min %.5f, mean density %.3f; whole run %.0f ms "
+                "vs dense %.0f ms in the same run: %.2fx\n",
+                (long long)steps, e.mean_cosine, e.min_cosine, e.mean_density, e.sparse_ms, e.dense_ms, e.speedup);
+    if (save) {
+      const Profile written = merge_into_file(out_path, e, machine);
+      std::printf("profile: %s (%zu entr%s)\n", out_path.c_str(), written.entries.size(),
+                  written.entries.size() == 1 ? "y" : "ies");
+    }
+
+    std::vector<Row> rows;
+    if (table) {
+      KernelOptions k;
+      k.threads = e.threads;
+      k.q_block = e.q_tile_rows;
+      std::vector<float> q, kk, v;
+      probe.step(steps - 1, q, kk, v);
+      const int64_t d = shape.head_dim;
+      auto cv = [&](const std::vector<float>& t, int64_t h, int64_t n) { return ConstTensorView::heads_major(t.data(), h, n, d); };
+      std::vector<float> flash_out(static_cast<size_t>(shape.heads * shape.q_len * d)), out(flash_out.size());
+      auto ov = [&](std::vector<float>& t) { return TensorView::heads_major(t.data(), shape.heads, shape.q_len, d); };
+      const ConstTensorView qv = cv(q, shape.heads, shape.q_len), kv = cv(kk, shape.kv_heads, shape.kv_len),
+                            vv = cv(v, shape.kv_heads, shape.kv_len);
+      auto median_ms = [&](int reps, auto&& fn) {
+        std::vector<double> t;
+        for (int i = 0; i < reps; ++i) {
+          const auto t0 = Clock::now();
+          fn();
+          t.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+        }
+        std::sort(t.begin(), t.end());
+        return t[t.size() / 2];
+      };
+      std::fprintf(stderr, "timing the dense baselines for the table...\n");
+      const double flash_ms = median_ms(table_reps, [&] { dense_attention(shape, qv, kv, vv, ov(flash_out), k); });
+      const std::vector<double> ref(flash_out.begin(), flash_out.end());
+      auto dense_row = [&](const char* name, auto&& fn) {
+        Row row;
+        row.method = name;
+        row.ms_per_step = median_ms(table_reps, fn);
+        row.whole_run_ms = row.ms_per_step * double(steps);
+        row.mean_cosine = row.min_cosine = cosine_similarity(ov(out), ref);
+        rows.push_back(row);
+      };
+      if (naive_row) dense_row("dense naive", [&] { naive_attention(shape, qv, kv, vv, ov(out), k); });
+      if (have_blas()) dense_row("dense OpenBLAS", [&] { blas_attention(shape, qv, kv, vv, ov(out), k); });
+      Row flash;
+      flash.method = "dense flash";
+      flash.ms_per_step = flash_ms;
+      flash.whole_run_ms = e.dense_ms;  // the verification run's dense steps
+      flash.whole_run_measured = true;
+      flash.mean_cosine = flash.min_cosine = 1.0;
+      rows.push_back(flash);
+      Row sp;
+      sp.method = "SparseD (tuned)";
+      sp.ms_per_step = r.chosen.sparse_step_ms;
+      sp.whole_run_ms = e.sparse_ms;
+      sp.whole_run_measured = true;
+      sp.mean_cosine = e.mean_cosine;
+      sp.min_cosine = e.min_cosine;
+      sp.density = r.chosen.topk_ratio;
+      rows.push_back(sp);
+
+      std::printf("\nside by side: heads %lld/%lld, N %lld, head_dim %lld, %lld steps, threads %d, ISA %s\n",
+                  (long long)shape.heads, (long long)shape.kv_heads, (long long)shape.kv_len,
+                  (long long)shape.head_dim, (long long)steps, resolve_threads(k), isa_name(active_isa()));
+      std::printf("%-16s %8s %11s %9s %13s %10s %10s %10s\n", "method", "density", "ms/step", "vs flash",
+                  "whole run ms", "vs flash", "mean cos", "min cos");
+      for (const Row& row : rows) {
+        char whole[32];
+        std::snprintf(whole, sizeof whole, "%s%.0f", row.whole_run_measured ? "" : "~", row.whole_run_ms);
+        std::printf("%-16s %8.3f %11.2f %8.2fx %13s %9.2fx %10.5f %10.5f\n", row.method.c_str(), row.density,
+                    row.ms_per_step, flash_ms / row.ms_per_step, whole, e.dense_ms / row.whole_run_ms,
+                    row.mean_cosine, row.min_cosine);
+      }
+      std::printf("ms/step: median of %d runs on step %lld (sparse: of %d runs, on the sparse path). Whole run: the\n"
+                  "verification run for flash and SparseD (same run, warmup and pattern build included);\n"
+                  "~ = ms/step x %lld steps. Cosine: naive/OpenBLAS against flash on that step; SparseD over all steps.\n",
+                  table_reps, (long long)steps - 1, o.reps, (long long)steps);
+    }
+    const double total_s = std::chrono::duration<double>(Clock::now() - t_start).count();
+    std::printf("spattn-tune: done in %.1f s (budget %.0f s)\n", total_s, o.budget_s);
+
+    if (!json_path.empty()) {
+      std::ofstream js(json_path);
+      js << "{\n  \"machine\": {\"cpu_model\": " << json_str(machine.cpu_model) << ", \"isa\": " << json_str(machine.isa)
+         << ", \"cores\": " << machine.cores << "},\n  \"workload\": " << json_str(e.workload) << ",\n  \"shape\": {\"heads\": "
+         << shape.heads << ", \"kv_heads\": " << shape.kv_heads << ", \"seq_len\": " << shape.kv_len
+         << ", \"head_dim\": " << shape.head_dim << ", \"steps\": " << steps << "},\n  \"chosen\": {\"policy\": "
+         << json_str(e.policy) << ", \"block_size\": " << e.block_size << ", \"topk_ratio\": " << json_num(e.topk_ratio)
+         << ", \"warmup_fraction\": " << json_num(e.warmup_fraction) << ", \"q_tile_rows\": " << e.q_tile_rows
+         << ", \"threads\": " << e.threads << "},\n  \"verified\": {\"mean_cosine\": " << json_num(e.mean_cosine)
+         << ", \"min_cosine\": " << json_num(e.min_cosine) << ", \"mean_density\": " << json_num(e.mean_density)
+         << ", \"dense_ms\": " << json_num(e.dense_ms) << ", \"sparse_ms\": " << json_num(e.sparse_ms)
+         << ", \"speedup\": " << json_num(e.speedup) << "},\n  \"elapsed_s\": " << json_num(total_s)
+         << ",\n  \"table\": [";
+      for (size_t i = 0; i < rows.size(); ++i) {
+        const Row& row = rows[i];
+        js << (i ? ",\n    " : "\n    ") << "{\"method\": " << json_str(row.method) << ", \"density\": " << json_num(row.density)
+           << ", \"ms_per_step\": " << json_num(row.ms_per_step) << ", \"whole_run_ms\": " << json_num(row.whole_run_ms)
+           << ", \"whole_run_measured\": " << (row.whole_run_measured ? "true" : "false")
+           << ", \"mean_cosine\": " << json_num(row.mean_cosine) << ", \"min_cosine\": " << json_num(row.min_cosine)
+           << "}";
+      }
+      js << "\n  ]\n}\n";
+      if (!js) {
+        std::fprintf(stderr, "spattn-tune: cannot write %s\n", json_path.c_str());
+        return 1;
+      }
+    }
+  } catch (const Error& err) {
+    std::fprintf(stderr, "\n%s\n", err.what());
+    return 2;
+  }
+  return 0;
+}
