@@ -61,8 +61,40 @@ class Reader {
     if (!n.IsScalar()) fail(n, in_quotes(name) + " must be " + kind + ", got " + node_kind(n));
     return n.Scalar();
   }
+  // Profile strings are one line of UTF-8 text: yaml-cpp passes invalid UTF-8
+  // and control bytes through on reading but re-encodes them on writing, so
+  // such a value would change on every merge-save (found by fuzz_profile_yaml).
   std::string string(const YAML::Node& n, const std::string& name) const {
-    return scalar(n, name, "a string");
+    std::string s = scalar(n, name, "a string");
+    if (const char* why = not_text(s)) fail(n, in_quotes(name) + " " + why);
+    return s;
+  }
+  static const char* not_text(const std::string& s) {
+    for (size_t i = 0; i < s.size();) {
+      const auto c = static_cast<unsigned char>(s[i]);
+      if (c < 0x20 || c == 0x7f) return "must not contain control characters";
+      size_t len = 1;
+      uint32_t cp = c;
+      if (c >= 0x80) {
+        if (c >= 0xc2 && c <= 0xdf) len = 2, cp = c & 0x1f;
+        else if (c >= 0xe0 && c <= 0xef) len = 3, cp = c & 0x0f;
+        else if (c >= 0xf0 && c <= 0xf4) len = 4, cp = c & 0x07;
+        else return "must be valid UTF-8";
+        if (i + len > s.size()) return "must be valid UTF-8";
+        for (size_t j = 1; j < len; ++j) {
+          const auto cc = static_cast<unsigned char>(s[i + j]);
+          if ((cc & 0xc0) != 0x80) return "must be valid UTF-8";
+          cp = (cp << 6) | (cc & 0x3f);
+        }
+        // Overlong forms, UTF-16 surrogates, past U+10FFFF; C1 controls.
+        if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+            (cp >= 0xd800 && cp <= 0xdfff))
+          return "must be valid UTF-8";
+        if (cp >= 0x80 && cp <= 0x9f) return "must not contain control characters";
+      }
+      i += len;
+    }
+    return nullptr;
   }
   int64_t integer(const YAML::Node& n, const std::string& name, int64_t min,
                   int64_t max = std::numeric_limits<int64_t>::max()) const {

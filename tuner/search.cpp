@@ -399,8 +399,7 @@ TuneResult tune(const TuneOptions& o) {
     eo.recall = false;
     const double vc = verify_cost_s(chosen.sparse_step_ms);
     eo.on_step = [&](const StepEval& e) {
-      progress.report("verifying on all " + std::to_string(S) + " steps (step " +
-                          std::to_string(e.step + 1) + ")",
+      progress.report("verifying on all " + std::to_string(S) + " steps, step " + std::to_string(e.step + 1),
                       vc * double(S - e.step - 1) / double(S) + o.reserve_dense_steps * t_dense / 1e3);
     };
     res.verify = evaluate(workload, cfg, eo);

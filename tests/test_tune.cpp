@@ -1,0 +1,214 @@
+// The autotuner's search: it meets the bound it was given (re-measured here
+// independently through a session built from the written profile), reports
+// honestly when no setting can, rejects bad options, and merges into a profile.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+#include "spattn/spattn.hpp"
+#include "spattn/tune.hpp"
+
+namespace spattn {
+namespace {
+
+TuneOptions small_options() {
+  TuneOptions o;
+  o.workload.synthetic.heads = 4;
+  o.workload.synthetic.kv_heads = 2;  // GQA
+  o.workload.synthetic.seq_len = 300; // not a multiple of any block size
+  o.workload.synthetic.head_dim = 32;
+  o.workload.synthetic.seed = 7;
+  o.steps = 10;
+  o.block_sizes = {16, 32};
+  o.warmup_fractions = {0.0, 0.2};
+  o.q_tiles = {64};
+  o.threads = {1};
+  o.reps = 1;
+  o.sample_steps = 3;
+  o.budget_s = 60;
+  return o;
+}
+
+// Accuracy of a session over the whole workload, measured from scratch.
+EvalResult remeasure(const TuneOptions& o, const SessionConfig& cfg) {
+  WorkloadSpec spec = o.workload;
+  spec.synthetic.steps = o.steps;
+  EvalOptions eo;
+  eo.recall = false;
+  return evaluate(WorkloadSource(spec), cfg, eo);
+}
+
+TEST(Tune, ChosenSettingMeetsTheBoundWhenReMeasured) {
+  TuneOptions o = small_options();
+  o.min_mean_cosine = 0.995;
+  o.min_step_cosine = 0.99;
+  int progress_calls = 0;
+  double last_fraction = -1;
+  o.on_progress = [&](const TuneProgress& p) {
+    ++progress_calls;
+    EXPECT_GE(p.fraction, 0.0);
+    EXPECT_LE(p.fraction, 1.0);
+    EXPECT_GE(p.eta_s, 0.0);
+    last_fraction = p.fraction;
+  };
+  const TuneResult r = tune(o);
+  ASSERT_TRUE(r.met) << r.note;
+  EXPECT_GT(progress_calls, 3);
+  EXPECT_DOUBLE_EQ(last_fraction, 1.0);
+  EXPECT_GT(r.accuracy_evals, 0);
+  ASSERT_FALSE(r.candidates.empty());
+  const ProfileEntry& e = r.entry;
+  EXPECT_TRUE(e.block_size == 16 || e.block_size == 32);
+  EXPECT_GT(e.topk_ratio, 0.0);
+  EXPECT_LE(e.topk_ratio, 1.0);
+  EXPECT_EQ(e.threads, 1);
+  EXPECT_EQ(e.shape, (TunedShape{4, 2, 300, 32, 10}));
+  EXPECT_GE(e.mean_cosine, o.min_mean_cosine);
+  EXPECT_GE(e.min_cosine, o.min_step_cosine);
+  EXPECT_GT(e.dense_ms, 0.0);
+  EXPECT_GT(e.sparse_ms, 0.0);
+
+  // Write it, load it, build the session from the profile and run it again.
+  const std::string path =
+      (std::filesystem::temp_directory_path() / ("spattn_tune_test_" + std::to_string(::getpid()) + ".yaml")).string();
+  std::filesystem::remove(path);
+  merge_into_file(path, e);
+  const Profile p = Profile::load(path);
+  ASSERT_EQ(p.entries.size(), 1u);
+  SessionConfig base;
+  base.total_steps = o.steps;
+  const AttentionShape shape{4, 2, 300, 300, 32};
+  const SessionConfig cfg = session_config_from_profile(p, shape, base);
+  EXPECT_EQ(cfg.block_size, e.block_size);
+  EXPECT_DOUBLE_EQ(cfg.topk_ratio, e.topk_ratio);
+  EXPECT_DOUBLE_EQ(cfg.warmup_fraction, e.warmup_fraction);
+  const EvalResult again = remeasure(o, cfg);
+  EXPECT_GE(again.mean_cosine, o.min_mean_cosine);
+  EXPECT_GE(again.min_cosine, o.min_step_cosine);
+  // Deterministic kernels and workload: the same figures as the tuner's verification.
+  EXPECT_NEAR(again.mean_cosine, e.mean_cosine, 1e-12);
+  std::filesystem::remove(path);
+  std::filesystem::remove(path + ".lock");
+}
+
+TEST(Tune, ChoiceIsTheSmallestPassingBudgetForItsWarmupAndBlock) {
+  TuneOptions o = small_options();
+  o.block_sizes = {32};
+  o.warmup_fractions = {0.2};
+  o.sample_steps = 10;  // every sparse step: the search's estimate is then the full run's figure
+  o.min_mean_cosine = 0.995;
+  o.min_step_cosine = 0.99;
+  const TuneResult r = tune(o);
+  ASSERT_TRUE(r.met) << r.note;
+  ASSERT_EQ(r.candidates.size(), 1u);
+  const TuneCandidate& c = r.candidates[0];
+  ASSERT_GT(c.blocks_kept, 1) << "the bound is too loose for this test to say anything";
+  ASSERT_EQ(c.blocks_kept, r.chosen.blocks_kept) << "verification had to step up: the samples missed a step";
+  EXPECT_GE(c.est_min_cosine, o.min_step_cosine);
+  {
+    // One block fewer must fail the bound on at least one step (bisection found the edge).
+    const int64_t nk = (300 + 31) / 32;
+    SessionConfig cfg;
+    cfg.block_size = 32;
+    cfg.warmup_fraction = 0.2;
+    cfg.total_steps = o.steps;
+    cfg.topk_ratio = double(c.blocks_kept - 1) / double(nk);
+    const EvalResult fewer = remeasure(o, cfg);
+    EXPECT_TRUE(fewer.min_cosine < o.min_step_cosine || fewer.mean_cosine < o.min_mean_cosine)
+        << "kept " << c.blocks_kept - 1 << " blocks still meets the bound";
+  }
+}
+
+TEST(Tune, ImpossibleBoundIsReportedNotFaked) {
+  TuneOptions o = small_options();
+  o.max_topk = 0.05;  // one block of 19 or 10
+  o.min_topk = 0.01;
+  o.min_mean_cosine = 0.999999;
+  o.min_step_cosine = 0.999999;
+  o.warmup_fractions = {0.0};
+  const TuneResult r = tune(o);
+  EXPECT_FALSE(r.met);
+  EXPECT_FALSE(r.note.empty());
+  EXPECT_TRUE(r.candidates.empty());
+}
+
+TEST(Tune, BadOptionsAreErrorsNamingTheOption) {
+  auto expect_error = [](TuneOptions o, const std::string& needle) {
+    try {
+      (void)tune(o);
+      ADD_FAILURE() << "no error for " << needle;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  TuneOptions o = small_options();
+  o.steps = 0;
+  expect_error(o, "steps");
+  o = small_options();
+  o.block_sizes = {48};
+  expect_error(o, "block_sizes");
+  o = small_options();
+  o.min_topk = 0;
+  expect_error(o, "min_topk");
+  o = small_options();
+  o.max_topk = 1.5;
+  expect_error(o, "max_topk");
+  o = small_options();
+  o.warmup_fractions = {1.0};
+  expect_error(o, "warmup_fractions");
+  o = small_options();
+  o.q_tiles = {};
+  expect_error(o, "q_tiles");
+  o = small_options();
+  o.threads = {0};
+  expect_error(o, "threads");
+  o = small_options();
+  o.budget_s = 0;
+  expect_error(o, "budget_s");
+  o = small_options();
+  o.min_step_cosine = 2;
+  expect_error(o, "accuracy bound");
+  o = small_options();
+  o.workload.npy_dir = "/nonexistent/spattn/trace";
+  expect_error(o, "/nonexistent/spattn/trace");
+}
+
+TEST(SessionFromProfile, NearestEntryElseDefaults) {
+  Profile p;
+  p.machine = MachineInfo::detect();
+  ProfileEntry a = Profile::default_entry(TunedShape{8, 8, 4096, 128, 64});
+  a.block_size = 32;
+  a.topk_ratio = 0.07;
+  a.warmup_fraction = 0.15;
+  a.q_tile_rows = 128;
+  a.threads = 3;
+  ProfileEntry b = Profile::default_entry(TunedShape{8, 8, 32768, 128, 64});
+  b.block_size = 128;
+  b.topk_ratio = 0.03;
+  p.entries = {a, b};
+  SessionConfig base;
+  base.total_steps = 64;
+  base.refresh_every = 5;
+  SessionConfig c = session_config_from_profile(p, AttentionShape{8, 8, 6000, 6000, 128}, base);
+  EXPECT_EQ(c.block_size, 32);
+  EXPECT_DOUBLE_EQ(c.topk_ratio, 0.07);
+  EXPECT_DOUBLE_EQ(c.warmup_fraction, 0.15);
+  EXPECT_EQ(c.kernel.q_block, 128);
+  EXPECT_EQ(c.kernel.threads, 3);
+  EXPECT_EQ(c.refresh_every, 5);  // what the profile does not hold stays the caller's
+  c = session_config_from_profile(p, AttentionShape{8, 8, 30000, 30000, 128}, base);
+  EXPECT_EQ(c.block_size, 128);
+  // Another head_dim: the documented defaults.
+  c = session_config_from_profile(p, AttentionShape{8, 8, 4096, 4096, 64}, base);
+  const ProfileEntry d = Profile::default_entry({});
+  EXPECT_EQ(c.block_size, d.block_size);
+  EXPECT_DOUBLE_EQ(c.topk_ratio, d.topk_ratio);
+  // The session built from it runs.
+  DiffusionAttention layer(AttentionShape{8, 8, 4096, 4096, 128}, session_config_from_profile(p, AttentionShape{8, 8, 4096, 4096, 128}, base));
+  EXPECT_EQ(layer.config().block_size, 32);
+}
+
+}  // namespace
+}  // namespace spattn
