@@ -8,6 +8,9 @@
 
 #include "cli_args.hpp"
 #include "spattn/spattn.hpp"
+#if SPATTN_EVAL_WITH_PROFILES
+#include "spattn/profile.hpp"
+#endif
 
 namespace {
 
@@ -29,6 +32,8 @@ const char* kUsage = R"(usage: spattn-eval [flags]
   --layer L             layer folder of --npy (default: the first)
   --threads T           threads (default: SPATTN_NUM_THREADS or all cores)
   --no-recall           skip the attention-mass recall (saves one QK pass per step)
+  --profile FILE        take block size, top-k, warmup, tiles and threads from the profile
+                        entry nearest this shape (flags given explicitly still win)
   --json FILE           also write the figures as JSON
   --quiet               no per-step lines
 )";
@@ -41,8 +46,9 @@ int main(int argc, char** argv) {
   SessionConfig cfg;
   WorkloadSpec spec;
   EvalOptions eo;
-  std::string json_path;
+  std::string json_path, profile_path;
   bool quiet = false;
+  bool set_block = false, set_topk = false, set_warmup = false, set_threads = false;
   int64_t steps = 64;
   cfg.dpad.window = 512;
   cfg.dpad.sigma = 1024;
@@ -60,11 +66,14 @@ int main(int argc, char** argv) {
       }
     } else if (f == "--block-size") {
       cfg.block_size = a.integer(f, 16, 128);
+      set_block = true;
       if (!is_supported_block_size(cfg.block_size)) cli::usage_error(a.tool, "--block-size must be 16, 32, 64 or 128");
     } else if (f == "--topk-ratio") {
       cfg.topk_ratio = cfg.unisparse.topk_ratio = a.real(f, 0.0, 1.0, true);
+      set_topk = true;
     } else if (f == "--warmup-fraction") {
       cfg.warmup_fraction = a.real(f, 0.0, 0.999999);
+      set_warmup = true;
     } else if (f == "--refresh") {
       cfg.refresh_every = a.integer(f, 0, 1 << 30);
     } else if (f == "--tau") {
@@ -93,8 +102,15 @@ int main(int argc, char** argv) {
       spec.layer = static_cast<int>(a.integer(f, 0, 1 << 20));
     } else if (f == "--threads") {
       cfg.kernel.threads = static_cast<int>(a.integer(f, 1, 4096));
+      set_threads = true;
     } else if (f == "--no-recall") {
       eo.recall = false;
+    } else if (f == "--profile") {
+#if SPATTN_EVAL_WITH_PROFILES
+      profile_path = a.value(f);
+#else
+      cli::usage_error(a.tool, "--profile: this build has no YAML profile support");
+#endif
     } else if (f == "--json") {
       json_path = a.value(f);
     } else if (f == "--quiet") {
@@ -110,6 +126,26 @@ int main(int argc, char** argv) {
   try {
     WorkloadSource workload(spec);
     const AttentionShape shape = workload.shape();
+#if SPATTN_EVAL_WITH_PROFILES
+    if (!profile_path.empty()) {
+      const Profile profile = Profile::load_for_machine(profile_path, /*strict=*/false);
+      SessionConfig base = cfg;
+      base.total_steps = std::min(steps, workload.steps());
+      const SessionConfig from = session_config_from_profile(profile, shape, base);
+      if (!set_block) cfg.block_size = from.block_size;
+      if (!set_topk) cfg.topk_ratio = cfg.unisparse.topk_ratio = from.topk_ratio;
+      if (!set_warmup) cfg.warmup_fraction = from.warmup_fraction;
+      if (!set_threads) cfg.kernel.threads = from.kernel.threads;
+      cfg.kernel.q_block = from.kernel.q_block;
+      std::printf("profile %s: %s\n", profile_path.c_str(),
+                  profile.lookup(TunedShape{shape.heads, shape.kv_heads, shape.kv_len, shape.head_dim,
+                                            base.total_steps}, policy_name(cfg.policy))
+                      ? "nearest entry applied"
+                      : "no entry for this head_dim and policy: documented defaults");
+    }
+#else
+    (void)set_block, (void)set_topk, (void)set_warmup, (void)set_threads;
+#endif
     if (cfg.dpad.block_end == 0) {
       cfg.dpad.prefix_len = shape.kv_len / 2;
       cfg.dpad.block_start = shape.kv_len / 2;
