@@ -23,6 +23,16 @@ else()
   target_include_directories(spattn_xsimd SYSTEM INTERFACE ${SPATTN_XSIMD_DIR})
 endif()
 
+# Fully static command-line tools, to carry to a machine that has none of the
+# packages (the 16-core benchmark machine): every dependency from its .a.
+option(SPATTN_STATIC_TOOLS "Link the spattn tools fully statically (make static-tools)" OFF)
+if(SPATTN_STATIC_TOOLS)
+  set(BLA_STATIC ON)
+  find_library(OpenMP_gomp_LIBRARY NAMES libgomp.a PATHS ${CMAKE_CXX_IMPLICIT_LINK_DIRECTORIES})
+  find_library(SPATTN_NUMA_LIBRARY NAMES libnuma.a)
+  string(APPEND CMAKE_EXE_LINKER_FLAGS " -static")
+endif()
+
 find_package(OpenMP)
 spattn_require(OpenMP_CXX_FOUND "OpenMP" "g++ (libgomp)")
 
@@ -47,6 +57,14 @@ endif()
 if(SPATTN_WITH_YAML)
   find_package(yaml-cpp CONFIG)
   spattn_require(yaml-cpp_FOUND "yaml-cpp" libyaml-cpp-dev)
+  if(SPATTN_STATIC_TOOLS)
+    find_library(SPATTN_YAML_STATIC NAMES libyaml-cpp.a)
+    spattn_require(SPATTN_YAML_STATIC "libyaml-cpp.a" libyaml-cpp-dev)
+    get_target_property(_cfgs yaml-cpp IMPORTED_CONFIGURATIONS)
+    foreach(_c IN LISTS _cfgs)
+      set_target_properties(yaml-cpp PROPERTIES IMPORTED_LOCATION_${_c} ${SPATTN_YAML_STATIC})
+    endforeach()
+  endif()
 endif()
 
 if(SPATTN_BUILD_TESTS)

@@ -1,0 +1,885 @@
+// spattn-compare: the sparse methods against the dense baselines, per shape,
+// on the synthetic diffusion workload: time per step, GFLOP/s, speedups,
+// accuracy against dense flash, and the whole S-step diffusion run with its
+// dense warmup. Optional JSON / CSV / SVG plot, and an export of the SparseD
+// block mask plus Q/K/V for bench/peers/torch_peers.py.
+//
+// Each shape uses two steps of the workload, as the DiffusionAttention
+// session does: the patterns are recorded at the last dense warmup step
+// (W - 1) and applied at the middle step of the sparse phase, so the accuracy
+// includes the drift a reused pattern sees.
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <limits>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "bench_common.hpp"
+#include "cli_args.hpp"
+#include "npy_u8.hpp"
+#include "spattn/workload.hpp"
+#if defined(SPATTN_COMPARE_WITH_PROFILE)
+#include "spattn/profile.hpp"
+#endif
+
+namespace {
+
+using namespace spattn;
+using Clock = std::chrono::steady_clock;
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+const char* kUsage = R"(usage: spattn-compare [flags]
+Sparse methods (SparseD, UniSparse, DPad+SparseD, window+sink) against dense
+baselines (naive, OpenBLAS, flash) on the synthetic diffusion workload.
+  --heads LIST          query heads (= kv heads), comma separated (default 8,32)
+  --seq-lens LIST       sequence lengths, e.g. 4096,8192 or 4K,64K (default 4K..64K)
+  --quick               drop sequence lengths above 16K
+  --head-dim D          multiple of 16 in [16, 256] (default 128)
+  --threads T           threads (default: SPATTN_NUM_THREADS or all cores)
+  --reps R              timed repetitions per method, medians reported (default 5)
+  --steps S             denoising steps of the whole-run estimate (default 256)
+  --warmup-fraction W   dense warmup share of the steps, [0, 1) (default 0.15)
+  --block-size B        16 | 32 | 64 | 128 (default 64)
+  --topk-ratio R        SparseD top-k share of key blocks, (0, 1] (default 0.1)
+  --tau T               UniSparse cumulative-mass threshold, (0, 1] (default 0.95))"
+#if defined(SPATTN_COMPARE_WITH_PROFILE)
+                     R"(
+  --profile FILE        take block size / top-k / warmup per shape from a tuned profile)"
+#endif
+                     R"(
+  --methods LIST        subset of naive,openblas,flash,sparsed,unisparse,dpad+sparsed,window
+                        (flash is always measured: it is the reference)
+  --naive-max-n N       run naive only up to N tokens (default 4096)
+  --blas-max-n N        run OpenBLAS only up to N tokens (default 0: no limit)
+  --window-tokens N     window+sink band width in tokens (default 512)
+  --sink-tokens N       window+sink sink tokens (default 64)
+  --seed X              workload seed (default 1)
+  --json FILE           one record per method and shape
+  --csv FILE            the same records as CSV
+  --plot FILE.svg       time per step against N, log-log (heads = the first --heads value)
+  --export-mask DIR     per shape DIR/h<H>_n<N>/: mask.npy (SparseD, uint8 [heads][q_blocks][k_blocks]),
+                        q/k/v.npy (float32 [heads][N][d], the applied step), out_flash.npy,
+                        out_sparsed.npy and meta.json, for bench/peers/torch_peers.py
+  --quiet               no progress on stderr
+Whole-run ms: dense methods S x ms/step; sparse ones W dense steps (W = ceil(w S), at least
+1 for SparseD) + pattern build + (S - W) sparse steps (DPad+SparseD's warmup runs dense over
+its kept tokens, as the session does).
+)";
+
+enum class Method { naive, openblas, flash, sparsed, unisparse, dpad_sparsed, window };
+constexpr Method kAllMethods[] = {Method::naive,     Method::openblas,     Method::flash, Method::sparsed,
+                                  Method::unisparse, Method::dpad_sparsed, Method::window};
+const char* method_name(Method m) {
+  switch (m) {
+    case Method::naive: return "naive";
+    case Method::openblas: return "openblas";
+    case Method::flash: return "flash";
+    case Method::sparsed: return "sparsed";
+    case Method::unisparse: return "unisparse";
+    case Method::dpad_sparsed: return "dpad+sparsed";
+    case Method::window: return "window";
+  }
+  return "?";
+}
+bool is_dense(Method m) { return m == Method::naive || m == Method::openblas || m == Method::flash; }
+
+struct Options {
+  std::vector<int64_t> heads{8, 32};
+  std::vector<int64_t> seq_lens{4096, 8192, 16384, 32768, 65536};
+  bool quick = false, quiet = false;
+  int64_t head_dim = 128;
+  int threads = 0;
+  int reps = 5;
+  int64_t steps = 256;
+  double warmup = 0.15;
+  int64_t block = 64;
+  double topk = 0.1;
+  double tau = 0.95;
+  std::string profile, json, csv, plot, export_dir;
+  std::vector<Method> methods{std::begin(kAllMethods), std::end(kAllMethods)};
+  int64_t naive_max_n = 4096, blas_max_n = 0;
+  int64_t window_tokens = 512, sink_tokens = 64;
+  uint64_t seed = 1;
+  bool wants(Method m) const { return std::find(methods.begin(), methods.end(), m) != methods.end(); }
+};
+
+// "4096", "4K" (x1024) or "1M" (x1048576), comma separated.
+std::vector<int64_t> parse_int_list(cli::Args& a, const std::string& f, int64_t lo, int64_t hi) {
+  const std::string v = a.value(f);
+  std::vector<int64_t> out;
+  std::stringstream ss(v);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    int64_t mult = 1;
+    if (!item.empty() && (item.back() == 'K' || item.back() == 'k')) mult = 1024, item.pop_back();
+    else if (!item.empty() && (item.back() == 'M' || item.back() == 'm')) mult = 1 << 20, item.pop_back();
+    char* end = nullptr;
+    errno = 0;
+    const long long x = std::strtoll(item.c_str(), &end, 10);
+    if (item.empty() || *end != '\0' || errno != 0 || x < 1 || x * mult < lo || x * mult > hi)
+      cli::usage_error(a.tool, f + ": '" + v + "' is not a list of integers in [" + std::to_string(lo) + ", " +
+                                   std::to_string(hi) + "]");
+    out.push_back(x * mult);
+  }
+  if (out.empty() || v.back() == ',') cli::usage_error(a.tool, f + ": '" + v + "' is not a list");
+  return out;
+}
+
+std::vector<Method> parse_methods(cli::Args& a, const std::string& f) {
+  const std::string v = a.value(f);
+  std::vector<Method> out;
+  std::stringstream ss(v);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    bool found = false;
+    for (Method m : kAllMethods)
+      if (item == method_name(m)) {
+        if (std::find(out.begin(), out.end(), m) == out.end()) out.push_back(m);
+        found = true;
+      }
+    if (!found)
+      cli::usage_error(a.tool, f + ": unknown method '" + item +
+                                   "' (naive, openblas, flash, sparsed, unisparse, dpad+sparsed, window)");
+  }
+  if (out.empty()) cli::usage_error(a.tool, f + ": empty list");
+  // Keep the table's fixed order, whatever order was given.
+  std::vector<Method> ordered;
+  for (Method m : kAllMethods)
+    if (std::find(out.begin(), out.end(), m) != out.end()) ordered.push_back(m);
+  return ordered;
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return kNaN;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+double peak_rss_mib() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_maxrss) / 1024.0;  // Linux reports KiB
+}
+
+template <class F>
+double time_ms(F&& f) {
+  const auto t0 = Clock::now();
+  f();
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+// Parameters of one shape: from the flags or from the profile.
+struct ShapeParams {
+  int64_t block = 64;
+  double topk = 0.1, warmup = 0.15;
+  std::string source = "flags";
+};
+
+// What one method gave on one shape.
+struct Row {
+  Method method{};
+  int64_t heads = 0, n = 0, d = 0;
+  ShapeParams params;
+  std::string skipped;  // non-empty: why the method did not run
+  std::vector<double> ms, vs_flash, vs_blas;  // per timed repetition
+  double density = kNaN, cosine = kNaN, rel_l2 = kNaN;
+  double build_ms = 0.0;  // pattern build (SparseD, DPad+SparseD), measured once
+  double warm_step_ms = kNaN;  // one dense warmup step (NaN: dense flash's median)
+  int64_t warmup_steps = 0, record_step = 0, apply_step = 0;
+  double peak_rss = 0.0;
+  // Derived.
+  double ms_step() const { return median(ms); }
+  double gflops() const {
+    return 4.0 * double(heads) * double(n) * double(n) * double(d) * (is_dense(method) ? 1.0 : density) /
+           (ms_step() * 1e6);
+  }
+};
+
+// Mean row cosine and relative L2 of out against ref (both fp32 heads-major),
+// one head at a time so the double copy of the reference stays O(N d).
+void accuracy(const AttentionShape& s, const std::vector<float>& out, const std::vector<float>& ref,
+              double& cosine, double& rel_l2) {
+  const int64_t per_head = s.q_len * s.head_dim;
+  std::vector<double> r(static_cast<size_t>(per_head));
+  double cos_sum = 0, err2 = 0, ref2 = 0;
+  for (int64_t h = 0; h < s.heads; ++h) {
+    double rn2 = 0;
+    for (int64_t i = 0; i < per_head; ++i) {
+      r[i] = ref[h * per_head + i];
+      rn2 += r[i] * r[i];
+    }
+    const ConstTensorView ov = ConstTensorView::heads_major(out.data() + h * per_head, 1, s.q_len, s.head_dim);
+    cos_sum += cosine_similarity(ov, r);
+    const double e = relative_l2_error(ov, r);  // absolute when this head's ref is all zeros
+    err2 += rn2 > 0 ? e * e * rn2 : e * e;
+    ref2 += rn2;
+  }
+  cosine = cos_sum / double(s.heads);
+  rel_l2 = ref2 > 0 ? std::sqrt(err2 / ref2) : std::sqrt(err2);
+}
+
+// DPad's geometry on the synthetic workload, as spattn-eval sets it: the
+// prompt is the first half; decoding is at the 512-token block after it.
+DpadParams dpad_geometry(int64_t n) {
+  DpadParams p;
+  p.prefix_len = n / 2;
+  p.block_start = n / 2;
+  p.block_end = std::min<int64_t>(n, n / 2 + 512);
+  p.window = 512;
+  p.sigma = 1024;
+  return p;
+}
+
+// K/V rows of the kept tokens, heads-major (what the session does per step;
+// threaded here, the session copies on one thread).
+void compact_kv(const AttentionShape& s, const std::vector<float>& k, const std::vector<float>& v,
+                const std::vector<int32_t>& kept, std::vector<float>& kc, std::vector<float>& vc, int threads) {
+  const int64_t n = static_cast<int64_t>(kept.size()), d = s.head_dim, N = s.kv_len;
+  kc.resize(static_cast<size_t>(s.kv_heads * n * d));
+  vc.resize(kc.size());
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t item = 0; item < s.kv_heads * n; ++item) {
+    const int64_t h = item / n, i = item % n;
+    std::copy_n(k.data() + (h * N + kept[i]) * d, d, kc.data() + item * d);
+    std::copy_n(v.data() + (h * N + kept[i]) * d, d, vc.data() + item * d);
+  }
+}
+
+std::string num(double x) {
+  if (!std::isfinite(x)) return "null";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.6g", x);
+  return buf;
+}
+
+std::string fmt(const char* f, double x) {
+  if (!std::isfinite(x)) return "-";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, x);
+  return buf;
+}
+
+// ---------------------------------------------------------------------------
+// Output records: the same keys for JSON and CSV.
+
+struct Field {
+  std::string key, value;  // value: a JSON number / null, or a quoted string
+  bool quoted = false;
+};
+
+std::vector<Field> record_fields(const Row& r, const Options& o, double flash_ms, int threads) {
+  const bool ok = r.skipped.empty();
+  const double ms = ok ? r.ms_step() : kNaN;
+  const int64_t S = o.steps;
+  double whole = kNaN;
+  if (ok) {
+    if (is_dense(r.method)) {
+      whole = double(S) * ms;
+    } else {
+      const double warm = std::isfinite(r.warm_step_ms) ? r.warm_step_ms : flash_ms;
+      whole = double(r.warmup_steps) * warm + r.build_ms + double(S - r.warmup_steps) * ms;
+    }
+  }
+  auto n = [&](double x) { return ok ? num(x) : std::string("null"); };
+  std::vector<Field> f = {
+      {"method", method_name(r.method), true},
+      {"seq_len", std::to_string(r.n)},
+      {"heads", std::to_string(r.heads)},
+      {"head_dim", std::to_string(r.d)},
+      {"density", n(is_dense(r.method) ? 1.0 : r.density)},
+      {"ms_per_step", n(ms)},
+      {"speedup_vs_flash", n(median(r.vs_flash))},
+      {"cosine", n(r.cosine)},
+      {"whole_run_ms", n(whole)},
+      {"gflops", n(r.gflops())},
+      {"speedup_vs_openblas", n(median(r.vs_blas))},
+      {"rel_l2", n(r.rel_l2)},
+      {"whole_run_speedup_vs_flash", n(double(S) * flash_ms / whole)},
+      {"pattern_build_ms", n(r.build_ms)},
+      {"steps", std::to_string(S)},
+      {"warmup_steps", std::to_string(is_dense(r.method) ? 0 : r.warmup_steps)},
+      {"block_size", std::to_string(r.params.block)},
+      {"topk_ratio", num(r.params.topk)},
+      {"warmup_fraction", num(r.params.warmup)},
+      {"params_from", r.params.source, true},
+      {"record_step", std::to_string(r.record_step)},
+      {"apply_step", std::to_string(r.apply_step)},
+      {"reps", std::to_string(r.ms.size())},
+      {"threads", std::to_string(threads)},
+      {"isa", isa_name(active_isa()), true},
+      {"peak_rss_mib", num(r.peak_rss)},
+      {"skipped", r.skipped, true},
+  };
+  return f;
+}
+
+std::string json_escape(const std::string& s) {
+  std::string o;
+  for (char c : s) {
+    if (c == '"' || c == '\\') o += '\\';
+    if (static_cast<unsigned char>(c) < 0x20) continue;  // no control characters in our strings
+    o += c;
+  }
+  return o;
+}
+
+void write_json(const std::string& path, const std::vector<std::vector<Field>>& recs) {
+  std::ofstream js(path);
+  js << "[";
+  for (size_t i = 0; i < recs.size(); ++i) {
+    js << (i ? ",\n  {" : "\n  {");
+    for (size_t j = 0; j < recs[i].size(); ++j) {
+      const Field& f = recs[i][j];
+      js << (j ? ", " : "") << '"' << f.key << "\": ";
+      if (f.quoted) js << '"' << json_escape(f.value) << '"';
+      else js << f.value;
+    }
+    js << "}";
+  }
+  js << "\n]\n";
+  if (!js) throw Error("spattn-compare: cannot write '" + path + "'");
+}
+
+void write_csv(const std::string& path, const std::vector<std::vector<Field>>& recs) {
+  std::ofstream cs(path);
+  if (!recs.empty())
+    for (size_t j = 0; j < recs[0].size(); ++j) cs << (j ? "," : "") << recs[0][j].key;
+  cs << "\n";
+  for (const auto& rec : recs) {
+    for (size_t j = 0; j < rec.size(); ++j) {
+      const std::string& v = rec[j].value;
+      cs << (j ? "," : "");
+      if (rec[j].quoted) cs << '"' << v << '"';  // our strings hold no quotes
+      else if (v != "null") cs << v;
+    }
+    cs << "\n";
+  }
+  if (!cs) throw Error("spattn-compare: cannot write '" + path + "'");
+}
+
+// ---------------------------------------------------------------------------
+// SVG plot: ms/step against N on log-log axes, so a quadratic method climbs
+// at twice the slope of a linear one; N^1 and N^2 guides make that visible.
+
+void write_plot(const std::string& path, const std::vector<Row>& rows, int64_t heads, int64_t d, int threads) {
+  const double W = 860, H = 560, L = 80, R = 200, T = 50, B = 60;
+  const double pw = W - L - R, ph = H - T - B;
+  std::map<Method, std::vector<std::pair<double, double>>> series;
+  double nmin = 1e300, nmax = 0, tmin = 1e300, tmax = 0;
+  std::vector<int64_t> ns;
+  for (const Row& r : rows) {
+    if (r.heads != heads || !r.skipped.empty() || !(r.ms_step() > 0)) continue;
+    series[r.method].push_back({double(r.n), r.ms_step()});
+    nmin = std::min(nmin, double(r.n)), nmax = std::max(nmax, double(r.n));
+    tmin = std::min(tmin, r.ms_step()), tmax = std::max(tmax, r.ms_step());
+    if (std::find(ns.begin(), ns.end(), r.n) == ns.end()) ns.push_back(r.n);
+  }
+  std::ofstream svg(path);
+  svg << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << W << "\" height=\"" << H
+      << "\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
+  char title[256];
+  std::snprintf(title, sizeof title, "time per step vs N (heads %lld, head_dim %lld, %d threads, %s)",
+                (long long)heads, (long long)d, threads, isa_name(active_isa()));
+  svg << "<text x=\"" << L << "\" y=\"28\" font-size=\"15\">" << title << "</text>\n";
+  if (series.empty()) {
+    svg << "<text x=\"" << L << "\" y=\"" << T + 40 << "\">no measurements</text>\n</svg>\n";
+    if (!svg) throw Error("spattn-compare: cannot write '" + path + "'");
+    return;
+  }
+  const double lx0 = std::log10(nmin / 1.25), lx1 = std::log10(nmax * 1.25);
+  const double ly0 = std::floor(std::log10(tmin / 1.5)), ly1 = std::ceil(std::log10(tmax * 1.5));
+  auto X = [&](double n) { return L + (std::log10(n) - lx0) / (lx1 - lx0) * pw; };
+  auto Y = [&](double t) { return T + ph - (std::log10(t) - ly0) / (ly1 - ly0) * ph; };
+  svg << "<defs><clipPath id=\"plot\"><rect x=\"" << L << "\" y=\"" << T << "\" width=\"" << pw
+      << "\" height=\"" << ph << "\"/></clipPath></defs>\n";
+  svg << "<rect x=\"" << L << "\" y=\"" << T << "\" width=\"" << pw << "\" height=\"" << ph
+      << "\" fill=\"none\" stroke=\"black\"/>\n";
+  // y ticks: every decade, plus 2x and 5x when the range is short.
+  const bool fine = ly1 - ly0 <= 3;
+  for (double e = ly0; e <= ly1 + 1e-9; e += 1)
+    for (double m : {1.0, 2.0, 5.0}) {
+      if (m != 1.0 && !fine) continue;
+      const double t = m * std::pow(10.0, e);
+      if (std::log10(t) > ly1 + 1e-9) continue;
+      const double y = Y(t);
+      svg << "<line x1=\"" << L << "\" y1=\"" << y << "\" x2=\"" << L + pw << "\" y2=\"" << y
+          << "\" stroke=\"#ddd\"/>\n<text x=\"" << L - 6 << "\" y=\"" << y + 4 << "\" text-anchor=\"end\">"
+          << fmt("%g", t) << "</text>\n";
+    }
+  std::sort(ns.begin(), ns.end());
+  for (int64_t n : ns) {
+    const double x = X(double(n));
+    const std::string label = n % 1024 == 0 ? std::to_string(n / 1024) + "K" : std::to_string(n);
+    svg << "<line x1=\"" << x << "\" y1=\"" << T << "\" x2=\"" << x << "\" y2=\"" << T + ph
+        << "\" stroke=\"#ddd\"/>\n<text x=\"" << x << "\" y=\"" << T + ph + 18 << "\" text-anchor=\"middle\">"
+        << label << "</text>\n";
+  }
+  svg << "<text x=\"" << L + pw / 2 << "\" y=\"" << H - 15 << "\" text-anchor=\"middle\">sequence length N (log)</text>\n";
+  svg << "<text transform=\"translate(20," << T + ph / 2 << ") rotate(-90)\" text-anchor=\"middle\">ms per step (log)</text>\n";
+  // Guides: N^2 through the dense flash point at the smallest N, N^1 through
+  // the fastest method's point there.
+  auto guide = [&](double n0, double t0, double p, const char* label) {
+    const double na = nmin / 1.25, nb = nmax * 1.25;
+    const double ta = t0 * std::pow(na / n0, p), tb = t0 * std::pow(nb / n0, p);
+    svg << "<line x1=\"" << X(na) << "\" y1=\"" << Y(ta) << "\" x2=\"" << X(nb) << "\" y2=\"" << Y(tb)
+        << "\" stroke=\"#888\" stroke-dasharray=\"6,4\" clip-path=\"url(#plot)\"/>\n";
+    const double tl = std::clamp(tb, std::pow(10.0, ly0), std::pow(10.0, ly1));
+    const double nl = p > 0 ? std::min(nb, n0 * std::pow(tl / t0, 1.0 / p)) : nb;
+    svg << "<text x=\"" << X(nl) - 4 << "\" y=\"" << Y(tl) + (tb > tl ? 14 : -6)
+        << "\" text-anchor=\"end\" fill=\"#555\">" << label << "</text>\n";
+  };
+  const auto first_at = [&](Method m) -> std::optional<std::pair<double, double>> {
+    auto it = series.find(m);
+    if (it == series.end()) return std::nullopt;
+    return *std::min_element(it->second.begin(), it->second.end());
+  };
+  if (auto f = first_at(Method::flash)) guide(f->first, f->second, 2.0, "slope N\u00b2");
+  {
+    std::optional<std::pair<double, double>> lowest;
+    for (const auto& [m, pts] : series) {
+      auto p = first_at(m);
+      if (p->first == nmin && (!lowest || p->second < lowest->second)) lowest = p;
+    }
+    if (lowest) guide(lowest->first, lowest->second, 1.0, "slope N");
+  }
+  const std::map<Method, const char*> color = {
+      {Method::naive, "#8c564b"},   {Method::openblas, "#7f7f7f"},     {Method::flash, "#d62728"},
+      {Method::sparsed, "#1f77b4"}, {Method::unisparse, "#2ca02c"}, {Method::dpad_sparsed, "#9467bd"},
+      {Method::window, "#ff7f0e"}};
+  int li = 0;
+  for (const auto& [m, pts0] : series) {
+    auto pts = pts0;
+    std::sort(pts.begin(), pts.end());
+    svg << "<polyline fill=\"none\" stroke-width=\"2\" stroke=\"" << color.at(m) << "\" points=\"";
+    for (const auto& [n, t] : pts) svg << X(n) << "," << Y(t) << " ";
+    svg << "\"/>\n";
+    for (const auto& [n, t] : pts)
+      svg << "<circle cx=\"" << X(n) << "\" cy=\"" << Y(t) << "\" r=\"4\" fill=\"" << color.at(m) << "\"><title>"
+          << method_name(m) << " N " << n << ": " << fmt("%.2f", t) << " ms</title></circle>\n";
+    const double ly = T + 14 + 20 * li++;
+    svg << "<line x1=\"" << L + pw + 16 << "\" y1=\"" << ly << "\" x2=\"" << L + pw + 44 << "\" y2=\"" << ly
+        << "\" stroke-width=\"2\" stroke=\"" << color.at(m) << "\"/><circle cx=\"" << L + pw + 30 << "\" cy=\""
+        << ly << "\" r=\"4\" fill=\"" << color.at(m) << "\"/><text x=\"" << L + pw + 50 << "\" y=\"" << ly + 4
+        << "\">" << method_name(m) << "</text>\n";
+  }
+  const double ly = T + 14 + 20 * li;
+  svg << "<line x1=\"" << L + pw + 16 << "\" y1=\"" << ly << "\" x2=\"" << L + pw + 44 << "\" y2=\"" << ly
+      << "\" stroke=\"#888\" stroke-dasharray=\"6,4\"/><text x=\"" << L + pw + 50 << "\" y=\"" << ly + 4
+      << "\">N, N\u00b2 guides</text>\n</svg>\n";
+  if (!svg) throw Error("spattn-compare: cannot write '" + path + "'");
+}
+
+// ---------------------------------------------------------------------------
+
+Options parse(int argc, char** argv) {
+  cli::Args a{"spattn-compare", argc, argv};
+  Options o;
+  bool seq_given = false;
+  while (!a.done()) {
+    const std::string f = a.flag();
+    if (f == "--help" || f == "-h") {
+      std::fputs(kUsage, stdout);
+      std::exit(0);
+    } else if (f == "--heads") {
+      o.heads = parse_int_list(a, f, 1, 1024);
+    } else if (f == "--seq-lens") {
+      o.seq_lens = parse_int_list(a, f, 16, 1 << 22);
+      seq_given = true;
+    } else if (f == "--quick") {
+      o.quick = true;
+    } else if (f == "--head-dim") {
+      o.head_dim = a.integer(f, 16, kMaxHeadDim);
+      if (o.head_dim % kHeadDimMultiple != 0) cli::usage_error(a.tool, "--head-dim must be a multiple of 16");
+    } else if (f == "--threads") {
+      o.threads = static_cast<int>(a.integer(f, 1, 4096));
+    } else if (f == "--reps") {
+      o.reps = static_cast<int>(a.integer(f, 1, 1000));
+    } else if (f == "--steps") {
+      o.steps = a.integer(f, 1, 1 << 20);
+    } else if (f == "--warmup-fraction") {
+      o.warmup = a.real(f, 0.0, 0.999999);
+    } else if (f == "--block-size") {
+      o.block = a.integer(f, 16, 128);
+      if (!is_supported_block_size(o.block)) cli::usage_error(a.tool, "--block-size must be 16, 32, 64 or 128");
+    } else if (f == "--topk-ratio") {
+      o.topk = a.real(f, 0.0, 1.0, true);
+    } else if (f == "--tau") {
+      o.tau = a.real(f, 0.0, 1.0, true);
+    } else if (f == "--profile") {
+#if defined(SPATTN_COMPARE_WITH_PROFILE)
+      o.profile = a.value(f);
+#else
+      cli::usage_error(a.tool, "--profile: this build has no YAML profile support (SPATTN_WITH_YAML=OFF)");
+#endif
+    } else if (f == "--methods") {
+      o.methods = parse_methods(a, f);
+    } else if (f == "--naive-max-n") {
+      o.naive_max_n = a.integer(f, 0, 1LL << 40);
+    } else if (f == "--blas-max-n") {
+      o.blas_max_n = a.integer(f, 0, 1LL << 40);
+    } else if (f == "--window-tokens") {
+      o.window_tokens = a.integer(f, 0, 1LL << 40);
+    } else if (f == "--sink-tokens") {
+      o.sink_tokens = a.integer(f, 0, 1LL << 40);
+    } else if (f == "--seed") {
+      o.seed = static_cast<uint64_t>(a.integer(f, 0, 1LL << 62));
+    } else if (f == "--json") {
+      o.json = a.value(f);
+    } else if (f == "--csv") {
+      o.csv = a.value(f);
+    } else if (f == "--plot") {
+      o.plot = a.value(f);
+    } else if (f == "--export-mask") {
+      o.export_dir = a.value(f);
+    } else if (f == "--quiet") {
+      o.quiet = true;
+    } else {
+      cli::usage_error(a.tool, "unknown flag '" + f + "'");
+    }
+  }
+  if (o.quick) {
+    std::erase_if(o.seq_lens, [](int64_t n) { return n > 16384; });
+    if (o.seq_lens.empty())
+      cli::usage_error(a.tool, std::string("--quick drops every sequence length above 16K") +
+                                   (seq_given ? " and --seq-lens has no other" : ""));
+  }
+  return o;
+}
+
+// Runs every selected method on one shape; appends its rows.
+void run_shape(const Options& o, int64_t H, int64_t N, const ShapeParams& p, std::vector<Row>& rows) {
+  const int64_t d = o.head_dim, S = o.steps;
+  KernelOptions kopt;
+  kopt.threads = o.threads;
+  const int threads = resolve_threads(kopt);
+  SyntheticConfig sc;
+  sc.heads = sc.kv_heads = H;
+  sc.seq_len = N;
+  sc.head_dim = d;
+  sc.steps = S;
+  sc.seed = o.seed;
+  const SyntheticWorkload wl(sc);
+  const AttentionShape shape = wl.shape();
+  // Warmup steps as DiffusionAttention::warmup_steps counts them.
+  const int64_t w0 = std::min<int64_t>(S, static_cast<int64_t>(std::ceil(p.warmup * double(S) - 1e-9)));
+  const int64_t w_sd = std::max<int64_t>(1, w0);
+  const int64_t record = w_sd - 1;
+  const int64_t apply = w_sd < S ? w_sd + (S - w_sd - 1) / 2 : S - 1;
+  const std::string tag = "h" + std::to_string(H) + " N" + std::to_string(N);
+  auto progress = [&](const char* fmt_, auto... xs) {
+    if (o.quiet) return;
+    std::fprintf(stderr, fmt_, xs...);
+    std::fflush(stderr);
+  };
+
+  std::vector<Row> mine;
+  for (Method m : kAllMethods) {
+    if (m != Method::flash && !o.wants(m)) continue;
+    Row r;
+    r.method = m;
+    r.heads = H, r.n = N, r.d = d, r.params = p;
+    r.warmup_steps = (m == Method::sparsed || m == Method::dpad_sparsed) ? w_sd : w0;
+    r.record_step = record, r.apply_step = apply;
+    if (m == Method::naive && N > o.naive_max_n)
+      r.skipped = "naive: N > --naive-max-n " + std::to_string(o.naive_max_n) + " (minutes per call)";
+    if (m == Method::openblas) {
+      // blas_attention holds a 256 x N fp32 score tile (per head, reused), not N x N.
+      const double tile_bytes = 256.0 * double(N) * 4.0;
+      if (!have_blas()) r.skipped = "openblas: built without OpenBLAS";
+      else if (tile_bytes > 2.0 * (1 << 30)) r.skipped = "openblas: its 256 x N score tile exceeds 2 GiB";
+      else if (o.blas_max_n > 0 && N > o.blas_max_n)
+        r.skipped = "openblas: N > --blas-max-n " + std::to_string(o.blas_max_n);
+    }
+    mine.push_back(r);
+  }
+  auto row_of = [&](Method m) -> Row* {
+    for (Row& r : mine)
+      if (r.method == m) return &r;
+    return nullptr;
+  };
+  const bool need_sd = row_of(Method::sparsed) != nullptr || !o.export_dir.empty();
+  const bool need_dpad = row_of(Method::dpad_sparsed) != nullptr;
+
+  const size_t qsize = static_cast<size_t>(H * N * d);
+  std::vector<float> q, k, v, ref(qsize), out(qsize), lse(static_cast<size_t>(H * N)), kc, vc;
+  auto cview = [&](const std::vector<float>& t, int64_t n) { return ConstTensorView::heads_major(t.data(), H, n, d); };
+  auto view = [&](std::vector<float>& t) { return TensorView::heads_major(t.data(), H, N, d); };
+
+  // Record step: the patterns the later steps reuse.
+  std::optional<BlockMask> sd_mask, dpad_mask;
+  std::vector<int32_t> kept;
+  AttentionShape cshape = shape;
+  progress("[%s] generating step %lld\n", tag.c_str(), (long long)record);
+  wl.step(record, q, k, v);
+  if (need_sd) {
+    progress("[%s] recording the SparseD pattern (block %lld, top-k %.3f)\n", tag.c_str(), (long long)p.block, p.topk);
+    dense_attention_with_lse(shape, cview(q, N), cview(k, N), cview(v, N), view(ref), lse.data(), kopt);
+    double build = time_ms([&] {
+      const BlockMass mass = block_attention_mass_from_lse(shape, cview(q, N), cview(k, N), lse.data(), p.block,
+                                                           p.block, kopt);
+      sd_mask = sparsed_select(mass, p.topk);
+    });
+    if (Row* r = row_of(Method::sparsed)) r->build_ms = build;
+  }
+  if (need_dpad) {
+    progress("[%s] recording the DPad+SparseD pattern\n", tag.c_str());
+    kept = dpad_kept_tokens(N, dpad_geometry(N));
+    cshape.kv_len = static_cast<int64_t>(kept.size());
+    Row* r = row_of(Method::dpad_sparsed);
+    // The session's warmup steps for dpad+sparsed run dense over the kept tokens.
+    r->warm_step_ms = time_ms([&] {
+      compact_kv(shape, k, v, kept, kc, vc, threads);
+      dense_attention_with_lse(cshape, cview(q, N), cview(kc, cshape.kv_len), cview(vc, cshape.kv_len), view(ref),
+                               lse.data(), kopt);
+    });
+    r->build_ms = time_ms([&] {
+      const BlockMass mass = block_attention_mass_from_lse(cshape, cview(q, N), cview(kc, cshape.kv_len),
+                                                           lse.data(), p.block, p.block, kopt);
+      dpad_mask = sparsed_select(mass, p.topk);
+    });
+    // The compacted K/V live only around DPad's own calls, so the other
+    // methods' peaks do not stack on them (64K x 32 heads must fit in 8 GiB).
+    std::vector<float>().swap(kc);
+    std::vector<float>().swap(vc);
+  }
+
+  // Applied step: every method on the same inputs, against dense flash.
+  progress("[%s] generating step %lld\n", tag.c_str(), (long long)apply);
+  wl.step(apply, q, k, v);
+  const ConstTensorView qv = cview(q, N), kv = cview(k, N), vv = cview(v, N);
+  UnisparseParams up;
+  up.block = p.block;
+  up.tau = o.tau;
+  up.topk_ratio = p.topk;
+  WindowSinkParams wp;
+  wp.block = p.block;
+  wp.sink_tokens = o.sink_tokens;
+  wp.window_tokens = o.window_tokens;
+  std::filesystem::path exdir;
+  if (!o.export_dir.empty()) {
+    exdir = std::filesystem::path(o.export_dir) / ("h" + std::to_string(H) + "_n" + std::to_string(N));
+    std::filesystem::create_directories(exdir);
+  }
+  const int naive_reps = std::min(o.reps, 3);  // seconds to minutes per call
+  std::vector<double> flash_ms, blas_ms;
+  for (int rep = 0; rep < o.reps; ++rep) {
+    progress("[%s] rep %d/%d:", tag.c_str(), rep + 1, o.reps);
+    // One flash run per repetition; every other method's run follows it, so
+    // each ratio compares runs from the same minute.
+    const double tf = time_ms([&] { dense_attention(shape, qv, kv, vv, view(ref), kopt); });
+    flash_ms.push_back(tf);
+    progress(" flash %.1f", tf);
+    if (rep == 0 && !exdir.empty()) save_npy((exdir / "out_flash.npy").string(), {H, N, d}, ref.data());
+    double tb = kNaN;
+    for (Row& r : mine) {
+      if (!r.skipped.empty()) continue;
+      double t = 0;
+      switch (r.method) {
+        case Method::flash:
+          t = tf;
+          break;
+        case Method::naive:
+          if (rep >= naive_reps) continue;
+          t = time_ms([&] { naive_attention(shape, qv, kv, vv, view(out), kopt); });
+          break;
+        case Method::openblas:
+          t = tb = time_ms([&] { blas_attention(shape, qv, kv, vv, view(out), kopt); });
+          break;
+        case Method::sparsed:
+          t = time_ms([&] { block_sparse_attention(shape, qv, kv, vv, *sd_mask, view(out), kopt); });
+          r.density = sd_mask->density();
+          break;
+        case Method::unisparse: {
+          double dens = 0;
+          t = time_ms([&] {
+            const BlockMask m = unisparse_select(shape, qv, kv, up, kopt);
+            block_sparse_attention(shape, qv, kv, vv, m, view(out), kopt);
+            dens = m.density();
+          });
+          r.density = dens;
+          break;
+        }
+        case Method::dpad_sparsed:
+          // Allocated (and zeroed, so paged in) before the clock starts, as
+          // the session's buffers are after its first step.
+          kc.resize(static_cast<size_t>(H * cshape.kv_len * d));
+          vc.resize(kc.size());
+          t = time_ms([&] {
+            compact_kv(shape, k, v, kept, kc, vc, threads);
+            block_sparse_attention(cshape, qv, cview(kc, cshape.kv_len), cview(vc, cshape.kv_len), *dpad_mask,
+                                   view(out), kopt);
+          });
+          r.density = dpad_mask->density() * double(cshape.kv_len) / double(N);
+          std::vector<float>().swap(kc);
+          std::vector<float>().swap(vc);
+          break;
+        case Method::window: {
+          double dens = 0;
+          t = time_ms([&] {
+            const BlockMask m = window_sink_mask(shape, wp);
+            block_sparse_attention(shape, qv, kv, vv, m, view(out), kopt);
+            dens = m.density();
+          });
+          r.density = dens;
+          break;
+        }
+      }
+      r.ms.push_back(t);
+      r.vs_flash.push_back(tf / t);
+      if (r.method != Method::flash) progress(" %s %.1f", method_name(r.method), t);
+      if (rep == 0) {
+        if (r.method == Method::flash) r.cosine = 1.0, r.rel_l2 = 0.0;
+        else accuracy(shape, out, ref, r.cosine, r.rel_l2);
+        if (r.method == Method::sparsed && !exdir.empty())
+          save_npy((exdir / "out_sparsed.npy").string(), {H, N, d}, out.data());
+      }
+    }
+    if (std::isfinite(tb)) blas_ms.push_back(tb);
+    // Ratios to OpenBLAS from the same repetition (flash's own run included).
+    if (std::isfinite(tb))
+      for (Row& r : mine)
+        if (r.skipped.empty() && static_cast<int>(r.ms.size()) == rep + 1) r.vs_blas.push_back(tb / r.ms.back());
+    progress("%s", " ms\n");
+  }
+  const double rss = peak_rss_mib();
+  for (Row& r : mine) r.peak_rss = rss;
+  progress("[%s] peak RSS so far %.0f MiB\n", tag.c_str(), rss);
+
+  if (!exdir.empty()) {
+    // The SparseD pattern as a dense 0/1 table, plus the inputs it is applied to.
+    const BlockMask& m = *sd_mask;
+    const int64_t qb = m.q_blocks(), kb = m.k_blocks();
+    std::vector<uint8_t> dense(static_cast<size_t>(H * qb * kb), 0);
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t b = 0; b < qb; ++b)
+        for (int32_t c : m.row(h, b)) dense[(h * qb + b) * kb + c] = 1;
+    bench::save_npy_u8((exdir / "mask.npy").string(), {H, qb, kb}, dense.data());
+    save_npy((exdir / "q.npy").string(), {H, N, d}, q.data());
+    save_npy((exdir / "k.npy").string(), {H, N, d}, k.data());
+    save_npy((exdir / "v.npy").string(), {H, N, d}, v.data());
+    const double fms = median(flash_ms);
+    std::ofstream js(exdir / "meta.json");
+    js << "{\n  \"heads\": " << H << ",\n  \"kv_heads\": " << H << ",\n  \"seq_len\": " << N
+       << ",\n  \"head_dim\": " << d << ",\n  \"block_size\": " << p.block << ",\n  \"q_blocks\": " << qb
+       << ",\n  \"k_blocks\": " << kb << ",\n  \"density\": " << num(m.density()) << ",\n  \"topk_ratio\": "
+       << num(p.topk) << ",\n  \"scale\": " << num(shape.effective_scale()) << ",\n  \"layout\": \"heads-major [heads][seq_len][head_dim] float32; mask [heads][q_blocks][k_blocks] uint8\""
+       << ",\n  \"record_step\": " << record << ",\n  \"apply_step\": " << apply << ",\n  \"threads\": " << threads
+       << ",\n  \"isa\": \"" << isa_name(active_isa()) << "\",\n  \"spattn_flash_ms\": " << num(fms);
+    if (const Row* r = row_of(Method::sparsed))
+      js << ",\n  \"spattn_sparsed_ms\": " << num(r->ms_step()) << ",\n  \"spattn_sparsed_cosine\": " << num(r->cosine);
+    if (const Row* r = row_of(Method::openblas); r && r->skipped.empty())
+      js << ",\n  \"spattn_openblas_ms\": " << num(r->ms_step());
+    js << "\n}\n";
+    if (!js) throw Error("spattn-compare: cannot write " + (exdir / "meta.json").string());
+  }
+  for (Row& r : mine)
+    if (o.wants(r.method)) rows.push_back(std::move(r));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Options o = parse(argc, argv);
+  KernelOptions kopt;
+  kopt.threads = o.threads;
+  const int threads = resolve_threads(kopt);
+#if defined(SPATTN_COMPARE_WITH_PROFILE)
+  std::optional<Profile> profile;
+  if (!o.profile.empty()) {
+    try {
+      profile = Profile::load_for_machine(o.profile, /*strict=*/false);
+    } catch (const Error& e) {
+      std::fprintf(stderr, "spattn-compare: --profile: %s\n", e.what());
+      return 2;
+    }
+  }
+#endif
+  std::printf("spattn-compare: synthetic workload, head_dim %lld, %d threads, ISA %s, median of %d reps, "
+              "whole run %lld steps\n",
+              (long long)o.head_dim, threads, isa_name(active_isa()), o.reps, (long long)o.steps);
+  std::vector<Row> rows;
+  std::vector<std::string> notes;
+  try {
+    for (int64_t H : o.heads)
+      for (int64_t N : o.seq_lens) {
+        ShapeParams p;
+        p.block = o.block, p.topk = o.topk, p.warmup = o.warmup;
+#if defined(SPATTN_COMPARE_WITH_PROFILE)
+        if (profile) {
+          const TunedShape ts{H, H, N, o.head_dim, o.steps};
+          const ProfileEntry* e = profile->lookup(ts, "sparsed");
+          if (e == nullptr) e = profile->lookup(ts);
+          if (e != nullptr) {
+            p.block = e->block_size, p.topk = e->topk_ratio, p.warmup = e->warmup_fraction;
+            p.source = "profile:" + e->policy + "@" + std::to_string(e->shape.seq_len);
+          } else {
+            notes.push_back("h" + std::to_string(H) + " N" + std::to_string(N) +
+                            ": no profile entry for head_dim " + std::to_string(o.head_dim) + ", flags used");
+          }
+        }
+#endif
+        run_shape(o, H, N, p, rows);
+      }
+  } catch (const Error& e) {
+    std::fprintf(stderr, "spattn-compare: %s\n", e.what());
+    return 1;
+  }
+
+  // flash's median per shape: the whole-run baseline.
+  auto flash_of = [&](const Row& r) {
+    for (const Row& f : rows)
+      if (f.method == Method::flash && f.heads == r.heads && f.n == r.n) return f.ms_step();
+    // flash not selected for printing: recover its median from the ratios.
+    return r.ms_step() * median(r.vs_flash);
+  };
+  std::printf("%-13s %5s %6s %8s %10s %8s %9s %9s %9s %9s %13s %7s\n", "method", "heads", "N", "density",
+              "ms/step", "GFLOP/s", "vs flash", "vs oblas", "cosine", "rel-L2", "whole-run ms", "run x");
+  std::vector<std::vector<Field>> recs;
+  for (const Row& r : rows) {
+    const auto f = record_fields(r, o, flash_of(r), threads);
+    recs.push_back(f);
+    auto get = [&](const char* key) {
+      for (const Field& x : f)
+        if (x.key == key) return x.value == "null" ? kNaN : std::stod(x.value);
+      return kNaN;
+    };
+    const std::string n = r.n % 1024 == 0 ? std::to_string(r.n / 1024) + "K" : std::to_string(r.n);
+    std::printf("%-13s %5lld %6s %8s %10s %8s %9s %9s %9s %9s %13s %7s%s\n", method_name(r.method),
+                (long long)r.heads, n.c_str(), fmt("%.4f", get("density")).c_str(), fmt("%.2f", get("ms_per_step")).c_str(),
+                fmt("%.1f", get("gflops")).c_str(), fmt("%.2fx", get("speedup_vs_flash")).c_str(),
+                fmt("%.2fx", get("speedup_vs_openblas")).c_str(), fmt("%.6f", get("cosine")).c_str(),
+                fmt("%.2e", get("rel_l2")).c_str(), fmt("%.0f", get("whole_run_ms")).c_str(),
+                fmt("%.2fx", get("whole_run_speedup_vs_flash")).c_str(), r.skipped.empty() ? "" : "  (*)");
+    if (!r.skipped.empty()) notes.push_back("(*) h" + std::to_string(r.heads) + " N" + n + " " + r.skipped);
+    if (r.params.source != "flags" && r.method == Method::sparsed)
+      notes.push_back("h" + std::to_string(r.heads) + " N" + n + ": block " + std::to_string(r.params.block) +
+                      ", top-k " + fmt("%.3f", r.params.topk) + ", warmup " + fmt("%.3f", r.params.warmup) +
+                      " from " + r.params.source);
+  }
+  for (const std::string& s : notes) std::printf("%s\n", s.c_str());
+  std::printf("speedups: medians of per-rep ratios (each method's run follows a flash run of the same rep); "
+              "cosine / rel-L2 against dense flash of the same step; run x = S x flash / whole-run\n");
+  std::printf("peak RSS: %.0f MiB (largest shape: heads %lld, N %lld)\n", peak_rss_mib(),
+              (long long)*std::max_element(o.heads.begin(), o.heads.end()),
+              (long long)*std::max_element(o.seq_lens.begin(), o.seq_lens.end()));
+  try {
+    if (!o.json.empty()) write_json(o.json, recs);
+    if (!o.csv.empty()) write_csv(o.csv, recs);
+    if (!o.plot.empty()) write_plot(o.plot, rows, o.heads.front(), o.head_dim, threads);
+  } catch (const Error& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
