@@ -5,9 +5,12 @@ JOBS ?= $(shell nproc)
 RELEASE := build/release
 NEON := build/neon
 ASAN := build/asan
+TSAN := build/tsan
 INSTALL := build/install
+# Seconds each libFuzzer harness runs in `make test-fuzz` (CI: 30).
+FUZZ_SECONDS ?= 30
 
-.PHONY: deps build tune test test-x86 test-neon test-asan test-consumer bench clean
+.PHONY: deps build tune test static-tools test-x86 test-neon test-asan test-tsan test-fuzz test-valgrind test-consumer bench clean
 
 deps:
 	@scripts/install-deps.sh
@@ -39,12 +42,69 @@ test-neon: deps
 	cmake --build $(NEON) -j $(JOBS)
 	cd $(NEON) && ctest --output-on-failure -j $(JOBS)
 
+# ASan+UBSan ctest once per ISA this CPU supports, forced with SPATTN_ISA (the
+# path every suite that does not pick its own ISA runs on: patterns, session,
+# soak, tuner). An ISA the CPU lacks is skipped: the probe is one dispatch test,
+# which fails with the library's own "SPATTN_ISA=...: this CPU or build does not
+# support that ISA". The per-ISA instances (test names ending in /<isa>) set
+# their ISA themselves, so they run in the first pass only: later passes would
+# repeat them exactly. -O1 (asserts stay on), as ASan's docs advise: the -O0
+# kernels made three passes too slow for `make test`.
+ASAN_ENV := ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1
 test-asan: deps
 	cmake -S . -B $(ASAN) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSPATTN_SANITIZE=ON \
-	  -DSPATTN_BUILD_BENCH=OFF
+	  -DCMAKE_CXX_FLAGS_DEBUG="-g -O1" -DCMAKE_C_FLAGS_DEBUG="-g -O1" -DSPATTN_BUILD_BENCH=OFF
 	cmake --build $(ASAN) -j $(JOBS)
-	cd $(ASAN) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	@cd $(ASAN) && first=1 && for isa in avx512 avx2 scalar; do \
+	  if ! SPATTN_ISA=$$isa $(ASAN_ENV) tests/spattn_kernel_tests \
+	      --gtest_filter=Dispatch.ForcingAnUnsupportedIsaIsAnErrorNotACrash >/dev/null 2>&1; then \
+	    echo "test-asan: SPATTN_ISA=$$isa: not supported on this CPU, skipped"; continue; fi; \
+	  echo "test-asan: ASan+UBSan ctest with SPATTN_ISA=$$isa"; \
+	  if [[ $$first == 1 ]]; then skip=(); else skip=(-E '/(scalar|avx2|avx512|neon)$$'); fi; \
+	  SPATTN_ISA=$$isa $(ASAN_ENV) ctest --output-on-failure -j $(JOBS) "$${skip[@]}" || exit 1; \
+	  first=0; \
+	done
+
+# ThreadSanitizer. GCC's TSan cannot see libgomp's barriers (libgomp is not
+# instrumented), so every OpenMP parallel region reports false races. So this
+# build uses clang with LLVM's libomp and its Archer tool (libarcher, OMPT),
+# which tells TSan about OpenMP's synchronization: every suite runs, OpenMP
+# regions included, and a report is a real race in code we own or call.
+# OpenBLAS (uninstrumented pthreads) runs single-threaded here; the soak test
+# is shortened (TSan costs 5-15x). ignore_noninstrumented_modules: reports
+# whose racing accesses are both inside libomp itself (its own lock setup,
+# uninstrumented) are dropped, as Archer asks; races in our code still count.
+ARCHER := $(firstword $(wildcard /usr/lib/llvm-*/lib/libarcher.so))
+test-tsan: deps
+	cmake -S . -B $(TSAN) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
+	  -DCMAKE_C_FLAGS=-fsanitize=thread -DCMAKE_CXX_FLAGS=-fsanitize=thread \
+	  -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=thread \
+	  -DSPATTN_BUILD_BENCH=OFF -DSPATTN_BUILD_TOOLS=OFF
+	cmake --build $(TSAN) -j $(JOBS)
+	cd $(TSAN) && OMP_TOOL_LIBRARIES=$(ARCHER) OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=1 \
+	  TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 ignore_noninstrumented_modules=1" \
+	  SPATTN_SOAK_STEPS=300 \
 	  ctest --output-on-failure -j $(JOBS)
+
+# libFuzzer harnesses (fuzz/), FUZZ_SECONDS each, over copies of fuzz/corpus.
+test-fuzz: deps
+	JOBS=$(JOBS) scripts/run-fuzzers.sh $(FUZZ_SECONDS)
+
+# valgrind (memcheck) on the Release kernel suite, on the paths valgrind can
+# decode (it has no AVX-512): per forced ISA, the dispatch, mask and error
+# tests and that ISA's instances of the per-ISA suites (OpenBLAS baselines
+# left out: OpenBLAS picks its own AVX-512 kernels). Only definite leaks
+# count: libgomp never joins its worker threads, whose TLS shows as "possibly
+# lost". About 1.5 min in all.
+test-valgrind: build
+	@for isa in scalar avx2; do \
+	  echo "test-valgrind: SPATTN_ISA=$$isa"; \
+	  SPATTN_ISA=$$isa OMP_NUM_THREADS=2 valgrind --error-exitcode=1 --leak-check=full \
+	    --show-leak-kinds=definite --errors-for-leak-kinds=definite -q \
+	    $(RELEASE)/tests/spattn_kernel_tests --gtest_brief=1 \
+	    --gtest_filter="Dispatch.*:BlockMask*:Errors*:Isa/*/$$isa" || exit 1; \
+	done
 
 # Installs the library and builds a separate project against it with find_package.
 test-consumer: build
@@ -52,6 +112,11 @@ test-consumer: build
 	cmake -S tests/consumer -B build/consumer -G Ninja -DCMAKE_PREFIX_PATH=$(CURDIR)/$(INSTALL)
 	cmake --build build/consumer
 	build/consumer/spattn_consumer
+
+# Fully static tools for a machine without the packages (see bench/peers/).
+static-tools: deps
+	cmake -S . -B build/static -G Ninja -DCMAKE_BUILD_TYPE=Release -DSPATTN_STATIC_TOOLS=ON -DSPATTN_BUILD_TESTS=OFF
+	cmake --build build/static -j $(JOBS) --target spattn-tune spattn-eval spattn-compare
 
 clean:
 	rm -rf build

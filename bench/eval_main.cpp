@@ -19,6 +19,7 @@ const char* kUsage = R"(usage: spattn-eval [flags]
   --block-size B        16 | 32 | 64 | 128 (default 64)
   --topk-ratio R        SparseD / UniSparse top-k share of key blocks, (0, 1] (default 0.1)
   --warmup-fraction W   share of steps run dense first, [0, 1) (default 0.2)
+  --pooled-budget       SparseD: pool the top-k budget across heads (diffuse heads get more)
   --refresh R           re-record the SparseD pattern every R sparse steps (default 0: never)
   --tau T               UniSparse: keep blocks until estimated mass T (default 0.95; used
                         unless --unisparse-topk)
@@ -74,6 +75,8 @@ int main(int argc, char** argv) {
     } else if (f == "--warmup-fraction") {
       cfg.warmup_fraction = a.real(f, 0.0, 0.999999);
       set_warmup = true;
+    } else if (f == "--pooled-budget") {
+      cfg.pooled_budget = true;
     } else if (f == "--refresh") {
       cfg.refresh_every = a.integer(f, 0, 1 << 30);
     } else if (f == "--tau") {

@@ -6,12 +6,14 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <memory>
 #include <numeric>
 #include <string>
 #include <vector>
 
 #include "dispatch/kernel_table.hpp"
 #include "kernels/attention_internal.hpp"
+#include "kernels/numa_placement.hpp"
 #include "kernels/validate.hpp"
 #include "spattn/attention.hpp"
 #include "spattn/error.hpp"
@@ -55,20 +57,64 @@ std::vector<float> pack_keys(const KernelTable& kt, const AttentionShape& shape,
   return packed;
 }
 
+// Packed keys and values of every kv head, placed per the NUMA plan.
+struct PlacedKV {
+  NumaPlan plan;
+  std::unique_ptr<HeadBuffers> k_packed;  // per kv head: packed_key_floats(kv_len, k_block, d)
+  std::unique_ptr<HeadBuffers> v_copy;    // per kv head, only with several nodes
+  std::vector<const float*> v_heads;      // row 0 of each kv head's values
+  int64_t v_stride = 0;
+};
+
+// Packs K (and, on several NUMA nodes, copies V) with the static split the
+// attention loop uses, so each head's data is first touched, or allocated, on
+// the node of the threads that read it.
+PlacedKV place_kv(const KernelTable& kt, const AttentionShape& shape, ConstTensorView k,
+                  ConstTensorView v, int64_t k_block, int threads) {
+  const int64_t d = shape.head_dim;
+  const int64_t per_head = packed_key_floats(shape.kv_len, k_block, d);
+  const int64_t blocks = per_head / (k_block * d);
+  PlacedKV p;
+  p.plan = numa_plan(threads, shape.kv_heads);
+  const bool placed = p.plan.nodes > 1;
+  p.k_packed = std::make_unique<HeadBuffers>(p.plan, shape.kv_heads, per_head);
+  if (placed) p.v_copy = std::make_unique<HeadBuffers>(p.plan, shape.kv_heads, shape.kv_len * d);
+  const HeadBuffers& kb = *p.k_packed;
+  const HeadBuffers* vb = p.v_copy.get();
+#pragma omp parallel num_threads(threads)
+  {
+    if (placed) bind_thread_to_node(p.plan.node_of_thread(omp_get_thread_num(), omp_get_num_threads()));
+#pragma omp for schedule(static)
+    for (int64_t item = 0; item < shape.kv_heads * blocks; ++item) {
+      const int64_t h = item / blocks, b = item % blocks;
+      const int64_t t0 = b * k_block, rows = std::min(k_block, shape.kv_len - t0);
+      kt.pack_key_blocks(k.row(h, t0), k.token_stride, rows, static_cast<int>(d),
+                         static_cast<int>(k_block), kb.head(h) + b * k_block * d);
+      if (placed)
+        for (int64_t t = t0; t < t0 + rows; ++t) std::copy_n(v.row(h, t), d, vb->head(h) + t * d);
+    }
+  }
+  p.v_heads.resize(static_cast<size_t>(shape.kv_heads));
+  for (int64_t h = 0; h < shape.kv_heads; ++h) p.v_heads[h] = placed ? vb->head(h) : v.row(h, 0);
+  p.v_stride = placed ? d : v.token_stride;
+  return p;
+}
+
 // Runs attend_query_block for every (head, query block); key_blocks(h, qb)
 // gives the blocks to visit.
 template <class KeyBlocks>
-void run_query_blocks(const AttentionShape& shape, ConstTensorView q, const float* k_packed,
-                      ConstTensorView v, TensorView out, int64_t q_block, int64_t k_block,
-                      int threads, KeyBlocks&& key_blocks, float* lse = nullptr) {
+void run_query_blocks(const AttentionShape& shape, ConstTensorView q, const PlacedKV& kv,
+                      TensorView out, int64_t q_block, int64_t k_block, int threads,
+                      KeyBlocks&& key_blocks, float* lse = nullptr) {
   const KernelTable& kt = active_kernels();
   const int64_t d = shape.head_dim;
   const int64_t q_blocks = (shape.q_len + q_block - 1) / q_block;
-  const int64_t per_head = packed_key_floats(shape.kv_len, k_block, d);
   const int64_t group = shape.group_size();
   const float scale = shape.effective_scale();
 #pragma omp parallel num_threads(threads)
   {
+    if (kv.plan.nodes > 1)
+      bind_thread_to_node(kv.plan.node_of_thread(omp_get_thread_num(), omp_get_num_threads()));
     std::vector<float> scratch(static_cast<size_t>(scratch_floats(q_block, k_block, d)));
 #pragma omp for schedule(static)
     for (int64_t item = 0; item < shape.heads * q_blocks; ++item) {
@@ -80,9 +126,9 @@ void run_query_blocks(const AttentionShape& shape, ConstTensorView q, const floa
       job.q = q.row(h, r0);
       job.q_stride = q.token_stride;
       job.rows = static_cast<int>(std::min(q_block, shape.q_len - r0));
-      job.k_packed = k_packed + kvh * per_head;
-      job.v = v.row(kvh, 0);
-      job.v_stride = v.token_stride;
+      job.k_packed = kv.k_packed->head(kvh);
+      job.v = kv.v_heads[kvh];
+      job.v_stride = kv.v_stride;
       job.kv_len = shape.kv_len;
       job.head_dim = static_cast<int>(d);
       job.k_block = static_cast<int>(k_block);
@@ -101,10 +147,10 @@ void run_query_blocks(const AttentionShape& shape, ConstTensorView q, const floa
 void dense_attention_unchecked(const AttentionShape& shape, ConstTensorView q, ConstTensorView k,
                                ConstTensorView v, TensorView out, int64_t q_block,
                                int64_t k_block, int threads, float* lse) {
-  const std::vector<float> packed = pack_keys(active_kernels(), shape, k, k_block, threads);
+  const PlacedKV kv = place_kv(active_kernels(), shape, k, v, k_block, threads);
   std::vector<int32_t> all((shape.kv_len + k_block - 1) / k_block);
   std::iota(all.begin(), all.end(), 0);
-  run_query_blocks(shape, q, packed.data(), v, out, q_block, k_block, threads,
+  run_query_blocks(shape, q, kv, out, q_block, k_block, threads,
                    [&](int64_t, int64_t) { return std::span<const int32_t>(all); }, lse);
 }
 
@@ -114,6 +160,7 @@ void dense_attention(const AttentionShape& shape, ConstTensorView q, ConstTensor
                      ConstTensorView v, TensorView out, const KernelOptions& opts) {
   detail::check_views("dense_attention", shape, q, k, v, out);
   detail::check_kernel_limits("dense_attention", shape, opts.q_block, opts.k_block);
+  detail::check_finite_inputs("dense_attention", opts, q, k, v);
   detail::dense_attention_unchecked(shape, q, k, v, out, opts.q_block, opts.k_block,
                                     resolve_threads(opts));
 }
@@ -124,6 +171,7 @@ void dense_attention_with_lse(const AttentionShape& shape, ConstTensorView q, Co
   detail::check_views("dense_attention_with_lse", shape, q, k, v, out);
   detail::check_kernel_limits("dense_attention_with_lse", shape, opts.q_block, opts.k_block);
   if (lse == nullptr) throw_bad_argument("dense_attention_with_lse", "lse", "nullptr", "must not be null");
+  detail::check_finite_inputs("dense_attention_with_lse", opts, q, k, v);
   detail::dense_attention_unchecked(shape, q, k, v, out, opts.q_block, opts.k_block,
                                     resolve_threads(opts), lse);
 }
@@ -144,10 +192,10 @@ void block_sparse_attention(const AttentionShape& shape, ConstTensorView q, Cons
   if (mask.kv_len != shape.kv_len)
     throw_bad_argument(where, "mask.kv_len", std::to_string(mask.kv_len),
                        "must equal shape.kv_len " + std::to_string(shape.kv_len));
+  detail::check_finite_inputs(where, opts, q, k, v);
   const int threads = resolve_threads(opts);
-  const std::vector<float> packed =
-      detail::pack_keys(detail::active_kernels(), shape, k, mask.k_block, threads);
-  detail::run_query_blocks(shape, q, packed.data(), v, out, mask.q_block, mask.k_block, threads,
+  const detail::PlacedKV kv = detail::place_kv(detail::active_kernels(), shape, k, v, mask.k_block, threads);
+  detail::run_query_blocks(shape, q, kv, out, mask.q_block, mask.k_block, threads,
                            [&](int64_t h, int64_t qb) { return mask.row(h, qb); });
 }
 
@@ -165,6 +213,7 @@ void gathered_attention(const AttentionShape& shape, ConstTensorView q, ConstTen
       throw_bad_argument(where, ("kept[" + std::to_string(i) + "]").c_str(), std::to_string(kept[i]),
                          "kept tokens must be strictly increasing");
   }
+  detail::check_finite_inputs(where, opts, q, k, v);
   const int threads = resolve_threads(opts);
   const int64_t d = shape.head_dim;
   if (kept.empty()) {  // every key dropped: attention over nothing is zero

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <limits>
 #include <string>
 
 #include "spattn/attention.hpp"
@@ -25,7 +26,15 @@ void BlockMask::validate() const {
   if (kv_len <= 0) throw_bad_argument(where, "kv_len", num(kv_len), "must be positive");
   if (q_block <= 0) throw_bad_argument(where, "q_block", num(q_block), "must be positive");
   if (k_block <= 0) throw_bad_argument(where, "k_block", num(k_block), "must be positive");
-  const int64_t n_rows = rows();
+  // rows() and k_blocks() compute len + block - 1 and heads * q_blocks: refuse
+  // sizes where that overflows int64 (no real mask comes near them).
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  if (q_len > kMax - q_block) throw_bad_argument(where, "q_len", num(q_len), "too large");
+  if (kv_len > kMax - k_block) throw_bad_argument(where, "kv_len", num(kv_len), "too large");
+  int64_t n_rows = 0;
+  if (__builtin_mul_overflow(heads, q_blocks(), &n_rows) || n_rows == kMax)
+    throw_bad_argument(where, "heads", num(heads),
+                       "heads * q_blocks overflows (q_blocks = " + num(q_blocks()) + ")");
   if (static_cast<int64_t>(row_ptr.size()) != n_rows + 1)
     throw_bad_argument(where, "row_ptr.size()", num(row_ptr.size()),
                        "must be heads * q_blocks + 1 = " + num(n_rows + 1));
@@ -33,19 +42,26 @@ void BlockMask::validate() const {
   if (row_ptr.back() != static_cast<int64_t>(col_idx.size()))
     throw_bad_argument(where, "row_ptr.back()", num(row_ptr.back()),
                        "must equal col_idx.size() = " + num(col_idx.size()));
-  const int64_t kbs = k_blocks();
-  for (int64_t r = 0; r < n_rows; ++r) {
+  // All of row_ptr first: with it monotone from 0 to col_idx.size(), every
+  // row's range lies inside col_idx before the entries are read.
+  for (int64_t r = 0; r < n_rows; ++r)
     if (row_ptr[r + 1] < row_ptr[r])
       throw_bad_argument(where, ("row_ptr[" + num(r + 1) + "]").c_str(), num(row_ptr[r + 1]),
                          "is below row_ptr[" + num(r) + "] = " + num(row_ptr[r]));
-    for (int64_t i = row_ptr[r]; i < row_ptr[r + 1]; ++i) {
+  // The entry loop is hot (millions of entries): messages are built only on failure.
+  const int64_t kbs = k_blocks();
+  auto bad_entry = [&](int64_t r, int64_t i, const std::string& why) {
+    const std::string arg = "col_idx[" + num(i) + "] (row " + num(r) + ")";
+    throw_bad_argument(where, arg.c_str(), num(col_idx[i]), why);
+  };
+  for (int64_t r = 0; r < n_rows; ++r) {
+    const int64_t begin = row_ptr[r], end = row_ptr[r + 1];
+    for (int64_t i = begin; i < end; ++i) {
       const int32_t c = col_idx[i];
-      const std::string arg = "col_idx[" + num(i) + "] (row " + num(r) + ")";
-      if (c < 0 || c >= kbs)
-        throw_bad_argument(where, arg.c_str(), num(c), "out of range [0, " + num(kbs) + ")");
-      if (i > row_ptr[r] && c <= col_idx[i - 1])
-        throw_bad_argument(where, arg.c_str(), num(c),
-                           c == col_idx[i - 1] ? "duplicate key block" : "key blocks not sorted");
+      if (c < 0 || c >= kbs) [[unlikely]]
+        bad_entry(r, i, "out of range [0, " + num(kbs) + ")");
+      if (i > begin && c <= col_idx[i - 1]) [[unlikely]]
+        bad_entry(r, i, c == col_idx[i - 1] ? "duplicate key block" : "key blocks not sorted");
     }
   }
 }

@@ -1,5 +1,6 @@
 #include "kernels/validate.hpp"
 
+#include <cmath>
 #include <string>
 
 #include "spattn/error.hpp"
@@ -21,6 +22,29 @@ void check_view(const char* where, const char* name, ConstTensorView t, int64_t 
   if (t.head_stride <= 0) bad(".head_stride", t.head_stride, "must be positive");
   if (t.token_stride < head_dim && t.tokens > 1)
     bad(".token_stride", t.token_stride, "rows overlap: must be >= head_dim " + std::to_string(head_dim));
+  // Same for heads: overlapping heads in out would be written by two threads.
+  if (t.head_stride < head_dim && t.heads > 1)
+    bad(".head_stride", t.head_stride, "heads overlap: must be >= head_dim " + std::to_string(head_dim));
+}
+
+void check_finite_view(const char* where, const char* name, ConstTensorView t) {
+  for (int64_t h = 0; h < t.heads; ++h)
+    for (int64_t tok = 0; tok < t.tokens; ++tok) {
+      const float* row = t.row(h, tok);
+      // Branch-free scan of a row; locate the element only on failure.
+      bool ok = true;
+      for (int64_t c = 0; c < t.head_dim; ++c) ok &= std::isfinite(row[c]);
+      if (ok) [[likely]]
+        continue;
+      int64_t c = 0;
+      while (std::isfinite(row[c])) ++c;
+      const float x = row[c];
+      const std::string value = std::isnan(x) ? "nan" : (x > 0 ? "inf" : "-inf");
+      throw_bad_argument(where, name, value,
+                         "non-finite input at head " + std::to_string(h) + ", token " +
+                             std::to_string(tok) + ", element " + std::to_string(c) +
+                             " (KernelOptions::check_finite)");
+    }
 }
 
 }  // namespace
@@ -47,6 +71,14 @@ void check_kernel_limits(const char* where, const AttentionShape& shape, int64_t
     throw_bad_argument(where, "q_block", std::to_string(q_block), "must be 16, 32, 64 or 128");
   if (!is_supported_block_size(k_block))
     throw_bad_argument(where, "k_block", std::to_string(k_block), "must be 16, 32, 64 or 128");
+}
+
+void check_finite_inputs(const char* where, const KernelOptions& opts, ConstTensorView q,
+                         ConstTensorView k, ConstTensorView v) {
+  if (!opts.check_finite) return;
+  check_finite_view(where, "q", q);
+  check_finite_view(where, "k", k);
+  check_finite_view(where, "v", v);
 }
 
 }  // namespace spattn::detail

@@ -12,5 +12,10 @@ void check_views(const char* where, const AttentionShape& shape, ConstTensorView
 // up to 256, block sizes 16/32/64/128.
 void check_kernel_limits(const char* where, const AttentionShape& shape, int64_t q_block,
                          int64_t k_block);
+// With opts.check_finite: throws naming the tensor, head, token and element of
+// the first NaN / Inf in q, then k, then v (views already checked). No-op
+// otherwise.
+void check_finite_inputs(const char* where, const KernelOptions& opts, ConstTensorView q,
+                         ConstTensorView k, ConstTensorView v);
 
 }  // namespace spattn::detail

@@ -126,6 +126,15 @@ BlockMask sparsed_select(const BlockMass& mass, double topk_ratio) {
   if (!(topk_ratio > 0.0 && topk_ratio <= 1.0))
     throw_bad_argument("sparsed_select", "topk_ratio", std::to_string(topk_ratio),
                        "must be in (0, 1]");
+  // q_blocks() / k_blocks() divide by the block sizes: check them first.
+  auto positive = [](const char* field, int64_t v) {
+    if (v <= 0) throw_bad_argument("sparsed_select", field, std::to_string(v), "must be positive");
+  };
+  positive("mass.heads", mass.heads);
+  positive("mass.q_len", mass.q_len);
+  positive("mass.kv_len", mass.kv_len);
+  positive("mass.q_block", mass.q_block);
+  positive("mass.k_block", mass.k_block);
   const int64_t kbs = mass.k_blocks(), rows = mass.heads * mass.q_blocks();
   if (static_cast<int64_t>(mass.mass.size()) != rows * kbs)
     throw_bad_argument("sparsed_select", "mass.mass.size()", std::to_string(mass.mass.size()),
@@ -140,9 +149,14 @@ BlockMask sparsed_select(const BlockMass& mass, double topk_ratio) {
     const float* w = mass.mass.data() + r * kbs;
     std::vector<int32_t> idx(kbs);
     std::iota(idx.begin(), idx.end(), 0);
-    // Largest mass first; equal mass goes to the lower index.
-    std::partial_sort(idx.begin(), idx.begin() + keep, idx.end(),
-                      [w](int32_t a, int32_t b) { return w[a] > w[b] || (w[a] == w[b] && a < b); });
+    // Largest mass first; equal mass goes to the lower index. NaN mass (from
+    // non-finite inputs) ranks lowest: a NaN in the comparison would break
+    // the strict weak order partial_sort relies on.
+    auto key = [w](int32_t i) { return std::isnan(w[i]) ? -INFINITY : w[i]; };
+    std::partial_sort(idx.begin(), idx.begin() + keep, idx.end(), [&key](int32_t a, int32_t b) {
+      const float ka = key(a), kb = key(b);
+      return ka > kb || (ka == kb && a < b);
+    });
     std::sort(idx.begin(), idx.begin() + keep);
     std::copy_n(idx.begin(), keep, m.col_idx.begin() + r * keep);
     m.row_ptr[r + 1] = (r + 1) * keep;

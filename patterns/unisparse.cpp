@@ -63,6 +63,7 @@
 #include "dispatch/kernel_table.hpp"
 #include "kernels/attention_internal.hpp"
 #include "kernels/validate.hpp"
+#include "patterns/validate_params.hpp"
 #include "spattn/error.hpp"
 #include "spattn/patterns.hpp"
 
@@ -81,29 +82,39 @@ std::string fmt(double v) {
   return buf;
 }
 
-void validate_params(const UnisparseParams& p) {
+void validate_params(const UnisparseParams& p) { detail::validate_unisparse_params(kWhere, "params.", p); }
+
+}  // namespace
+
+namespace detail {
+
+void validate_unisparse_params(const char* where, const std::string& prefix, const UnisparseParams& p) {
   if (!is_supported_block_size(p.block))
-    throw_bad_argument(kWhere, "params.block", std::to_string(p.block), "must be 16, 32, 64 or 128");
+    throw_bad_argument(where, (prefix + "block").c_str(), std::to_string(p.block), "must be 16, 32, 64 or 128");
   if (p.granularities.empty())
-    throw_bad_argument(kWhere, "params.granularities", "{}", "must list at least one pooling width");
+    throw_bad_argument(where, (prefix + "granularities").c_str(), "{}", "must list at least one pooling width");
   for (size_t i = 0; i < p.granularities.size(); ++i) {
     const int64_t g = p.granularities[i];
-    const std::string arg = "params.granularities[" + std::to_string(i) + "]";
-    if (g <= 0) throw_bad_argument(kWhere, arg.c_str(), std::to_string(g), "must be positive");
+    const std::string arg = prefix + "granularities[" + std::to_string(i) + "]";
+    if (g <= 0) throw_bad_argument(where, arg.c_str(), std::to_string(g), "must be positive");
     if (g % p.block != 0 && p.block % g != 0)
-      throw_bad_argument(kWhere, arg.c_str(), std::to_string(g),
-                         "must divide or be a multiple of params.block = " + std::to_string(p.block));
+      throw_bad_argument(where, arg.c_str(), std::to_string(g),
+                         "must divide or be a multiple of " + prefix + "block = " + std::to_string(p.block));
   }
   if (p.select != UnisparseParams::Select::topk && p.select != UnisparseParams::Select::threshold)
-    throw_bad_argument(kWhere, "params.select", std::to_string(static_cast<int>(p.select)),
+    throw_bad_argument(where, (prefix + "select").c_str(), std::to_string(static_cast<int>(p.select)),
                        "must be Select::topk or Select::threshold");
   if (!(p.topk_ratio > 0.0 && p.topk_ratio <= 1.0))
-    throw_bad_argument(kWhere, "params.topk_ratio", fmt(p.topk_ratio), "must be in (0, 1]");
+    throw_bad_argument(where, (prefix + "topk_ratio").c_str(), fmt(p.topk_ratio), "must be in (0, 1]");
   if (!(p.tau > 0.0 && p.tau <= 1.0))
-    throw_bad_argument(kWhere, "params.tau", fmt(p.tau), "must be in (0, 1]");
+    throw_bad_argument(where, (prefix + "tau").c_str(), fmt(p.tau), "must be in (0, 1]");
   if (p.min_blocks < 1)
-    throw_bad_argument(kWhere, "params.min_blocks", std::to_string(p.min_blocks), "must be >= 1");
+    throw_bad_argument(where, (prefix + "min_blocks").c_str(), std::to_string(p.min_blocks), "must be >= 1");
 }
+
+}  // namespace detail
+
+namespace {
 
 // Mean of rows [i*g, min((i+1)*g, tokens)) per head: out is [heads][n][d].
 std::vector<float> mean_pool(ConstTensorView x, int64_t g, int threads) {

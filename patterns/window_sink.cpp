@@ -15,21 +15,30 @@
 #include <string>
 #include <vector>
 
+#include "patterns/validate_params.hpp"
 #include "spattn/attention.hpp"
 #include "spattn/error.hpp"
 #include "spattn/patterns.hpp"
 
 namespace spattn {
 
+namespace detail {
+
+void validate_window_sink_params(const char* where, const std::string& prefix,
+                                 const WindowSinkParams& p) {
+  auto bad = [&](const char* field, int64_t v, const char* why) {
+    throw_bad_argument(where, (prefix + field).c_str(), std::to_string(v), why);
+  };
+  if (!is_supported_block_size(p.block)) bad("block", p.block, "must be 16, 32, 64 or 128");
+  if (p.sink_tokens < 0) bad("sink_tokens", p.sink_tokens, "must be >= 0");
+  if (p.window_tokens < 0) bad("window_tokens", p.window_tokens, "must be >= 0");
+}
+
+}  // namespace detail
+
 BlockMask window_sink_mask(const AttentionShape& shape, const WindowSinkParams& params) {
   const char* where = "window_sink_mask";
-  if (!is_supported_block_size(params.block))
-    throw_bad_argument(where, "params.block", std::to_string(params.block), "must be 16, 32, 64 or 128");
-  if (params.sink_tokens < 0)
-    throw_bad_argument(where, "params.sink_tokens", std::to_string(params.sink_tokens), "must be >= 0");
-  if (params.window_tokens < 0)
-    throw_bad_argument(where, "params.window_tokens", std::to_string(params.window_tokens),
-                       "must be >= 0");
+  detail::validate_window_sink_params(where, "params.", params);
   try {
     shape.validate();
   } catch (const Error& e) {

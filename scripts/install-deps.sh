@@ -9,6 +9,9 @@ packages=(
   libxsimd-dev libopenblas-dev libnuma-dev
   libbenchmark-dev libgtest-dev libgmock-dev libyaml-cpp-dev
   g++-aarch64-linux-gnu qemu-user
+  # Fuzzing (libFuzzer ships in clang's runtime), clang+libomp+Archer for TSan,
+  # valgrind for memcheck on the scalar/AVX2 paths.
+  clang libclang-rt-14-dev libomp-dev valgrind
 )
 
 missing=()

@@ -92,8 +92,24 @@ TEST(Session, EveryPolicyRunsAndMatchesItsOwnReference) {
       EXPECT_LE(max_rel_error(out, reference(x, session.cached_pattern()), s), kFp32Bound);
     } else if (p == Policy::dpad) {
       EXPECT_EQ(last.path, StepPath::gathered);
+      // The kept tokens attend to the kept tokens; DPad's dropped tokens are
+      // not part of the step: their rows are zero.
       const auto kept = dpad_kept_tokens(s.kv_len, cfg.dpad);
-      EXPECT_LE(max_rel_error(out, reference(x, nullptr, kept), s), kFp32Bound);
+      ASSERT_EQ(session.dpad_kept(), kept);
+      std::vector<double> ref = reference(x, nullptr, kept);
+      size_t i = 0;
+      for (int64_t t = 0; t < s.q_len; ++t) {
+        const bool is_kept = i < kept.size() && kept[i] == t;
+        if (is_kept) ++i;
+        for (int64_t h = 0; h < s.heads; ++h)
+          for (int64_t c = 0; c < s.head_dim; ++c)
+            if (!is_kept) {
+              ASSERT_EQ(out.view.row(h, t)[c], 0.0f) << "dropped token " << t;
+              ref[(h * s.q_len + t) * s.head_dim + c] = 0.0;
+            }
+      }
+      EXPECT_LT(i, static_cast<size_t>(s.q_len)) << "the test needs dropped tokens";
+      EXPECT_LE(max_rel_error(out, ref, s), kFp32Bound);
     } else if (p == Policy::window) {
       const BlockMask m = window_sink_mask(s, cfg.window);
       EXPECT_LE(max_rel_error(out, reference(x, &m), s), kFp32Bound);

@@ -72,10 +72,29 @@ EvalResult evaluate(const WorkloadSource& workload, SessionConfig config, const 
     e.ms = r.ms;
     e.select_ms = r.select_ms;
     e.density = r.density;
-    std::copy(dense.begin(), dense.end(), ref.begin());
-    const ConstTensorView ov = view(out, shape.heads, shape.q_len);
-    e.cosine = cosine_similarity(ov, ref);
-    e.rel_l2 = relative_l2_error(ov, ref);
+    const std::vector<int32_t>& kept = session.dpad_kept();
+    if (r.path == StepPath::gathered || (config.policy == Policy::dpad_sparsed && !kept.empty())) {
+      // DPad drops the far suffix from the step: only the kept tokens' rows
+      // are outputs of the step, so accuracy is measured on those rows.
+      const int64_t n = static_cast<int64_t>(kept.size());
+      std::vector<float> oc(static_cast<size_t>(shape.heads * n * d));
+      std::vector<double> rc(oc.size());
+      for (int64_t h = 0; h < shape.heads; ++h)
+        for (int64_t i = 0; i < n; ++i)
+          for (int64_t c = 0; c < d; ++c) {
+            const size_t src = static_cast<size_t>((h * shape.q_len + kept[i]) * d + c);
+            oc[static_cast<size_t>((h * n + i) * d + c)] = out[src];
+            rc[static_cast<size_t>((h * n + i) * d + c)] = dense[src];
+          }
+      const ConstTensorView cv = TensorView::heads_major(oc.data(), shape.heads, n, d);
+      e.cosine = n > 0 ? cosine_similarity(cv, rc) : 1.0;
+      e.rel_l2 = n > 0 ? relative_l2_error(cv, rc) : 0.0;
+    } else {
+      std::copy(dense.begin(), dense.end(), ref.begin());
+      const ConstTensorView ov = view(out, shape.heads, shape.q_len);
+      e.cosine = cosine_similarity(ov, ref);
+      e.rel_l2 = relative_l2_error(ov, ref);
+    }
     e.recall = std::numeric_limits<double>::quiet_NaN();
     if (r.path == StepPath::dense || r.path == StepPath::dense_record) {
       e.recall = 1.0;

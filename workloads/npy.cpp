@@ -4,10 +4,12 @@
 #include <bit>
 #include <cctype>
 #include <cmath>
+#include <cstddef>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -220,35 +222,32 @@ std::string shape_string(const std::vector<int64_t>& shape) {
 
 }  // namespace
 
-NpyArray load_npy(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) npy_error(path, "cannot open file (missing or unreadable)");
-  std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(in)),
-                                   std::istreambuf_iterator<char>());
-  if (in.bad()) npy_error(path, "read error");
-
+NpyArray parse_npy(std::span<const std::byte> data, const std::string& path) {
+  // Every check below runs on the bytes actually present before anything is
+  // allocated from header values, so a lying header cannot ask for gigabytes.
+  const auto* bytes = reinterpret_cast<const unsigned char*>(data.data());
+  const size_t size = data.size();
   static const unsigned char kMagic[6] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
-  if (bytes.size() < 6 || std::memcmp(bytes.data(), kMagic, 6) != 0)
+  if (size < 6 || std::memcmp(bytes, kMagic, 6) != 0)
     npy_error(path, "bad magic: not a NumPy .npy file (expected \\x93NUMPY)");
-  if (bytes.size() < 10) npy_error(path, "malformed header: file ends inside the preamble");
+  if (size < 10) npy_error(path, "malformed header: file ends inside the preamble");
   const int major = bytes[6], minor = bytes[7];
   size_t header_len = 0, header_start = 0;
   if (major == 1) {
     header_len = size_t(bytes[8]) | (size_t(bytes[9]) << 8);
     header_start = 10;
   } else if (major == 2 || major == 3) {
-    if (bytes.size() < 12) npy_error(path, "malformed header: file ends inside the preamble");
-    header_len = read_le32(bytes.data() + 8);
+    if (size < 12) npy_error(path, "malformed header: file ends inside the preamble");
+    header_len = read_le32(bytes + 8);
     header_start = 12;
   } else {
     npy_error(path, "unsupported format version " + std::to_string(major) + "." +
                         std::to_string(minor) + " (supported: 1.0, 2.0, 3.0)");
   }
-  if (bytes.size() < header_start + header_len)
+  if (size - header_start < header_len)
     npy_error(path, "malformed header: header length " + std::to_string(header_len) +
-                        " runs past the end of the file (" + std::to_string(bytes.size()) +
-                        " bytes)");
-  const std::string header(reinterpret_cast<const char*>(bytes.data() + header_start), header_len);
+                        " runs past the end of the file (" + std::to_string(size) + " bytes)");
+  const std::string header(reinterpret_cast<const char*>(bytes + header_start), header_len);
 
   std::string descr;
   bool fortran = false;
@@ -273,7 +272,7 @@ NpyArray load_npy(const std::string& path) {
     count *= static_cast<size_t>(n);
   }
   const size_t data_start = header_start + header_len;
-  const size_t expected = count * item, actual = bytes.size() - data_start;
+  const size_t expected = count * item, actual = size - data_start;
   if (actual < expected)
     npy_error(path, "truncated data: shape " + shape_string(shape) + " of '" + descr + "' needs " +
                         std::to_string(expected) + " bytes, found " + std::to_string(actual));
@@ -281,7 +280,7 @@ NpyArray load_npy(const std::string& path) {
   NpyArray out;
   out.shape = std::move(shape);
   out.data.resize(count);
-  const unsigned char* p = bytes.data() + data_start;
+  const unsigned char* p = bytes + data_start;
   if (item == 4) {
     for (size_t i = 0; i < count; ++i) out.data[i] = std::bit_cast<float>(read_le32(p + 4 * i));
   } else {
@@ -289,6 +288,14 @@ NpyArray load_npy(const std::string& path) {
       out.data[i] = half_to_float(static_cast<uint16_t>(p[2 * i] | (p[2 * i + 1] << 8)));
   }
   return out;
+}
+
+NpyArray load_npy(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) npy_error(path, "cannot open file (missing or unreadable)");
+  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) npy_error(path, "read error");
+  return parse_npy(std::as_bytes(std::span<const char>(bytes)), path);
 }
 
 void save_npy(const std::string& path, const std::vector<int64_t>& shape, const float* data) {

@@ -16,8 +16,21 @@ struct KernelOptions {
   int threads = 0;       // 0: SPATTN_NUM_THREADS, else OpenMP's default
   int64_t q_block = 64;  // query rows per work item (dense and gathered paths)
   int64_t k_block = 64;  // keys per block (dense and gathered paths)
+  // Non-finite inputs (NaN, +-Inf in q, k or v): with check_finite the kernels
+  // scan q, k and v first (one read of each, no extra memory) and throw
+  // spattn::Error naming the tensor, head, token and element of the first
+  // non-finite value. Without it (the default, for speed) nothing is checked
+  // and non-finite values propagate into the output rows they reach; the
+  // kernels never crash or read out of bounds on them.
+  bool check_finite = false;
 };
 
+// Argument rules shared by every kernel (each violation throws spattn::Error
+// naming the argument and its value): the shape (AttentionShape::validate);
+// views with non-null data, extents equal to the shape, positive strides,
+// token_stride >= head_dim when tokens > 1 and head_stride >= head_dim when
+// heads > 1 (rows must not overlap); head_dim and block sizes as below;
+// threads >= 0. No alignment is required: any float-aligned pointer works.
 // Limits of the hand-vectorized kernels.
 inline constexpr int64_t kMaxHeadDim = 256;
 inline constexpr int64_t kHeadDimMultiple = 16;

@@ -57,6 +57,8 @@ struct EvalOptions {
 // Accuracy is measured against the dense flash output of the same step (fp32,
 // itself within 2e-5 of the double-precision reference: see the kernel tests);
 // a double-precision reference at N = 8192 would take minutes per step.
+// DPad policies drop the far suffix from the step, so their accuracy is taken
+// over the kept tokens' rows only (the rows the step produces).
 EvalResult evaluate(const WorkloadSource& workload, SessionConfig config, const EvalOptions& opts = {});
 
 }  // namespace spattn

@@ -38,6 +38,13 @@ double mask_recall(const BlockMass& mass, const BlockMask& mask);
 // SparseD: per head and query block keep the ceil(topk_ratio * k_blocks) key
 // blocks (at least one) with the largest mass; ties go to the lower index.
 BlockMask sparsed_select(const BlockMass& mass, double topk_ratio);
+// The same budget (heads x ceil(topk_ratio * k_blocks) blocks per query
+// block) pooled across heads: every head keeps its best block, the rest go to
+// the largest masses of any head. Diffuse heads get more blocks, sharp heads
+// fewer, at the same density. An extension of SparseD (whose budget is per
+// head), motivated by the captured traces, where a fixed per-head top-k
+// starves diffuse heads.
+BlockMask sparsed_select_pooled(const BlockMass& mass, double topk_ratio);
 
 // UniSparse: composite tokens (Q and K mean-pooled at several granularities)
 // estimate block importance cheaply; per query block keep either the top

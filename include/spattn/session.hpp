@@ -24,6 +24,7 @@ struct SessionConfig {
   int64_t refresh_every = 0;     // re-record the SparseD pattern every R sparse steps (0: never)
   int64_t block_size = 64;       // query and key block size of the sparse paths
   double topk_ratio = 0.1;       // SparseD: share of key blocks kept per query block
+  bool pooled_budget = false;    // SparseD: pool that budget across heads (sparsed_select_pooled)
   UnisparseParams unisparse;     // its block is overridden by block_size
   DpadParams dpad;               // DPad's prefix / current block / window / sigma
   WindowSinkParams window;       // its block is overridden by block_size
@@ -36,7 +37,7 @@ enum class StepPath {
   dense_record,    // full attention + SparseD pattern recorded
   sparse_cached,   // block-sparse on the cached SparseD pattern
   sparse_selected, // pattern selected this step (UniSparse, window+sink), then block-sparse
-  gathered,        // DPad: attention over the kept tokens only
+  gathered,        // DPad: attention among the kept tokens only (dropped rows are zero)
 };
 const char* step_path_name(StepPath p);
 
@@ -67,10 +68,19 @@ class DiffusionAttention {
   // The block mask the last step ran on (over the full keys), or nullptr when
   // it ran dense or gathered, or on DPad-compacted keys.
   const BlockMask* last_mask() const { return last_mask_; }
+  // DPad policies: the tokens kept at the current DPad parameters (updated by
+  // step()); the other tokens are dropped from the step, as queries and as
+  // keys, and their output rows are zero. Empty before the first step.
+  const std::vector<int32_t>& dpad_kept() const { return kept_; }
   const AttentionShape& shape() const { return shape_; }
   const SessionConfig& config() const { return config_; }
 
  private:
+  // DPad: Q, K, V of the kept tokens into qc_, kc_, vc_; the compact shape.
+  AttentionShape compact_inputs(ConstTensorView q, ConstTensorView k, ConstTensorView v);
+  ConstTensorView compact_view(const std::vector<float>& t, int64_t heads, const AttentionShape& cs) const;
+  // oc_ into the kept rows of out; zeros in the dropped rows.
+  void scatter_output(TensorView out) const;
   StepReport run_sparsed(int64_t s, ConstTensorView q, ConstTensorView k, ConstTensorView v,
                          TensorView out, const AttentionShape& shape);
 
@@ -82,7 +92,7 @@ class DiffusionAttention {
   int64_t last_record_step_ = -1;
   std::vector<int32_t> kept_;  // DPad kept tokens for the current dpad params
   bool kept_dirty_ = true;
-  std::vector<float> lse_, kc_, vc_;
+  std::vector<float> lse_, qc_, kc_, vc_, oc_;
   std::vector<StepReport> reports_;
 };
 

@@ -3,8 +3,10 @@
 // attention inputs, a NumPy .npy reader/writer for captured Q/K/V traces, and
 // the error measures every sparse method is judged by (relative L2 error,
 // cosine similarity; mask_recall is declared in patterns.hpp).
+#include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -163,6 +165,10 @@ struct NpyArray {
 // file, bad magic, unsupported version, malformed header, unsupported dtype
 // (named), fortran_order True, or truncated data (expected vs found bytes).
 NpyArray load_npy(const std::string& path);
+// The same from the file's bytes in memory; name stands for the file in error
+// messages. load_npy reads the file and calls this. A header whose shape
+// needs more bytes than are present is refused before anything is allocated.
+NpyArray parse_npy(std::span<const std::byte> bytes, const std::string& name);
 
 // Writes a float32 ('<f4'), C-order .npy file (version 1.0, or 2.0 when the
 // header needs it). Throws spattn::Error if the file cannot be written.

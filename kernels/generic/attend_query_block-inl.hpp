@@ -60,12 +60,13 @@ inline void attend_query_block(const QueryBlockJob& job) {
 
   for (int r = 0; r < rows; ++r) {
     const float l = row_sum[r];
-    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+    // A NaN sum (non-finite inputs) propagates; an empty row gives zeros.
+    const float inv = l > 0.0f ? 1.0f / l : (l == 0.0f ? 0.0f : l);
     float* dst = job.out + r * job.out_stride;
     const float* src = o + static_cast<int64_t>(r) * d;
     const typename Ops::V iv = Ops::set1(inv);
     for (int c = 0; c < d; c += W) Ops::store(dst + c, Ops::mul(Ops::load(src + c), iv));
-    if (job.lse != nullptr) job.lse[r] = l > 0.0f ? row_max[r] + std::log(l) : kNegInf;
+    if (job.lse != nullptr) job.lse[r] = l > 0.0f ? row_max[r] + std::log(l) : (l == 0.0f ? kNegInf : l);
   }
 }
 

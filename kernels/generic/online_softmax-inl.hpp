@@ -23,8 +23,15 @@ inline void online_softmax_update(float* s, int ld_s, int rows, int cols, float*
     const float old_max = row_max[r];
     const float new_max = tile_max > old_max ? tile_max : old_max;
     if (new_max == kNegInf) {  // nothing but -inf so far: no mass, nothing to rescale
-      rescale[r] = 1.0f;
-      for (int j = 0; j < cols; ++j) row[j] = 0.0f;
+      // ... unless the max lost NaN logits (non-finite inputs): the vector max
+      // drops NaN, so look for one (cold path) and propagate it to the row's
+      // output rather than treat the row as empty.
+      bool nan = false;
+      for (int j = 0; j < cols; ++j) nan |= row[j] != row[j];
+      const float fill = nan ? __builtin_nanf("") : 0.0f;
+      rescale[r] = nan ? fill : 1.0f;
+      if (nan) row_max[r] = row_sum[r] = fill;
+      for (int j = 0; j < cols; ++j) row[j] = fill;
       continue;
     }
     const V m = Ops::set1(new_max);

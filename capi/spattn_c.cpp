@@ -1,0 +1,446 @@
+// The C API (include/spattn/spattn.h) over the C++ API. Every entry point runs
+// its body through guarded(): it clears the thread-local message, and turns
+// every exception into a status plus a message, so none crosses into C.
+#include "spattn/spattn.h"
+
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <memory>
+#include <new>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "spattn/attention.hpp"
+#include "spattn/error.hpp"
+#include "spattn/session.hpp"
+#if SPATTN_CAPI_WITH_YAML
+#include "spattn/profile.hpp"
+#endif
+
+struct spattn_session {
+  spattn::DiffusionAttention impl;
+};
+
+#if SPATTN_CAPI_WITH_YAML
+struct spattn_profile {
+  spattn::Profile impl;
+};
+#endif
+
+namespace {
+
+// A fixed buffer: storing a message must not allocate (it runs in catch
+// handlers, where a second bad_alloc would have nowhere to go).
+thread_local char g_last_error[1024] = "";
+
+void set_error(const char* msg) noexcept {
+  std::snprintf(g_last_error, sizeof g_last_error, "%s", msg);
+}
+
+// An error decided by the C layer itself, with its status.
+struct CapiError {
+  spattn_status status;
+  std::string message;
+};
+
+[[noreturn]] void fail(spattn_status status, const std::string& message) {
+  throw CapiError{status, "spattn: " + message};
+}
+
+void require_non_null(const char* where, const char* arg, const void* p) {
+  if (p == nullptr)
+    fail(SPATTN_ERROR_INVALID_ARGUMENT,
+         std::string(where) + ": argument '" + arg + "' = NULL: must not be NULL");
+}
+
+// io: spattn::Error from this call means a bad file, not a bad argument.
+template <class F>
+spattn_status guarded(F&& body, bool io = false) noexcept {
+  g_last_error[0] = '\0';
+  try {
+    return body();
+  } catch (const CapiError& e) {
+    set_error(e.message.c_str());
+    return e.status;
+  } catch (const spattn::Error& e) {
+    set_error(e.what());
+    return io ? SPATTN_ERROR_IO : SPATTN_ERROR_INVALID_ARGUMENT;
+  } catch (const std::bad_alloc&) {
+    set_error("spattn: out of memory");
+    return SPATTN_ERROR_OUT_OF_MEMORY;
+  } catch (const std::length_error&) {  // a vector larger than max_size(): memory, too
+    set_error("spattn: out of memory (allocation too large)");
+    return SPATTN_ERROR_OUT_OF_MEMORY;
+  } catch (const std::exception& e) {
+    char buf[sizeof g_last_error];
+    std::snprintf(buf, sizeof buf, "spattn: internal error: %s", e.what());
+    set_error(buf);
+    return SPATTN_ERROR_INTERNAL;
+  } catch (...) {
+    set_error("spattn: internal error: unknown exception");
+    return SPATTN_ERROR_INTERNAL;
+  }
+}
+
+spattn::AttentionShape to_shape(const char* where, const spattn_shape* s) {
+  require_non_null(where, "shape", s);
+  spattn::AttentionShape shape{s->heads, s->kv_heads, s->q_len, s->kv_len, s->head_dim, s->scale};
+  try {
+    shape.validate();
+  } catch (const spattn::Error& e) {
+    throw spattn::Error(std::string(e.what()) + " (in " + where + ")");
+  }
+  // heads * tokens * head_dim must fit: the views index with it.
+  auto elements = [&](int64_t heads, int64_t tokens, const char* arg) {
+    int64_t n = 0;
+    if (__builtin_mul_overflow(heads, tokens, &n) || __builtin_mul_overflow(n, s->head_dim, &n))
+      fail(SPATTN_ERROR_INVALID_ARGUMENT,
+           std::string(where) + ": argument 'shape->" + arg + "' = " + std::to_string(tokens) +
+               ": tensor size overflows int64");
+  };
+  elements(shape.heads, shape.q_len, "q_len");
+  elements(shape.kv_heads, shape.kv_len, "kv_len");
+  return shape;
+}
+
+struct Views {
+  spattn::ConstTensorView q, k, v;
+  spattn::TensorView out;
+};
+
+// Heads-major views over the caller's arrays, after the NULL and overlap checks.
+Views to_views(const char* where, const spattn::AttentionShape& s, const float* q, const float* k,
+               const float* v, float* out) {
+  require_non_null(where, "q", q);
+  require_non_null(where, "k", k);
+  require_non_null(where, "v", v);
+  require_non_null(where, "out", out);
+  Views w{spattn::ConstTensorView::heads_major(q, s.heads, s.q_len, s.head_dim),
+          spattn::ConstTensorView::heads_major(k, s.kv_heads, s.kv_len, s.head_dim),
+          spattn::ConstTensorView::heads_major(v, s.kv_heads, s.kv_len, s.head_dim),
+          spattn::TensorView::heads_major(out, s.heads, s.q_len, s.head_dim)};
+  // The kernels read inputs while other threads write out: no overlap allowed.
+  const auto begin = [](const float* p) { return reinterpret_cast<uintptr_t>(p); };
+  const uintptr_t o0 = begin(out), o1 = o0 + static_cast<uintptr_t>(s.heads * s.q_len * s.head_dim) * sizeof(float);
+  auto disjoint = [&](const char* arg, const float* p, int64_t heads, int64_t tokens) {
+    const uintptr_t p0 = begin(p), p1 = p0 + static_cast<uintptr_t>(heads * tokens * s.head_dim) * sizeof(float);
+    if (p0 < o1 && o0 < p1)
+      fail(SPATTN_ERROR_INVALID_ARGUMENT,
+           std::string(where) + ": argument 'out': overlaps '" + arg + "': must be a separate array");
+  };
+  disjoint("q", q, s.heads, s.q_len);
+  disjoint("k", k, s.kv_heads, s.kv_len);
+  disjoint("v", v, s.kv_heads, s.kv_len);
+  return w;
+}
+
+spattn_status dense(const char* where, const spattn_shape* shape, const float* q, const float* k,
+                    const float* v, float* out, int threads, bool check_finite) {
+  return guarded([&] {
+    const spattn::AttentionShape s = to_shape(where, shape);
+    const Views w = to_views(where, s, q, k, v, out);
+    spattn::KernelOptions opts;
+    opts.threads = threads;
+    opts.check_finite = check_finite;
+    spattn::dense_attention(s, w.q, w.k, w.v, w.out, opts);
+    return SPATTN_OK;
+  });
+}
+
+static_assert(sizeof(spattn_policy) == sizeof(int) && sizeof(spattn_step_path) == sizeof(int),
+              "C enums are read as int");
+
+spattn::Policy read_policy(const char* where, const spattn_session_config* c) {
+  require_non_null(where, "config", c);
+  // Read the enum's bits as an int: a value outside the enum is the caller's
+  // bug to report, not undefined behaviour to trip over.
+  int policy = 0;
+  std::memcpy(&policy, &c->policy, sizeof policy);
+  if (policy < SPATTN_POLICY_DENSE || policy > SPATTN_POLICY_WINDOW)
+    fail(SPATTN_ERROR_INVALID_ARGUMENT, std::string(where) + ": argument 'config->policy' = " +
+                                            std::to_string(policy) + ": not a spattn_policy value");
+  return static_cast<spattn::Policy>(policy);
+}
+
+spattn::SessionConfig to_config(const char* where, const spattn_session_config* c) {
+  const spattn::Policy policy = read_policy(where, c);
+  // Fields whose C++ names differ (kernel.q_block, kernel.threads) are checked
+  // here, so the message names what the C caller set.
+  if (!spattn::is_supported_block_size(c->q_tile_rows))
+    fail(SPATTN_ERROR_INVALID_ARGUMENT, std::string(where) + ": argument 'config->q_tile_rows' = " +
+                                            std::to_string(c->q_tile_rows) + ": must be 16, 32, 64 or 128");
+  if (c->threads < 0)
+    fail(SPATTN_ERROR_INVALID_ARGUMENT, std::string(where) + ": argument 'config->threads' = " +
+                                            std::to_string(c->threads) + ": must be >= 0 (0: default)");
+  spattn::SessionConfig cfg;
+  cfg.policy = policy;
+  cfg.total_steps = c->total_steps;
+  cfg.warmup_fraction = c->warmup_fraction;
+  cfg.refresh_every = c->refresh_every;
+  cfg.block_size = c->block_size;
+  cfg.topk_ratio = c->topk_ratio;
+  cfg.unisparse.topk_ratio = c->topk_ratio;
+  cfg.unisparse.tau = c->unisparse_tau;
+  cfg.window.sink_tokens = c->window_sink_tokens;
+  cfg.window.window_tokens = c->window_tokens;
+  cfg.dpad.prefix_len = c->dpad_prefix_len;
+  cfg.dpad.block_start = c->dpad_block_start;
+  cfg.dpad.block_end = c->dpad_block_end;
+  cfg.dpad.window = c->dpad_window;
+  cfg.dpad.sigma = c->dpad_sigma;
+  cfg.dpad.seed = c->dpad_seed;
+  cfg.kernel.q_block = c->q_tile_rows;
+  cfg.kernel.threads = c->threads;
+  cfg.kernel.check_finite = c->check_finite != 0;
+  return cfg;
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* spattn_status_string(spattn_status status) {
+  switch (status) {
+    case SPATTN_OK: return "ok";
+    case SPATTN_ERROR_INVALID_ARGUMENT: return "invalid argument";
+    case SPATTN_ERROR_OUT_OF_MEMORY: return "out of memory";
+    case SPATTN_ERROR_IO: return "i/o error (profile file)";
+    case SPATTN_ERROR_UNSUPPORTED: return "not built into this library";
+    case SPATTN_ERROR_INTERNAL: return "internal error";
+    case SPATTN_NO_MATCH: return "no matching profile entry (defaults used)";
+  }
+  return "unknown status";
+}
+
+const char* spattn_last_error(void) { return g_last_error; }
+
+// Enum arguments from C may hold any int: read them as ints (see to_config).
+const char* spattn_policy_name(spattn_policy policy) {
+  int p = 0;
+  std::memcpy(&p, &policy, sizeof p);
+  return p >= 0 && p <= SPATTN_POLICY_WINDOW ? spattn::policy_name(static_cast<spattn::Policy>(p))
+                                             : "unknown";
+}
+
+const char* spattn_step_path_name(spattn_step_path path) {
+  int p = 0;
+  std::memcpy(&p, &path, sizeof p);
+  return p >= 0 && p <= SPATTN_PATH_GATHERED ? spattn::step_path_name(static_cast<spattn::StepPath>(p))
+                                             : "unknown";
+}
+
+spattn_status spattn_dense_attention(const spattn_shape* shape, const float* q, const float* k,
+                                     const float* v, float* out, int threads) {
+  return dense("spattn_dense_attention", shape, q, k, v, out, threads, false);
+}
+
+spattn_status spattn_dense_attention_checked(const spattn_shape* shape, const float* q,
+                                             const float* k, const float* v, float* out,
+                                             int threads) {
+  return dense("spattn_dense_attention_checked", shape, q, k, v, out, threads, true);
+}
+
+spattn_status spattn_block_sparse_attention(const spattn_shape* shape, const float* q,
+                                            const float* k, const float* v,
+                                            const spattn_block_mask* mask, float* out,
+                                            int threads) {
+  return guarded([&] {
+    const char* where = "spattn_block_sparse_attention";
+    const spattn::AttentionShape s = to_shape(where, shape);
+    const Views w = to_views(where, s, q, k, v, out);
+    require_non_null(where, "mask", mask);
+    auto bad = [&](const char* arg, int64_t value, const std::string& why) {
+      fail(SPATTN_ERROR_INVALID_ARGUMENT, std::string(where) + ": argument '" + arg +
+                                              "' = " + std::to_string(value) + ": " + why);
+    };
+    // The row count (how much of row_ptr may be read) follows from these.
+    if (mask->heads != s.heads) bad("mask->heads", mask->heads, "must equal shape->heads " + std::to_string(s.heads));
+    if (!spattn::is_supported_block_size(mask->q_block)) bad("mask->q_block", mask->q_block, "must be 16, 32, 64 or 128");
+    if (!spattn::is_supported_block_size(mask->k_block)) bad("mask->k_block", mask->k_block, "must be 16, 32, 64 or 128");
+    require_non_null(where, "mask->row_ptr", mask->row_ptr);
+    if (mask->nnz < 0) bad("mask->nnz", mask->nnz, "must be >= 0");
+    if (mask->nnz > 0) require_non_null(where, "mask->col_idx", mask->col_idx);
+    spattn::BlockMask m;
+    m.heads = s.heads;
+    m.q_len = s.q_len;
+    m.kv_len = s.kv_len;
+    m.q_block = mask->q_block;
+    m.k_block = mask->k_block;
+    m.row_ptr.assign(mask->row_ptr, mask->row_ptr + m.rows() + 1);
+    if (mask->nnz > 0) m.col_idx.assign(mask->col_idx, mask->col_idx + mask->nnz);
+    // BlockMask::validate names 'row_ptr[i]' / 'col_idx[i]': say where from.
+    try {
+      m.validate();
+    } catch (const spattn::Error& e) {
+      throw spattn::Error(std::string(e.what()) + " (mask->row_ptr / mask->col_idx, in " + where + ")");
+    }
+    spattn::KernelOptions opts;
+    opts.threads = threads;
+    spattn::block_sparse_attention(s, w.q, w.k, w.v, m, w.out, opts);
+    return SPATTN_OK;
+  });
+}
+
+spattn_status spattn_session_config_default(spattn_session_config* config) {
+  return guarded([&] {
+    require_non_null("spattn_session_config_default", "config", config);
+    const spattn::SessionConfig d;
+    *config = spattn_session_config{};
+    config->policy = static_cast<spattn_policy>(d.policy);
+    config->total_steps = d.total_steps;
+    config->warmup_fraction = d.warmup_fraction;
+    config->refresh_every = d.refresh_every;
+    config->block_size = d.block_size;
+    config->topk_ratio = d.topk_ratio;
+    config->unisparse_tau = d.unisparse.tau;
+    config->window_sink_tokens = d.window.sink_tokens;
+    config->window_tokens = d.window.window_tokens;
+    config->dpad_prefix_len = d.dpad.prefix_len;
+    config->dpad_block_start = d.dpad.block_start;
+    config->dpad_block_end = d.dpad.block_end;
+    config->dpad_window = d.dpad.window;
+    config->dpad_sigma = d.dpad.sigma;
+    config->dpad_seed = d.dpad.seed;
+    config->q_tile_rows = d.kernel.q_block;
+    config->threads = d.kernel.threads;
+    config->check_finite = d.kernel.check_finite ? 1 : 0;
+    return SPATTN_OK;
+  });
+}
+
+spattn_status spattn_session_create(const spattn_shape* shape, const spattn_session_config* config,
+                                    spattn_session** out) {
+  return guarded([&] {
+    const char* where = "spattn_session_create";
+    require_non_null(where, "out", out);
+    *out = nullptr;
+    const spattn::AttentionShape s = to_shape(where, shape);
+    const spattn::SessionConfig cfg = to_config(where, config);
+    *out = new spattn_session{spattn::DiffusionAttention(s, cfg)};
+    return SPATTN_OK;
+  });
+}
+
+spattn_status spattn_session_step(spattn_session* session, const float* q, const float* k,
+                                  const float* v, float* out, spattn_step_report* report) {
+  return guarded([&] {
+    const char* where = "spattn_session_step";
+    require_non_null(where, "session", session);
+    const Views w = to_views(where, session->impl.shape(), q, k, v, out);
+    const spattn::StepReport r = session->impl.step(w.q, w.k, w.v, w.out);
+    if (report != nullptr)
+      *report = spattn_step_report{r.step, static_cast<spattn_step_path>(r.path), r.ms, r.select_ms,
+                                   r.density};
+    return SPATTN_OK;
+  });
+}
+
+spattn_status spattn_session_set_dpad_block(spattn_session* session, int64_t prefix_len,
+                                            int64_t block_start, int64_t block_end) {
+  return guarded([&] {
+    require_non_null("spattn_session_set_dpad_block", "session", session);
+    spattn::DpadParams p = session->impl.config().dpad;
+    p.prefix_len = prefix_len;
+    p.block_start = block_start;
+    p.block_end = block_end;
+    session->impl.set_dpad(p);
+    return SPATTN_OK;
+  });
+}
+
+spattn_status spattn_session_steps_done(const spattn_session* session, int64_t* steps) {
+  return guarded([&] {
+    require_non_null("spattn_session_steps_done", "session", session);
+    require_non_null("spattn_session_steps_done", "steps", steps);
+    *steps = session->impl.steps_done();
+    return SPATTN_OK;
+  });
+}
+
+void spattn_session_destroy(spattn_session* session) { delete session; }
+
+#if SPATTN_CAPI_WITH_YAML
+
+spattn_status spattn_profile_load(const char* path, int strict, spattn_profile** out) {
+  const char* where = "spattn_profile_load";
+  // Argument checks first, outside the io mapping: a NULL is not a file problem.
+  const spattn_status args = guarded([&] {
+    require_non_null(where, "out", out);
+    *out = nullptr;
+    require_non_null(where, "path", path);
+    return SPATTN_OK;
+  });
+  if (args != SPATTN_OK) return args;
+  return guarded(
+      [&] {
+        auto p = std::make_unique<spattn_profile>(
+            spattn_profile{spattn::Profile::load_for_machine(path, strict != 0)});
+        *out = p.release();
+        return SPATTN_OK;
+      },
+      /*io=*/true);
+}
+
+spattn_status spattn_profile_lookup(const spattn_profile* profile, const spattn_shape* shape,
+                                    int64_t steps, spattn_session_config* config) {
+  return guarded([&] {
+    const char* where = "spattn_profile_lookup";
+    require_non_null(where, "profile", profile);
+    const spattn::AttentionShape s = to_shape(where, shape);
+    const spattn::Policy policy = read_policy(where, config);
+    if (steps <= 0)
+      fail(SPATTN_ERROR_INVALID_ARGUMENT,
+           std::string(where) + ": argument 'steps' = " + std::to_string(steps) + ": must be positive");
+    const spattn::TunedShape key{s.heads, s.kv_heads, s.kv_len, s.head_dim, steps};
+    const spattn::ProfileEntry* e = profile->impl.lookup(key, spattn::policy_name(policy));
+    const spattn::ProfileEntry chosen = e ? *e : spattn::Profile::default_entry(key);
+    config->block_size = chosen.block_size;
+    config->topk_ratio = chosen.topk_ratio;
+    config->warmup_fraction = chosen.warmup_fraction;
+    config->q_tile_rows = chosen.q_tile_rows;
+    config->threads = chosen.threads;
+    if (e == nullptr) {
+      const std::string msg = "spattn: " + std::string(where) + ": no profile entry for head_dim " +
+                              std::to_string(s.head_dim) + " and policy " +
+                              spattn::policy_name(policy) + ": documented defaults used";
+      set_error(msg.c_str());
+      return SPATTN_NO_MATCH;
+    }
+    return SPATTN_OK;
+  });
+}
+
+void spattn_profile_destroy(spattn_profile* profile) { delete profile; }
+
+#else  // built without yaml-cpp
+
+struct spattn_profile {};
+
+namespace {
+spattn_status profiles_not_built(const char* where) {
+  return guarded([&]() -> spattn_status {
+    fail(SPATTN_ERROR_UNSUPPORTED,
+         std::string(where) + ": profiles are not built into this library (configure with SPATTN_WITH_YAML=ON)");
+  });
+}
+}  // namespace
+
+spattn_status spattn_profile_load(const char*, int, spattn_profile** out) {
+  if (out != nullptr) *out = nullptr;
+  return profiles_not_built("spattn_profile_load");
+}
+
+spattn_status spattn_profile_lookup(const spattn_profile*, const spattn_shape*, int64_t,
+                                    spattn_session_config*) {
+  return profiles_not_built("spattn_profile_lookup");
+}
+
+void spattn_profile_destroy(spattn_profile* profile) { delete profile; }
+
+#endif
+
+}  // extern "C"

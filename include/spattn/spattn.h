@@ -1,0 +1,206 @@
+/* spattn C API: the kernels, the DiffusionAttention session and tuning
+ * profiles for engines written in C. Link the static library (it needs the
+ * C++ runtime and OpenMP: link with a C++ linker, or add -lstdc++ -lgomp).
+ *
+ * Errors. Every function returns a spattn_status (except the name/string
+ * helpers, spattn_last_error and the destroy functions). On any status other
+ * than SPATTN_OK the thread-local message spattn_last_error() says what was
+ * refused, naming the argument and its value, e.g.
+ *   "spattn: SessionConfig: argument 'topk_ratio' = 1.500000: must be in (0, 1]".
+ * No C++ exception ever crosses this interface; a failing call leaves its
+ * outputs ("out" handles, output tensors) unspecified but frees everything it
+ * allocated. NULL pointer arguments are refused with
+ * SPATTN_ERROR_INVALID_ARGUMENT naming the argument.
+ *
+ * Tensors. q, out: [heads][q_len][head_dim]; k, v: [kv_heads][kv_len][head_dim];
+ * contiguous float arrays (heads-major, head_dim fastest). No alignment is
+ * required. out must not overlap q, k or v.
+ *
+ * Threads. threads = 0 uses SPATTN_NUM_THREADS, else OpenMP's default. Calls
+ * are thread-safe except on the same spattn_session from two threads at once.
+ *
+ * Non-finite inputs (NaN, Inf) propagate into the output rows they reach
+ * (never a crash); set spattn_session_config.check_finite, or use
+ * spattn_dense_attention_checked, to have them refused with the tensor, head
+ * and token named.
+ */
+#ifndef SPATTN_SPATTN_H_
+#define SPATTN_SPATTN_H_
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum spattn_status {
+  SPATTN_OK = 0,
+  SPATTN_ERROR_INVALID_ARGUMENT = 1, /* a NULL pointer, bad shape, parameter or mask */
+  SPATTN_ERROR_OUT_OF_MEMORY = 2,    /* an allocation failed */
+  SPATTN_ERROR_IO = 3,               /* a profile file is missing, unreadable or malformed */
+  SPATTN_ERROR_UNSUPPORTED = 4,      /* not built into this library (profiles without yaml-cpp) */
+  SPATTN_ERROR_INTERNAL = 5,         /* a bug in spattn: please report the message */
+  SPATTN_NO_MATCH = 6                /* not an error: spattn_profile_lookup found no entry and
+                                        filled the documented defaults */
+} spattn_status;
+
+/* "ok", "invalid argument", ...; "unknown status" for other values. Static storage. */
+const char* spattn_status_string(spattn_status status);
+
+/* Message of the most recent spattn call on this thread: empty ("") after a
+ * call that returned SPATTN_OK, else what went wrong. Never NULL. Valid until
+ * the next spattn call on this thread (copy it to keep it). */
+const char* spattn_last_error(void);
+
+typedef struct spattn_shape {
+  int64_t heads;    /* query heads, > 0 */
+  int64_t kv_heads; /* key/value heads, > 0, divides heads (GQA: query head h reads kv head
+                       h / (heads / kv_heads)) */
+  int64_t q_len;    /* query tokens, > 0 */
+  int64_t kv_len;   /* key/value tokens, > 0 */
+  int64_t head_dim; /* the kernels need a multiple of 16 up to 256 */
+  float scale;      /* softmax scale, >= 0 and finite; 0 means 1/sqrt(head_dim) */
+} spattn_shape;
+
+/* ---- kernels ------------------------------------------------------------ */
+
+/* Dense (full, non-causal) attention: out = softmax(scale q k^T) v. */
+spattn_status spattn_dense_attention(const spattn_shape* shape, const float* q, const float* k,
+                                     const float* v, float* out, int threads);
+
+/* Same, but first scans q, k and v and refuses a NaN or Inf with
+ * SPATTN_ERROR_INVALID_ARGUMENT naming the tensor, head and token. */
+spattn_status spattn_dense_attention_checked(const spattn_shape* shape, const float* q,
+                                             const float* k, const float* v, float* out,
+                                             int threads);
+
+/* A block mask in CSR form. Row r = head * q_blocks + query_block, with
+ * q_blocks = ceil(q_len / q_block), lists the key blocks it attends to in
+ * col_idx[row_ptr[r] .. row_ptr[r + 1]), ascending, without duplicates, each
+ * in [0, ceil(kv_len / k_block)). A row with no key blocks yields zeros. */
+typedef struct spattn_block_mask {
+  int64_t heads;          /* must equal shape->heads */
+  int64_t q_block;        /* 16, 32, 64 or 128 */
+  int64_t k_block;        /* 16, 32, 64 or 128 */
+  const int64_t* row_ptr; /* heads * q_blocks + 1 entries: 0, ..., nnz, non-decreasing */
+  const int32_t* col_idx; /* nnz entries (may be NULL when nnz is 0) */
+  int64_t nnz;            /* entries in col_idx */
+} spattn_block_mask;
+
+/* Attention over the key blocks mask lists (the mask is validated first). */
+spattn_status spattn_block_sparse_attention(const spattn_shape* shape, const float* q,
+                                            const float* k, const float* v,
+                                            const spattn_block_mask* mask, float* out,
+                                            int threads);
+
+/* ---- session: one per attention layer, one step per denoising step ------ */
+
+typedef enum spattn_policy {
+  SPATTN_POLICY_DENSE = 0,
+  SPATTN_POLICY_SPARSED = 1,      /* dense warmup, then the recorded top-k block pattern */
+  SPATTN_POLICY_UNISPARSE = 2,    /* blocks selected each step from pooled Q/K */
+  SPATTN_POLICY_DPAD = 3,         /* far suffix tokens dropped */
+  SPATTN_POLICY_DPAD_SPARSED = 4, /* DPad, then SparseD over the kept tokens */
+  SPATTN_POLICY_WINDOW = 5        /* attention sinks + a local band */
+} spattn_policy;
+
+/* "dense", "sparsed", "unisparse", "dpad", "dpad+sparsed", "window"; "unknown" otherwise. */
+const char* spattn_policy_name(spattn_policy policy);
+
+/* Start from spattn_session_config_default(): fields added later get their
+ * defaults there. The session checks every field when it is created. */
+typedef struct spattn_session_config {
+  spattn_policy policy;   /* default SPATTN_POLICY_SPARSED */
+  int64_t total_steps;    /* denoising steps, > 0 (default 64) */
+  double warmup_fraction; /* first ceil(w * steps) steps run dense; in [0, 1) (default 0.2) */
+  int64_t refresh_every;  /* re-record the SparseD pattern every R sparse steps; 0 never */
+  int64_t block_size;     /* query and key block of the sparse paths: 16, 32, 64, 128 (64) */
+  double topk_ratio;      /* share of key blocks kept per query block, in (0, 1] (0.1) */
+  double unisparse_tau;   /* UniSparse: kept estimated mass, in (0, 1] (0.95) */
+  int64_t window_sink_tokens; /* window policy: sink tokens >= 0 (64) */
+  int64_t window_tokens;      /* window policy: band width >= 0 (512) */
+  int64_t dpad_prefix_len;    /* DPad: prompt tokens [0, prefix_len) */
+  int64_t dpad_block_start;   /* DPad: current block [block_start, block_end), <= kv_len */
+  int64_t dpad_block_end;
+  int64_t dpad_window; /* suffix tokens always kept after the block, >= 0 (128) */
+  double dpad_sigma;   /* decay of the keep probability beyond the window, > 0 (256) */
+  uint64_t dpad_seed;  /* the drop decisions are a function of (seed, position) */
+  int64_t q_tile_rows; /* query rows per work item of the dense paths: 16, 32, 64, 128 (64) */
+  int threads;         /* 0: SPATTN_NUM_THREADS, else OpenMP's default */
+  int check_finite;    /* nonzero: refuse NaN / Inf in q, k, v (see top of file) */
+} spattn_session_config;
+
+/* Fills the defaults named above. */
+spattn_status spattn_session_config_default(spattn_session_config* config);
+
+typedef enum spattn_step_path {
+  SPATTN_PATH_DENSE = 0,           /* full attention */
+  SPATTN_PATH_DENSE_RECORD = 1,    /* full attention, SparseD pattern recorded */
+  SPATTN_PATH_SPARSE_CACHED = 2,   /* block-sparse on the cached pattern */
+  SPATTN_PATH_SPARSE_SELECTED = 3, /* pattern selected this step, then block-sparse */
+  SPATTN_PATH_GATHERED = 4         /* DPad: attention over the kept tokens */
+} spattn_step_path;
+
+/* "dense", "dense+record", "sparse(cached)", "sparse(selected)", "gathered"; "unknown". */
+const char* spattn_step_path_name(spattn_step_path path);
+
+typedef struct spattn_step_report {
+  int64_t step;          /* 0-based index of the step that ran */
+  spattn_step_path path; /* what it ran */
+  double ms;             /* whole step */
+  double select_ms;      /* pattern recording / selection part of ms */
+  double density;        /* share of (query block, key block) pairs visited */
+} spattn_step_report;
+
+typedef struct spattn_session spattn_session;
+
+/* Checks shape and config (every field) and creates a session in *out; on
+ * failure *out is set to NULL. */
+spattn_status spattn_session_create(const spattn_shape* shape, const spattn_session_config* config,
+                                    spattn_session** out);
+
+/* Runs the next step on q, k, v (layout above) into out; report may be NULL.
+ * Stepping past total_steps is SPATTN_ERROR_INVALID_ARGUMENT. */
+spattn_status spattn_session_step(spattn_session* session, const float* q, const float* k,
+                                  const float* v, float* out, spattn_step_report* report);
+
+/* DPad's current block moved: the next step re-derives the kept tokens. */
+spattn_status spattn_session_set_dpad_block(spattn_session* session, int64_t prefix_len,
+                                            int64_t block_start, int64_t block_end);
+
+/* Steps run so far. */
+spattn_status spattn_session_steps_done(const spattn_session* session, int64_t* steps);
+
+/* Frees the session; NULL is a no-op. */
+void spattn_session_destroy(spattn_session* session);
+
+/* ---- tuning profiles (YAML, written by spattn-tune) ---------------------- */
+/* In a library built without yaml-cpp (SPATTN_WITH_YAML=OFF) these return
+ * SPATTN_ERROR_UNSUPPORTED. */
+
+typedef struct spattn_profile spattn_profile;
+
+/* Loads and validates the profile at path. A missing, unreadable or malformed
+ * file is SPATTN_ERROR_IO (the message names the file and the line). A profile
+ * measured on another CPU / ISA loads with a warning on stderr, or, when
+ * strict is nonzero, is refused with SPATTN_ERROR_IO. */
+spattn_status spattn_profile_load(const char* path, int strict, spattn_profile** out);
+
+/* Fills block_size, topk_ratio, warmup_fraction, q_tile_rows and threads of
+ * *config from the profile entry nearest to (shape, steps) for
+ * config->policy (head_dim must match; then same heads / kv_heads; then the
+ * nearest seq_len = shape->kv_len; then the nearest steps). Other fields are
+ * left as they are. When no entry has this head_dim, those fields get the
+ * documented defaults (block 64, top-k 0.1, warmup 0.2, q tile 64, threads
+ * 0) and SPATTN_NO_MATCH is returned. */
+spattn_status spattn_profile_lookup(const spattn_profile* profile, const spattn_shape* shape,
+                                    int64_t steps, spattn_session_config* config);
+
+/* Frees the profile; NULL is a no-op. */
+void spattn_profile_destroy(spattn_profile* profile);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* SPATTN_SPATTN_H_ */
