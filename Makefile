@@ -112,6 +112,7 @@ test-consumer: build
 	cmake -S tests/consumer -B build/consumer -G Ninja -DCMAKE_PREFIX_PATH=$(CURDIR)/$(INSTALL)
 	cmake --build build/consumer
 	build/consumer/spattn_consumer
+	build/consumer/spattn_consumer_c
 
 # Fully static tools for a machine without the packages (see bench/peers/).
 static-tools: deps
