@@ -29,6 +29,8 @@ const char* kUsage = R"(usage: spattn-eval [flags]
   --steps S             denoising steps (default 64; npy: at most the step folders)
   --seq-len N --heads H --kv-heads G --head-dim D   synthetic shape (default 8192, 8, 8, 128)
   --seed X              synthetic workload seed (default 1)
+  --decode-block B      synthetic: decode block-wise, B tokens per block (default 0: random
+                        unmasking everywhere); DPad's current block follows the decoded block
   --npy DIR             use captured steps DIR/stepXXXX[/layerL]/{q,k,v}.npy instead
   --layer L             layer folder of --npy (default: the first)
   --threads T           threads (default: SPATTN_NUM_THREADS or all cores)
@@ -99,6 +101,8 @@ int main(int argc, char** argv) {
       spec.synthetic.head_dim = a.integer(f, 16, 256);
     } else if (f == "--seed") {
       spec.synthetic.seed = static_cast<uint64_t>(a.integer(f, 0, 1LL << 62));
+    } else if (f == "--decode-block") {
+      spec.synthetic.decode_block = a.integer(f, 0, 1 << 22);
     } else if (f == "--npy") {
       spec.npy_dir = a.value(f);
     } else if (f == "--layer") {

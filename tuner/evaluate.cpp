@@ -40,6 +40,11 @@ void WorkloadSource::step(int64_t s, std::vector<float>& q, std::vector<float>& 
   v = std::move(st.v);
 }
 
+std::pair<int64_t, int64_t> WorkloadSource::decoding_block(int64_t s) const {
+  if (!spec_.npy_dir.empty()) return {0, 0};
+  return SyntheticWorkload(spec_.synthetic).decoding_block(s);
+}
+
 std::string WorkloadSource::describe() const {
   return spec_.npy_dir.empty() ? "synthetic" : "npy:" + spec_.npy_dir;
 }
@@ -67,6 +72,17 @@ EvalResult evaluate(const WorkloadSource& workload, SessionConfig config, const 
     StepEval e;
     e.step = s;
     e.dense_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    if (config.policy == Policy::dpad || config.policy == Policy::dpad_sparsed) {
+      // Block-wise decoding: DPad's prefix is everything before the block being
+      // decoded, its current block that block, the suffix the rest.
+      const auto [start, end] = workload.decoding_block(s);
+      if (end > start && (session.config().dpad.block_start != start || session.config().dpad.block_end != end)) {
+        DpadParams p = session.config().dpad;
+        p.prefix_len = p.block_start = start;
+        p.block_end = end;
+        session.set_dpad(p);
+      }
+    }
     const StepReport r = session.step(qv, kv, vv, view(out, shape.heads, shape.q_len));
     e.path = r.path;
     e.ms = r.ms;

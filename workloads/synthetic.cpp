@@ -126,6 +126,7 @@ void check_config(const SyntheticConfig& c) {
     bad("unmask_per_step", s(c.unmask_per_step), "must be in (0, 1]");
   if (!(c.masked_similarity >= 0 && c.masked_similarity <= 1))
     bad("masked_similarity", s(c.masked_similarity), "must be in [0, 1]");
+  if (c.decode_block < 0) bad("decode_block", s(c.decode_block), "must be >= 0 (0: no block-wise decoding)");
 }
 
 }  // namespace
@@ -315,9 +316,28 @@ AttentionShape SyntheticWorkload::shape() const {
                         config_.seq_len, config_.head_dim, 0.0f};
 }
 
+std::pair<int64_t, int64_t> SyntheticWorkload::decoding_block(int64_t s) const {
+  const int64_t B = config_.decode_block, P = state_->prompt_len, n = config_.seq_len;
+  if (B <= 0 || P >= n) return {0, 0};
+  const int64_t blocks = (n - P + B - 1) / B;
+  const int64_t per_block = std::max<int64_t>(1, config_.steps / blocks);
+  const int64_t b = std::min(blocks - 1, std::max<int64_t>(s, 0) / per_block);
+  return {P + b * B, std::min(n, P + (b + 1) * B)};
+}
+
 bool SyntheticWorkload::is_masked(int64_t t, int64_t s) const {
   if (t < state_->prompt_len) return false;
   const double u = uniform01(hash_key(config_.seed, kUnmaskStep, static_cast<uint64_t>(t)));
+  if (config_.decode_block > 0) {
+    const auto [start, end] = decoding_block(s);
+    if (t < start) return false;  // an earlier block: decoded
+    if (t >= end) return true;    // a later block: still masked
+    const int64_t blocks = (config_.seq_len - state_->prompt_len + config_.decode_block - 1) / config_.decode_block;
+    const int64_t per_block = std::max<int64_t>(1, config_.steps / blocks);
+    const int64_t first = (start - state_->prompt_len) / config_.decode_block * per_block;
+    // The block's tokens unmask in random order over its steps.
+    return static_cast<double>(s - first) <= std::floor(u * static_cast<double>(per_block));
+  }
   const double unmask_step =
       std::floor(u / config_.unmask_per_step);  // unmasked from the next step on
   return static_cast<double>(s) <= unmask_step;

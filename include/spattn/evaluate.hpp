@@ -26,6 +26,10 @@ class WorkloadSource {
   // heads-major Q/K/V of step s.
   void step(int64_t s, std::vector<float>& q, std::vector<float>& k, std::vector<float>& v) const;
   std::string describe() const;  // "synthetic" or "npy:<dir>"
+  // The block being decoded at step s when the synthetic workload decodes
+  // block-wise (SyntheticConfig::decode_block), else {0, 0}. evaluate() moves
+  // a DPad policy's current block along with it.
+  std::pair<int64_t, int64_t> decoding_block(int64_t s) const;
 
  private:
   WorkloadSpec spec_;

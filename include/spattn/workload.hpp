@@ -8,6 +8,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "spattn/shape.hpp"
@@ -113,6 +114,13 @@ struct SyntheticConfig {
   double prompt_fraction = 0.5;
   double unmask_per_step = 1.0 / 64;
   double masked_similarity = 0.8;
+  // Block-wise (semi-autoregressive) decoding, as LLaDA-style samplers and
+  // DPad assume: with decode_block > 0 the generated region is decoded in
+  // blocks of decode_block tokens, in order, each over an equal share of the
+  // steps (tokens of the current block unmask in random order within it;
+  // later blocks stay masked; unmask_per_step is then unused). 0: every
+  // generated token unmasks at a random step, anywhere.
+  int64_t decode_block = 0;
 };
 
 class SyntheticWorkload {
@@ -133,6 +141,9 @@ class SyntheticWorkload {
 
   // Whether token t is still masked at step s (prompt tokens never are).
   bool is_masked(int64_t t, int64_t s) const;
+  // With decode_block > 0: the block [first, second) being decoded at step s
+  // (everything before it is prompt or decoded); {0, 0} otherwise.
+  std::pair<int64_t, int64_t> decoding_block(int64_t s) const;
   // The term query head h is dominated by (see SyntheticConfig's per-head mix).
   enum class HeadRole { diffuse, band, sink, stripe, slash };
   HeadRole head_role(int64_t h) const;
