@@ -44,8 +44,8 @@ class HeadBuffers {
  private:
   std::vector<float*> parts_;
   std::unique_ptr<float[]> single_;
-  size_t bytes_per_head_ = 0;
-  bool on_nodes_ = false;
+  [[maybe_unused]] size_t bytes_per_head_ = 0;  // used only with libnuma
+  [[maybe_unused]] bool on_nodes_ = false;
 };
 
 }  // namespace spattn::detail

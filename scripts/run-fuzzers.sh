@@ -18,7 +18,7 @@ cd "$root"
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
   -DSPATTN_BUILD_FUZZERS=ON -DSPATTN_BUILD_TESTS=OFF -DSPATTN_BUILD_BENCH=OFF \
-  -DSPATTN_BUILD_TOOLS=OFF -DSPATTN_WITH_NUMA=OFF >/dev/null
+  -DSPATTN_BUILD_TOOLS=OFF >/dev/null
 cmake --build "$build" -j "$jobs" --target fuzz_profile_yaml fuzz_npy fuzz_block_mask
 
 work=${FUZZ_WORK:-$(mktemp -d -t spattn-fuzz.XXXXXX)}

@@ -259,7 +259,9 @@ TuneResult tune(const TuneOptions& o) {
   double pair_cost_s = 0;  // running mean of a (warmup, block) search
   std::vector<float> lse(static_cast<size_t>(shape.heads * shape.q_len));
   std::vector<float> lse_out(P.out_size());
-  for (const auto& [fraction, W] : warmups) {
+  for (const auto& fw : warmups) {
+    const double fraction = fw.first;  // named copies: lambdas below capture them
+    const int64_t W = fw.second;
     // A larger warmup only adds dense steps: once they alone cost more than the best run, stop.
     if (best && double(W - 1) * t_dense >= best->est_run_ms) break;
     progress.report("recording the pattern at step " + std::to_string(W - 1),
@@ -287,7 +289,6 @@ TuneResult tune(const TuneOptions& o) {
       if (auto it = hi_kept.find(b); it != hi_kept.end()) hi = std::min(hi, it->second);
       lo = std::min(lo, hi);
       double mean_c = 0, min_c = 0;
-      std::optional<std::pair<double, double>> at_hi;
       auto passes = [&](int64_t kept) {
         progress.report("block " + std::to_string(b) + ", warmup " + std::to_string(W) + "/" +
                             std::to_string(S) + " steps, trying " + std::to_string(kept) + "/" +
