@@ -73,7 +73,8 @@ baselines (naive, OpenBLAS, flash) on the synthetic diffusion workload.
   --quiet               no progress on stderr
 Whole-run ms: dense methods S x ms/step; sparse ones W dense steps (W = ceil(w S), at least
 1 for SparseD) + pattern build + (S - W) sparse steps (DPad+SparseD's warmup runs dense over
-its kept tokens, as the session does).
+its kept tokens, as the session does; DPad drops the far suffix from the step,
+so its accuracy is over the kept tokens' rows).
 )";
 
 enum class Method { naive, openblas, flash, sparsed, unisparse, dpad_sparsed, window };
@@ -253,6 +254,18 @@ void compact_kv(const AttentionShape& s, const std::vector<float>& k, const std:
     const int64_t h = item / n, i = item % n;
     std::copy_n(k.data() + (h * N + kept[i]) * d, d, kc.data() + item * d);
     std::copy_n(v.data() + (h * N + kept[i]) * d, d, vc.data() + item * d);
+  }
+}
+
+// Rows of the kept tokens of a heads-major [heads][N][d] tensor.
+void compact_rows(const std::vector<float>& t, int64_t heads, int64_t N, int64_t d,
+                  const std::vector<int32_t>& kept, std::vector<float>& out, int threads) {
+  const int64_t n = static_cast<int64_t>(kept.size());
+  out.resize(static_cast<size_t>(heads * n * d));
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t item = 0; item < heads * n; ++item) {
+    const int64_t h = item / n, i = item % n;
+    std::copy_n(t.data() + (h * N + kept[i]) * d, d, out.data() + item * d);
   }
 }
 
@@ -612,7 +625,7 @@ void run_shape(const Options& o, int64_t H, int64_t N, const ShapeParams& p, std
   const bool need_dpad = row_of(Method::dpad_sparsed) != nullptr;
 
   const size_t qsize = static_cast<size_t>(H * N * d);
-  std::vector<float> q, k, v, ref(qsize), out(qsize), lse(static_cast<size_t>(H * N)), kc, vc;
+  std::vector<float> q, k, v, ref(qsize), out(qsize), lse(static_cast<size_t>(H * N)), kc, vc, qc, oc;
   auto cview = [&](const std::vector<float>& t, int64_t n) { return ConstTensorView::heads_major(t.data(), H, n, d); };
   auto view = [&](std::vector<float>& t) { return TensorView::heads_major(t.data(), H, N, d); };
 
@@ -635,16 +648,21 @@ void run_shape(const Options& o, int64_t H, int64_t N, const ShapeParams& p, std
   if (need_dpad) {
     progress("[%s] recording the DPad+SparseD pattern\n", tag.c_str());
     kept = dpad_kept_tokens(N, dpad_geometry(N));
-    cshape.kv_len = static_cast<int64_t>(kept.size());
+    // DPad removes the dropped tokens from the step, as queries and as keys
+    // (as the session does): everything below runs over the kept tokens.
+    cshape.q_len = cshape.kv_len = static_cast<int64_t>(kept.size());
     Row* r = row_of(Method::dpad_sparsed);
+    oc.resize(static_cast<size_t>(H * cshape.q_len * d));
+    const TensorView ocv = TensorView::heads_major(oc.data(), H, cshape.q_len, d);
     // The session's warmup steps for dpad+sparsed run dense over the kept tokens.
     r->warm_step_ms = time_ms([&] {
       compact_kv(shape, k, v, kept, kc, vc, threads);
-      dense_attention_with_lse(cshape, cview(q, N), cview(kc, cshape.kv_len), cview(vc, cshape.kv_len), view(ref),
-                               lse.data(), kopt);
+      compact_rows(q, H, N, d, kept, qc, threads);
+      dense_attention_with_lse(cshape, cview(qc, cshape.q_len), cview(kc, cshape.kv_len), cview(vc, cshape.kv_len),
+                               ocv, lse.data(), kopt);
     });
     r->build_ms = time_ms([&] {
-      const BlockMass mass = block_attention_mass_from_lse(cshape, cview(q, N), cview(kc, cshape.kv_len),
+      const BlockMass mass = block_attention_mass_from_lse(cshape, cview(qc, cshape.q_len), cview(kc, cshape.kv_len),
                                                            lse.data(), p.block, p.block, kopt);
       dpad_mask = sparsed_select(mass, p.topk);
     });
@@ -717,12 +735,24 @@ void run_shape(const Options& o, int64_t H, int64_t N, const ShapeParams& p, std
           vc.resize(kc.size());
           t = time_ms([&] {
             compact_kv(shape, k, v, kept, kc, vc, threads);
-            block_sparse_attention(cshape, qv, cview(kc, cshape.kv_len), cview(vc, cshape.kv_len), *dpad_mask,
-                                   view(out), kopt);
+            compact_rows(q, H, N, d, kept, qc, threads);
+            block_sparse_attention(cshape, cview(qc, cshape.q_len), cview(kc, cshape.kv_len),
+                                   cview(vc, cshape.kv_len), *dpad_mask,
+                                   TensorView::heads_major(oc.data(), H, cshape.q_len, d), kopt);
           });
-          r.density = dpad_mask->density() * double(cshape.kv_len) / double(N);
+          {
+            const double share = double(cshape.kv_len) / double(N);
+            r.density = dpad_mask->density() * share * share;
+          }
+          if (rep == 0) {
+            // Accuracy over the kept tokens' rows: the rows the step produces.
+            std::vector<float> rc;
+            compact_rows(ref, H, N, d, kept, rc, threads);
+            accuracy(cshape, oc, rc, r.cosine, r.rel_l2);
+          }
           std::vector<float>().swap(kc);
           std::vector<float>().swap(vc);
+          std::vector<float>().swap(qc);
           break;
         case Method::window: {
           double dens = 0;
@@ -740,7 +770,7 @@ void run_shape(const Options& o, int64_t H, int64_t N, const ShapeParams& p, std
       if (r.method != Method::flash) progress(" %s %.1f", method_name(r.method), t);
       if (rep == 0) {
         if (r.method == Method::flash) r.cosine = 1.0, r.rel_l2 = 0.0;
-        else accuracy(shape, out, ref, r.cosine, r.rel_l2);
+        else if (r.method != Method::dpad_sparsed) accuracy(shape, out, ref, r.cosine, r.rel_l2);
         if (r.method == Method::sparsed && !exdir.empty())
           save_npy((exdir / "out_sparsed.npy").string(), {H, N, d}, out.data());
       }
