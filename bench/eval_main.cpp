@@ -29,8 +29,9 @@ const char* kUsage = R"(usage: spattn-eval [flags]
   --steps S             denoising steps (default 64; npy: at most the step folders)
   --seq-len N --heads H --kv-heads G --head-dim D   synthetic shape (default 8192, 8, 8, 128)
   --seed X              synthetic workload seed (default 1)
-  --decode-block B      synthetic: decode block-wise, B tokens per block (default 0: random
-                        unmasking everywhere); DPad's current block follows the decoded block
+  --decode-block B      synthetic: decode block-wise, B tokens per block, as LLaDA-style
+                        samplers (and the captured traces) do; DPad's current block follows
+                        the decoded block (default 512; 0: tokens unmask at random anywhere)
   --npy DIR             use captured steps DIR/stepXXXX[/layerL]/{q,k,v}.npy instead
   --layer L             layer folder of --npy (default: the first)
   --threads T           threads (default: SPATTN_NUM_THREADS or all cores)
@@ -48,6 +49,7 @@ int main(int argc, char** argv) {
   cli::Args a{"spattn-eval", argc, argv};
   SessionConfig cfg;
   WorkloadSpec spec;
+  spec.synthetic.decode_block = 512;
   EvalOptions eo;
   std::string json_path, profile_path;
   bool quiet = false;
