@@ -52,7 +52,7 @@ test-neon: deps
 # their ISA themselves, so they run in the first pass only: later passes would
 # repeat them exactly. -O1 (asserts stay on), as ASan's docs advise: the -O0
 # kernels made three passes too slow for `make test`.
-ASAN_ENV := ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1
+ASAN_ENV := ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp
 test-asan: deps
 	cmake -S . -B $(ASAN) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSPATTN_SANITIZE=ON \
 	  -DCMAKE_CXX_FLAGS_DEBUG="-g -O1" -DCMAKE_C_FLAGS_DEBUG="-g -O1" -DSPATTN_BUILD_BENCH=OFF
