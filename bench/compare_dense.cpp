@@ -12,19 +12,9 @@
 #include <vector>
 
 #include "bench_common.hpp"
+#include "timing.hpp"
 
 namespace {
-
-double median_ms(int reps, const std::function<void()>& f) {
-  std::vector<double> t;
-  for (int i = 0; i < reps; ++i) {
-    const auto t0 = std::chrono::steady_clock::now();
-    f();
-    t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
 
 long parse_flag(int argc, char** argv, int& i) {
   if (i + 1 >= argc) {
@@ -57,6 +47,7 @@ int main(int argc, char** argv) {
     }
   }
   using namespace spattn;
+  using bench::median_ms;
   KernelOptions opts;
   opts.threads = static_cast<int>(threads);
   std::printf("dense baselines: heads %ld, head_dim %ld, threads %d, ISA %s, median of %ld runs\n",

@@ -26,6 +26,7 @@
 
 #include "bench_common.hpp"
 #include "cli_args.hpp"
+#include "timing.hpp"
 #include "npy_u8.hpp"
 #include "spattn/workload.hpp"
 #if defined(SPATTN_COMPARE_WITH_PROFILE)
@@ -36,6 +37,8 @@ namespace {
 
 using namespace spattn;
 using Clock = std::chrono::steady_clock;
+using bench::median;
+using bench::time_ms;
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 const char* kUsage = R"(usage: spattn-compare [flags]
@@ -160,24 +163,10 @@ std::vector<Method> parse_methods(cli::Args& a, const std::string& f) {
   return ordered;
 }
 
-double median(std::vector<double> v) {
-  if (v.empty()) return kNaN;
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 double peak_rss_mib() {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   return static_cast<double>(ru.ru_maxrss) / 1024.0;  // Linux reports KiB
-}
-
-template <class F>
-double time_ms(F&& f) {
-  const auto t0 = Clock::now();
-  f();
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
 
 // Parameters of one shape: from the flags or from the profile.

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "cli_args.hpp"
+#include "timing.hpp"
 #include "spattn/spattn.hpp"
 #include "spattn/tune.hpp"
 
@@ -262,16 +263,7 @@ int main(int argc, char** argv) {
       auto ov = [&](std::vector<float>& t) { return TensorView::heads_major(t.data(), shape.heads, shape.q_len, d); };
       const ConstTensorView qv = cv(q, shape.heads, shape.q_len), kv = cv(kk, shape.kv_heads, shape.kv_len),
                             vv = cv(v, shape.kv_heads, shape.kv_len);
-      auto median_ms = [&](int reps, auto&& fn) {
-        std::vector<double> t;
-        for (int i = 0; i < reps; ++i) {
-          const auto t0 = Clock::now();
-          fn();
-          t.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
-        }
-        std::sort(t.begin(), t.end());
-        return t[t.size() / 2];
-      };
+      using bench::median_ms;
       std::fprintf(stderr, "timing the dense baselines for the table...\n");
       const double flash_ms = median_ms(table_reps, [&] { dense_attention(shape, qv, kv, vv, ov(flash_out), k); });
       const std::vector<double> ref(flash_out.begin(), flash_out.end());
