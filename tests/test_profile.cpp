@@ -182,7 +182,7 @@ TEST(ProfileRoundTrip, EmptyEntriesAndSchemaVersionAreWritten) {
   const Profile back = Profile::load(path);
   EXPECT_EQ(back, p);
   EXPECT_TRUE(back.entries.empty());
-  EXPECT_NE(p.to_yaml().find("schema_version: 1"), std::string::npos);
+  EXPECT_NE(p.to_yaml().find("schema_version: " + std::to_string(kProfileSchemaVersion)), std::string::npos);
   EXPECT_NE(p.to_yaml().find("id: " + p.machine.machine_id()), std::string::npos);
 }
 
@@ -460,14 +460,31 @@ TEST(ProfileMalformed, MissingFileIsAnErrorNamingIt) {
 TEST(ProfileSchema, NewerSchemaIsRefusedClearly) {
   // A newer file may have keys this build does not know: the version is
   // reported, not the unknown key.
-  const std::string text = replaced(replaced(kValid, "schema_version: 1", "schema_version: 2"),
+  const std::string newer = std::to_string(kProfileSchemaVersion + 1);
+  const std::string text = replaced(replaced(kValid, "schema_version: 1", "schema_version: " + newer),
                                     "    policy: sparsed\n", "    policy: sparsed\n    new_key: 1\n");
   auto msg = error_of([&] { (void)Profile::from_yaml_string(text, "future.yaml"); });
   ASSERT_TRUE(msg);
   EXPECT_NE(msg->find("future.yaml"), std::string::npos) << *msg;
-  EXPECT_NE(msg->find("schema_version 2 is newer"), std::string::npos) << *msg;
+  EXPECT_NE(msg->find("schema_version " + newer + " is newer"), std::string::npos) << *msg;
   EXPECT_NE(msg->find("line 1:"), std::string::npos) << *msg;
+  // Older schema versions still load.
   EXPECT_EQ(Profile::from_yaml_string(kValid, "ok.yaml").schema_version, 1);
+}
+
+TEST(ProfileSchema, Version2PooledBudgetRoundTripsAndDefaultsToFalse) {
+  Profile v1 = Profile::from_yaml_string(kValid, "v1.yaml");
+  ASSERT_FALSE(v1.entries.empty());
+  EXPECT_FALSE(v1.entries[0].pooled_budget);  // absent in schema 1: SparseD's per-head rule
+  v1.entries[0].pooled_budget = true;
+  v1.schema_version = kProfileSchemaVersion;
+  const Profile back = Profile::from_yaml_string(v1.to_yaml(), "v2.yaml");
+  EXPECT_EQ(back, v1);
+  const std::string bad = replaced(v1.to_yaml(), "pooled_budget: true", "pooled_budget: maybe");
+  auto msg = error_of([&] { (void)Profile::from_yaml_string(bad, "bad.yaml"); });
+  ASSERT_TRUE(msg);
+  EXPECT_NE(msg->find("pooled_budget"), std::string::npos) << *msg;
+  EXPECT_NE(msg->find("true or false"), std::string::npos) << *msg;
 }
 
 // ---------------------------------------------------------------------------

@@ -98,6 +98,7 @@ TEST(Tune, ChoiceIsTheSmallestPassingBudgetForItsWarmupAndBlock) {
   o.block_sizes = {32};
   o.warmup_fractions = {0.2};
   o.sample_steps = 10;  // every sparse step: the search's estimate is then the full run's figure
+  o.try_pooled_budget = false;
   o.min_mean_cosine = 0.995;
   o.min_step_cosine = 0.99;
   const TuneResult r = tune(o);
@@ -119,6 +120,35 @@ TEST(Tune, ChoiceIsTheSmallestPassingBudgetForItsWarmupAndBlock) {
     EXPECT_TRUE(fewer.min_cosine < o.min_step_cosine || fewer.mean_cosine < o.min_mean_cosine)
         << "kept " << c.blocks_kept - 1 << " blocks still meets the bound";
   }
+}
+
+TEST(Tune, PooledBudgetIsTriedAndKeptOnlyWhenItNeedsFewerBlocks) {
+  TuneOptions o = small_options();
+  o.block_sizes = {16};
+  o.warmup_fractions = {0.2};
+  o.sample_steps = 10;
+  o.min_mean_cosine = 0.995;
+  o.min_step_cosine = 0.99;
+  const TuneResult r = tune(o);
+  ASSERT_TRUE(r.met) << r.note;
+  ASSERT_GE(r.candidates.size(), 1u);
+  const TuneCandidate& per_head = r.candidates[0];
+  EXPECT_FALSE(per_head.pooled_budget);
+  if (r.candidates.size() == 2) {
+    const TuneCandidate& pooled = r.candidates[1];
+    EXPECT_TRUE(pooled.pooled_budget);
+    EXPECT_LT(pooled.blocks_kept, per_head.blocks_kept);
+    EXPECT_GE(pooled.est_min_cosine, o.min_step_cosine);
+  }
+  // Whatever was chosen is what the verification ran and the entry records.
+  EXPECT_EQ(r.entry.pooled_budget, r.chosen.pooled_budget);
+  SessionConfig cfg;
+  cfg.total_steps = o.steps;
+  cfg = apply_profile_entry(r.entry, cfg);
+  EXPECT_EQ(cfg.pooled_budget, r.chosen.pooled_budget);
+  const EvalResult again = remeasure(o, cfg);
+  EXPECT_NEAR(again.mean_cosine, r.entry.mean_cosine, 1e-12);
+  EXPECT_GE(again.min_cosine, o.min_step_cosine);
 }
 
 TEST(Tune, ImpossibleBoundIsReportedNotFaked) {

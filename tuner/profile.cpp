@@ -111,6 +111,11 @@ class Reader {
     }
     return v;
   }
+  bool boolean(const YAML::Node& n, const std::string& name) const {
+    const std::string s = scalar(n, name, "true or false");
+    if (s != "true" && s != "false") fail(n, in_quotes(name) + " must be true or false, got " + in_quotes(s));
+    return s == "true";
+  }
   // A finite number; lo/hi bounds with open or closed ends.
   double number(const YAML::Node& n, const std::string& name, double lo, bool lo_open, double hi,
                 bool hi_open) const {
@@ -155,6 +160,8 @@ class MapReader {
       : r_(r), map_(map), name_(std::move(name)) {
     if (!map_.IsMap()) r_.fail(map_, in_quotes(name_) + " must be a map, got " + Reader::node_kind(map_));
   }
+  // Undefined when absent.
+  YAML::Node optional(const char* key) const { return map_[key]; }
   YAML::Node required(const char* key) const {
     const YAML::Node n = map_[key];
     if (!n.IsDefined()) r_.fail(map_, "missing key " + in_quotes(key) + " in " + in_quotes(name_));
@@ -253,7 +260,7 @@ ProfileEntry read_entry(const Reader& r, const YAML::Node& n, const std::string&
   e.min_step_cosine = r.number(a.required("min_step_cosine"), a.child("min_step_cosine"), -1, false, 1, false);
 
   MapReader c(r, m.required("chosen"), m.child("chosen"));
-  c.check_keys({"block_size", "topk_ratio", "warmup_fraction", "q_tile_rows", "threads"});
+  c.check_keys({"block_size", "topk_ratio", "warmup_fraction", "q_tile_rows", "threads", "pooled_budget"});
   const YAML::Node bs = c.required("block_size");
   e.block_size = r.integer(bs, c.child("block_size"), 1);
   if (!is_supported_block_size(e.block_size))
@@ -263,6 +270,9 @@ ProfileEntry read_entry(const Reader& r, const YAML::Node& n, const std::string&
   e.warmup_fraction = r.number(c.required("warmup_fraction"), c.child("warmup_fraction"), 0, false, 1, true);
   e.q_tile_rows = r.integer(c.required("q_tile_rows"), c.child("q_tile_rows"), 1);
   e.threads = static_cast<int>(r.integer(c.required("threads"), c.child("threads"), 0, 1 << 20));
+  // Schema 2; absent in schema 1 files (per-head budget, SparseD's own rule).
+  if (const YAML::Node pb = c.optional("pooled_budget"); pb.IsDefined())
+    e.pooled_budget = r.boolean(pb, c.child("pooled_budget"));
 
   MapReader ms(r, m.required("measured"), m.child("measured"));
   ms.check_keys({"dense_ms", "sparse_ms", "speedup", "mean_cosine", "min_cosine", "mean_density"});
@@ -506,6 +516,7 @@ std::string Profile::to_yaml() const {
     out << YAML::Key << "warmup_fraction" << YAML::Value << num(e.warmup_fraction);
     out << YAML::Key << "q_tile_rows" << YAML::Value << e.q_tile_rows;
     out << YAML::Key << "threads" << YAML::Value << e.threads;
+    out << YAML::Key << "pooled_budget" << YAML::Value << e.pooled_budget;
     out << YAML::EndMap;
     out << YAML::Key << "measured" << YAML::Value << YAML::BeginMap;
     out << YAML::Key << "dense_ms" << YAML::Value << num(e.dense_ms);

@@ -346,6 +346,54 @@ TuneResult tune(const TuneOptions& o) {
     return res;
   }
 
+  // --- The best (warmup, block) again with the budget pooled across heads.
+  if (o.try_pooled_budget && best->blocks_kept > 1) {
+    const int64_t W = best->warmup_steps, b = best->block_size;
+    progress.report("block " + std::to_string(b) + ", pooled budget", verify_cost_s(best->sparse_step_ms));
+    StepData rec = P.load(W - 1);
+    dense_attention_with_lse(shape, P.q(rec), P.k(rec), P.v(rec), P.out_view(lse_out), lse.data(), kopt);
+    const BlockMass mass = block_attention_mass_from_lse(shape, P.q(rec), P.k(rec), lse.data(), b, b, kopt);
+    const int64_t nk = mass.k_blocks();
+    int64_t lo = std::clamp<int64_t>(static_cast<int64_t>(std::ceil(o.min_topk * double(nk) - 1e-9)), 1, nk);
+    int64_t hi = best->blocks_kept - 1;  // it must beat the per-head count to matter
+    double mean_c = 0, min_c = 0, best_mean = 0, best_min = 0;
+    bool found = false;
+    while (lo <= hi) {
+      const int64_t mid = lo + (hi - lo) / 2;
+      if (judge(sparsed_select_pooled(mass, ratio_for(mid, nk)), W, mean_c, min_c)) {
+        found = true;
+        best_mean = mean_c;
+        best_min = min_c;
+        hi = mid - 1;
+      } else {
+        lo = mid + 1;
+      }
+    }
+    if (found) {
+      TuneCandidate c = *best;
+      c.pooled_budget = true;
+      c.blocks_kept = lo;
+      c.topk_ratio = ratio_for(lo, nk);
+      c.est_mean_cosine = best_mean;
+      c.est_min_cosine = best_min;
+      BlockMask mask;
+      const double t_select = median_ms(1, [&] { mask = sparsed_select_pooled(mass, c.topk_ratio); });
+      // The dense pass and block masses are the per-head candidate's (one noisy
+      // run each); only the selection differs.
+      c.record_ms = best->record_ms + t_select;
+      c.sparse_step_ms = median_ms(o.reps, [&] {
+        block_sparse_attention(shape, P.q(timing_step), P.k(timing_step), P.v(timing_step), mask,
+                               P.out_view(out), kopt);
+      });
+      c.est_run_ms = model_run_ms(W, c.record_ms, c.sparse_step_ms);
+      res.candidates.push_back(c);
+      if (c.est_run_ms < best->est_run_ms) best = c;
+    }
+  }
+  auto select = [](const BlockMass& m, const TuneCandidate& c) {
+    return c.pooled_budget ? sparsed_select_pooled(m, c.topk_ratio) : sparsed_select(m, c.topk_ratio);
+  };
+
   // --- Threads for the chosen setting: the whole-run model per thread count.
   TuneCandidate chosen = *best;
   {
@@ -364,7 +412,7 @@ TuneResult tune(const TuneOptions& o) {
         dense_attention_with_lse(shape, P.q(rec), P.k(rec), P.v(rec), P.out_view(lse_out), lse.data(), k);
         const BlockMass m = block_attention_mass_from_lse(shape, P.q(rec), P.k(rec), lse.data(),
                                                           chosen.block_size, chosen.block_size, k);
-        mask = sparsed_select(m, chosen.topk_ratio);
+        mask = select(m, chosen);
       });
       const double ts = median_ms(o.reps, [&] {
         block_sparse_attention(shape, P.q(timing_step), P.k(timing_step), P.v(timing_step), mask,
@@ -391,6 +439,7 @@ TuneResult tune(const TuneOptions& o) {
   cfg.total_steps = S;
   cfg.block_size = chosen.block_size;
   cfg.warmup_fraction = chosen.warmup_fraction;
+  cfg.pooled_budget = chosen.pooled_budget;
   cfg.kernel = kopt;
   const int64_t nk = (shape.kv_len + chosen.block_size - 1) / chosen.block_size;
   for (int attempt = 0; attempt <= o.verify_retries; ++attempt) {
@@ -431,6 +480,7 @@ TuneResult tune(const TuneOptions& o) {
   e.warmup_fraction = chosen.warmup_fraction;
   e.q_tile_rows = kopt.q_block;
   e.threads = kopt.threads;
+  e.pooled_budget = chosen.pooled_budget;
   e.dense_ms = res.verify.dense_total_ms;
   e.sparse_ms = res.verify.sparse_total_ms;
   e.speedup = res.verify.speedup_vs_dense;

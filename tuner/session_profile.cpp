@@ -19,6 +19,7 @@ SessionConfig apply_profile_entry(const ProfileEntry& e, SessionConfig base) {
   base.warmup_fraction = e.warmup_fraction;
   base.kernel.q_block = e.q_tile_rows;
   base.kernel.threads = e.threads;
+  base.pooled_budget = e.pooled_budget;
   return base;
 }
 

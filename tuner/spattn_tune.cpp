@@ -39,6 +39,7 @@ search space
   --warmup-fractions LIST            (default 0,0.1,0.2,0.3,0.4)
   --q-tiles LIST        dense query tile rows tried (default 32,64,128)
   --threads LIST        thread counts tried (default 1,2,4,... and all cores)
+  --no-pooled           do not try the budget pooled across heads
   --samples K           steps the search judges accuracy on (default 4)
   --reps R              repetitions per timing, median taken (default 5)
   --budget-s T          wall-clock budget in seconds, table included (default 120)
@@ -170,6 +171,8 @@ int main(int argc, char** argv) {
         if (!is_supported_block_size(b)) cli::usage_error(a.tool, "--q-tiles: each must be 16, 32, 64 or 128");
     } else if (f == "--threads") {
       o.threads = parse_list<int>(a.tool, f, a.value(f), 1, 4096);
+    } else if (f == "--no-pooled") {
+      o.try_pooled_budget = false;
     } else if (f == "--samples") {
       o.sample_steps = static_cast<int>(a.integer(f, 1, 64));
     } else if (f == "--reps") {
@@ -221,13 +224,16 @@ int main(int argc, char** argv) {
     bar.finish();
 
     std::printf("\nsearched (best per warmup and block size; estimates from %d sample steps):\n", o.sample_steps);
-    std::printf("%6s %7s %8s %9s %10s %10s %11s %12s\n", "block", "warmup", "blocks", "topk", "est_cos",
-                "est_min", "sparse_ms", "est_run_ms");
+    std::printf("%6s %7s %8s %7s %9s %10s %10s %11s %12s\n", "block", "warmup", "blocks", "budget", "topk",
+                "est_cos", "est_min", "sparse_ms", "est_run_ms");
     for (const TuneCandidate& c : r.candidates)
-      std::printf("%6lld %7lld %8lld %9.4f %10.5f %10.5f %11.2f %12.1f%s\n", (long long)c.block_size,
-                  (long long)c.warmup_steps, (long long)c.blocks_kept, c.topk_ratio, c.est_mean_cosine,
-                  c.est_min_cosine, c.sparse_step_ms, c.est_run_ms,
-                  c.block_size == r.chosen.block_size && c.warmup_steps == r.chosen.warmup_steps ? "  <- chosen" : "");
+      std::printf("%6lld %7lld %8lld %7s %9.4f %10.5f %10.5f %11.2f %12.1f%s\n", (long long)c.block_size,
+                  (long long)c.warmup_steps, (long long)c.blocks_kept, c.pooled_budget ? "pooled" : "head",
+                  c.topk_ratio, c.est_mean_cosine, c.est_min_cosine, c.sparse_step_ms, c.est_run_ms,
+                  c.block_size == r.chosen.block_size && c.warmup_steps == r.chosen.warmup_steps &&
+                          c.pooled_budget == r.chosen.pooled_budget
+                      ? "  <- chosen"
+                      : "");
     std::printf("%d accuracy checks in %.1f s%s\n", r.accuracy_evals, r.elapsed_s,
                 r.budget_hit ? " (search cut short by the budget)" : "");
     if (!r.note.empty()) std::printf("note: %s\n", r.note.c_str());
@@ -237,9 +243,10 @@ int main(int argc, char** argv) {
       return 1;
     }
     const ProfileEntry& e = r.entry;
-    std::printf("\nchosen: block %lld, top-k %.4f (%lld blocks), warmup %.2f (%lld of %lld steps dense), "
+    std::printf("\nchosen: block %lld, top-k %.4f (%lld blocks, %s budget), warmup %.2f (%lld of %lld steps dense), "
                 "q tile %lld, threads %d\n",
-                (long long)e.block_size, e.topk_ratio, (long long)r.chosen.blocks_kept, e.warmup_fraction,
+                (long long)e.block_size, e.topk_ratio, (long long)r.chosen.blocks_kept,
+                e.pooled_budget ? "pooled" : "per-head", e.warmup_fraction,
                 (long long)r.chosen.warmup_steps, (long long)steps, (long long)e.q_tile_rows, e.threads);
     std::printf("verified over all %lld steps: mean cosine %.5f, min %.5f, mean density %.3f; whole run %.0f ms "
                 "vs dense %.0f ms in the same run: %.2fx\n",
@@ -341,7 +348,7 @@ int main(int argc, char** argv) {
          << ", \"head_dim\": " << shape.head_dim << ", \"steps\": " << steps << "},\n  \"chosen\": {\"policy\": "
          << json_str(e.policy) << ", \"block_size\": " << e.block_size << ", \"topk_ratio\": " << json_num(e.topk_ratio)
          << ", \"warmup_fraction\": " << json_num(e.warmup_fraction) << ", \"q_tile_rows\": " << e.q_tile_rows
-         << ", \"threads\": " << e.threads << "},\n  \"verified\": {\"mean_cosine\": " << json_num(e.mean_cosine)
+         << ", \"threads\": " << e.threads << ", \"pooled_budget\": " << (e.pooled_budget ? "true" : "false") << "},\n  \"verified\": {\"mean_cosine\": " << json_num(e.mean_cosine)
          << ", \"min_cosine\": " << json_num(e.min_cosine) << ", \"mean_density\": " << json_num(e.mean_density)
          << ", \"dense_ms\": " << json_num(e.dense_ms) << ", \"sparse_ms\": " << json_num(e.sparse_ms)
          << ", \"speedup\": " << json_num(e.speedup) << "},\n  \"elapsed_s\": " << json_num(total_s)

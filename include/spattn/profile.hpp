@@ -17,7 +17,7 @@
 namespace spattn {
 
 // The newest profile schema this build reads and the one it writes.
-inline constexpr int kProfileSchemaVersion = 1;
+inline constexpr int kProfileSchemaVersion = 2;  // 2 added chosen.pooled_budget; 1 still reads
 
 // What a profile was measured on.
 struct MachineInfo {
@@ -63,6 +63,7 @@ struct ProfileEntry {
   double warmup_fraction = 0.2;  // in [0, 1)
   int64_t q_tile_rows = 64;
   int threads = 0;  // 0: library default (SPATTN_NUM_THREADS / OpenMP)
+  bool pooled_budget = false;  // SparseD budget pooled across heads (sparsed_select_pooled)
   // Measured with the chosen parameters (0 where not measured).
   double dense_ms = 0.0;   // whole session, all steps dense
   double sparse_ms = 0.0;  // whole session with the chosen parameters

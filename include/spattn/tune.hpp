@@ -17,6 +17,9 @@
 //    dense flash output of each; the chosen setting is then re-run through a
 //    real DiffusionAttention session over every step (verification), and
 //    stepped up if a step the samples missed falls below the bound.
+//  - The best setting is then bisected again with the budget pooled across
+//    heads (sparsed_select_pooled): diffuse heads get more blocks, sharp ones
+//    fewer; it is kept when it needs fewer blocks and runs faster.
 //  - The objective is the whole run's attention time, modelled from medians of
 //    repeated timings: (W - 1) dense steps + the record step (dense + block
 //    masses + selection) + (S - W) block-sparse steps. The verification run
@@ -54,6 +57,7 @@ struct TuneOptions {
   double budget_s = 120;         // wall-clock budget of the whole tune
   double reserve_dense_steps = 0;  // work the caller does after tune() within budget_s, in dense steps
   int verify_retries = 3;        // top-k step-ups when verification misses the bound
+  bool try_pooled_budget = true; // also bisect the best setting with the budget pooled across heads
   std::function<void(const TuneProgress&)> on_progress;
 };
 
@@ -61,6 +65,7 @@ struct TuneCandidate {
   int64_t block_size = 0;
   double warmup_fraction = 0;
   int64_t warmup_steps = 0;
+  bool pooled_budget = false;    // blocks_kept per head on average, pooled across heads
   int64_t blocks_kept = 0;       // key blocks per query block
   double topk_ratio = 0;         // blocks_kept / key blocks
   double est_mean_cosine = 0, est_min_cosine = 0;  // from the sample steps
