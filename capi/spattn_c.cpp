@@ -183,6 +183,7 @@ spattn::SessionConfig to_config(const char* where, const spattn_session_config* 
   cfg.refresh_every = c->refresh_every;
   cfg.block_size = c->block_size;
   cfg.topk_ratio = c->topk_ratio;
+  cfg.pooled_budget = c->pooled_budget != 0;
   cfg.unisparse.topk_ratio = c->topk_ratio;
   cfg.unisparse.tau = c->unisparse_tau;
   cfg.window.sink_tokens = c->window_sink_tokens;
@@ -296,6 +297,7 @@ spattn_status spattn_session_config_default(spattn_session_config* config) {
     config->refresh_every = d.refresh_every;
     config->block_size = d.block_size;
     config->topk_ratio = d.topk_ratio;
+    config->pooled_budget = d.pooled_budget ? 1 : 0;
     config->unisparse_tau = d.unisparse.tau;
     config->window_sink_tokens = d.window.sink_tokens;
     config->window_tokens = d.window.window_tokens;
@@ -403,6 +405,7 @@ spattn_status spattn_profile_lookup(const spattn_profile* profile, const spattn_
     config->warmup_fraction = chosen.warmup_fraction;
     config->q_tile_rows = chosen.q_tile_rows;
     config->threads = chosen.threads;
+    config->pooled_budget = chosen.pooled_budget ? 1 : 0;
     if (e == nullptr) {
       const std::string msg = "spattn: " + std::string(where) + ": no profile entry for head_dim " +
                               std::to_string(s.head_dim) + " and policy " +

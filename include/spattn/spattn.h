@@ -128,6 +128,7 @@ typedef struct spattn_session_config {
   int64_t q_tile_rows; /* query rows per work item of the dense paths: 16, 32, 64, 128 (64) */
   int threads;         /* 0: SPATTN_NUM_THREADS, else OpenMP's default */
   int check_finite;    /* nonzero: refuse NaN / Inf in q, k, v (see top of file) */
+  int pooled_budget;   /* nonzero: SparseD's top-k budget pooled across heads (0) */
 } spattn_session_config;
 
 /* Fills the defaults named above. */
@@ -186,13 +187,13 @@ typedef struct spattn_profile spattn_profile;
  * strict is nonzero, is refused with SPATTN_ERROR_IO. */
 spattn_status spattn_profile_load(const char* path, int strict, spattn_profile** out);
 
-/* Fills block_size, topk_ratio, warmup_fraction, q_tile_rows and threads of
+/* Fills block_size, topk_ratio, warmup_fraction, q_tile_rows, threads and pooled_budget of
  * *config from the profile entry nearest to (shape, steps) for
  * config->policy (head_dim must match; then same heads / kv_heads; then the
  * nearest seq_len = shape->kv_len; then the nearest steps). Other fields are
  * left as they are. When no entry has this head_dim, those fields get the
  * documented defaults (block 64, top-k 0.1, warmup 0.2, q tile 64, threads
- * 0) and SPATTN_NO_MATCH is returned. */
+ * 0, per-head budget) and SPATTN_NO_MATCH is returned. */
 spattn_status spattn_profile_lookup(const spattn_profile* profile, const spattn_shape* shape,
                                     int64_t steps, spattn_session_config* config);
 
