@@ -12,7 +12,8 @@ namespace spattn {
 
 WorkloadSource::WorkloadSource(WorkloadSpec spec) : spec_(std::move(spec)) {
   if (spec_.npy_dir.empty()) {
-    shape_ = SyntheticWorkload(spec_.synthetic).shape();
+    synthetic_.emplace(spec_.synthetic);
+    shape_ = synthetic_->shape();
     return;
   }
   npy_steps_ = list_npy_steps(spec_.npy_dir);
@@ -28,7 +29,7 @@ int64_t WorkloadSource::steps() const {
 void WorkloadSource::step(int64_t s, std::vector<float>& q, std::vector<float>& k,
                           std::vector<float>& v) const {
   if (spec_.npy_dir.empty()) {
-    SyntheticWorkload(spec_.synthetic).step(s, q, k, v);
+    synthetic_->step(s, q, k, v);
     return;
   }
   NpyStep st = load_npy_step(npy_steps_.at(static_cast<size_t>(s)), spec_.layer);
@@ -41,8 +42,7 @@ void WorkloadSource::step(int64_t s, std::vector<float>& q, std::vector<float>& 
 }
 
 std::pair<int64_t, int64_t> WorkloadSource::decoding_block(int64_t s) const {
-  if (!spec_.npy_dir.empty()) return {0, 0};
-  return SyntheticWorkload(spec_.synthetic).decoding_block(s);
+  return synthetic_ ? synthetic_->decoding_block(s) : std::pair<int64_t, int64_t>{0, 0};
 }
 
 std::string WorkloadSource::describe() const {

@@ -4,6 +4,7 @@
 // what spattn-eval prints and what the tuner's objective is made of.
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,7 @@ class WorkloadSource {
 
  private:
   WorkloadSpec spec_;
+  std::optional<SyntheticWorkload> synthetic_;  // built once: its derived state serves every step
   AttentionShape shape_;
   std::vector<std::string> npy_steps_;
 };
