@@ -231,21 +231,6 @@ DpadParams dpad_geometry(int64_t n) {
   return p;
 }
 
-// K/V rows of the kept tokens, heads-major (what the session does per step;
-// threaded here, the session copies on one thread).
-void compact_kv(const AttentionShape& s, const std::vector<float>& k, const std::vector<float>& v,
-                const std::vector<int32_t>& kept, std::vector<float>& kc, std::vector<float>& vc, int threads) {
-  const int64_t n = static_cast<int64_t>(kept.size()), d = s.head_dim, N = s.kv_len;
-  kc.resize(static_cast<size_t>(s.kv_heads * n * d));
-  vc.resize(kc.size());
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t item = 0; item < s.kv_heads * n; ++item) {
-    const int64_t h = item / n, i = item % n;
-    std::copy_n(k.data() + (h * N + kept[i]) * d, d, kc.data() + item * d);
-    std::copy_n(v.data() + (h * N + kept[i]) * d, d, vc.data() + item * d);
-  }
-}
-
 // Rows of the kept tokens of a heads-major [heads][N][d] tensor.
 void compact_rows(const std::vector<float>& t, int64_t heads, int64_t N, int64_t d,
                   const std::vector<int32_t>& kept, std::vector<float>& out, int threads) {
@@ -256,6 +241,13 @@ void compact_rows(const std::vector<float>& t, int64_t heads, int64_t N, int64_t
     const int64_t h = item / n, i = item % n;
     std::copy_n(t.data() + (h * N + kept[i]) * d, d, out.data() + item * d);
   }
+}
+
+// K/V rows of the kept tokens (what the session does per step).
+void compact_kv(const AttentionShape& s, const std::vector<float>& k, const std::vector<float>& v,
+                const std::vector<int32_t>& kept, std::vector<float>& kc, std::vector<float>& vc, int threads) {
+  compact_rows(k, s.kv_heads, s.kv_len, s.head_dim, kept, kc, threads);
+  compact_rows(v, s.kv_heads, s.kv_len, s.head_dim, kept, vc, threads);
 }
 
 std::string num(double x) {
@@ -574,8 +566,8 @@ void run_shape(const Options& o, int64_t H, int64_t N, const ShapeParams& p, std
   const SyntheticWorkload wl(sc);
   const AttentionShape shape = wl.shape();
   // Warmup steps as DiffusionAttention::warmup_steps counts them.
-  const int64_t w0 = std::min<int64_t>(S, static_cast<int64_t>(std::ceil(p.warmup * double(S) - 1e-9)));
-  const int64_t w_sd = std::max<int64_t>(1, w0);
+  const int64_t w0 = warmup_steps_for(Policy::unisparse, p.warmup, S);
+  const int64_t w_sd = warmup_steps_for(Policy::sparsed, p.warmup, S);
   const int64_t record = w_sd - 1;
   const int64_t apply = w_sd < S ? w_sd + (S - w_sd - 1) / 2 : S - 1;
   const std::string tag = "h" + std::to_string(H) + " N" + std::to_string(N);

@@ -104,11 +104,14 @@ DiffusionAttention::DiffusionAttention(const AttentionShape& shape, const Sessio
   if (uses_dpad(config_.policy)) dpad_kept_tokens(shape_.kv_len, config_.dpad);  // validates early
 }
 
+int64_t warmup_steps_for(Policy policy, double warmup_fraction, int64_t total_steps) {
+  int64_t w = static_cast<int64_t>(std::ceil(warmup_fraction * static_cast<double>(total_steps) - 1e-9));
+  if (uses_sparsed(policy)) w = std::max<int64_t>(w, 1);  // SparseD needs one full step
+  return std::min(w, total_steps);
+}
+
 int64_t DiffusionAttention::warmup_steps() const {
-  const double exact = config_.warmup_fraction * static_cast<double>(config_.total_steps);
-  int64_t w = static_cast<int64_t>(std::ceil(exact - 1e-9));
-  if (uses_sparsed(config_.policy)) w = std::max<int64_t>(w, 1);  // SparseD needs one full step
-  return std::min(w, config_.total_steps);
+  return warmup_steps_for(config_.policy, config_.warmup_fraction, config_.total_steps);
 }
 
 void DiffusionAttention::set_dpad(const DpadParams& params) {

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <map>
 #include <optional>
@@ -64,12 +65,6 @@ struct Problem {
     return d;
   }
 };
-
-// SparseD's warmup rule, exactly as DiffusionAttention::warmup_steps applies it.
-int64_t warmup_steps_for(double fraction, int64_t steps) {
-  const int64_t w = static_cast<int64_t>(std::ceil(fraction * static_cast<double>(steps) - 1e-9));
-  return std::min(std::max<int64_t>(w, 1), steps);
-}
 
 // A top-k ratio that makes sparsed_select keep exactly `kept` of `k_blocks`.
 double ratio_for(int64_t kept, int64_t k_blocks) {
@@ -185,12 +180,12 @@ TuneResult tune(const TuneOptions& o) {
     std::vector<double> fr = o.warmup_fractions;
     std::sort(fr.begin(), fr.end());
     for (double f : fr) {
-      const int64_t W = warmup_steps_for(f, S);
+      const int64_t W = warmup_steps_for(Policy::sparsed, f, S);
       if (W >= S && S > 1) continue;  // no sparse step left: nothing to tune
       if (!warmups.empty() && warmups.back().second == W) continue;
       warmups.emplace_back(f, W);
     }
-    if (warmups.empty()) warmups.emplace_back(o.warmup_fractions.front(), warmup_steps_for(o.warmup_fractions.front(), S));
+    if (warmups.empty()) warmups.emplace_back(o.warmup_fractions.front(), warmup_steps_for(Policy::sparsed, o.warmup_fractions.front(), S));
   }
 
   // --- Accuracy samples: spread over [first warmup, S - 1], the last step included.
@@ -250,6 +245,49 @@ TuneResult tune(const TuneOptions& o) {
     return double(W - 1) * t_dense + record_ms + double(S - W) * sparse_ms;
   };
 
+  auto select = [](const BlockMass& m, bool pooled, double ratio) {
+    return pooled ? sparsed_select_pooled(m, ratio) : sparsed_select(m, ratio);
+  };
+  // Key blocks per query block a top-k ratio keeps (sparsed_select's rule).
+  auto blocks_for = [](double ratio, int64_t nk) {
+    return std::clamp<int64_t>(static_cast<int64_t>(std::ceil(ratio * double(nk) - 1e-9)), 1, nk);
+  };
+  // The smallest count in [lo, hi] whose mask meets the bound on the samples
+  // (accuracy is monotone in it), with its estimates; 0 when even hi misses.
+  // hi is tried first: a (warmup, block) that cannot reach the bound costs one check.
+  struct Found {
+    int64_t kept = 0;
+    double mean = 0, min = 0;
+  };
+  auto smallest_passing = [&](int64_t lo, int64_t hi, int64_t W, const std::function<BlockMask(int64_t)>& mask_for,
+                              const std::function<void(int64_t)>& report) {
+    Found f;
+    double mean_c = 0, min_c = 0;
+    auto passes = [&](int64_t kept) {
+      report(kept);
+      return judge(mask_for(kept), W, mean_c, min_c);
+    };
+    if (lo > hi || !passes(hi)) return f;
+    f = {hi, mean_c, min_c};
+    while (lo < f.kept) {
+      const int64_t mid = lo + (f.kept - lo) / 2;
+      if (passes(mid)) f = {mid, mean_c, min_c};
+      else lo = mid + 1;
+    }
+    return f;
+  };
+  // Fills the candidate's timings for the mask it selects.
+  auto time_candidate = [&](TuneCandidate& c, const BlockMass& mass, double record_base_ms) {
+    BlockMask mask;
+    const double t_select = median_ms(1, [&] { mask = select(mass, c.pooled_budget, c.topk_ratio); });
+    c.record_ms = record_base_ms + t_select;
+    c.sparse_step_ms = median_ms(o.reps, [&] {
+      block_sparse_attention(shape, P.q(timing_step), P.k(timing_step), P.v(timing_step), mask,
+                             P.out_view(out), kopt);
+    });
+    c.est_run_ms = model_run_ms(c.warmup_steps, c.record_ms, c.sparse_step_ms);
+  };
+
   // --- The search: warmups ascending, block sizes inside; each (warmup, block)
   // bisects the number of kept key blocks.
   std::optional<TuneCandidate> best;
@@ -284,51 +322,31 @@ TuneResult tune(const TuneOptions& o) {
         mass = block_attention_mass_from_lse(shape, P.q(rec), P.k(rec), lse.data(), b, b, kopt);
       });
       const int64_t nk = mass.k_blocks();
-      int64_t lo = std::clamp<int64_t>(static_cast<int64_t>(std::ceil(o.min_topk * double(nk) - 1e-9)), 1, nk);
-      int64_t hi = std::clamp<int64_t>(static_cast<int64_t>(std::ceil(o.max_topk * double(nk) - 1e-9)), 1, nk);
+      int64_t hi = blocks_for(o.max_topk, nk);
       if (auto it = hi_kept.find(b); it != hi_kept.end()) hi = std::min(hi, it->second);
-      lo = std::min(lo, hi);
-      double mean_c = 0, min_c = 0;
-      auto passes = [&](int64_t kept) {
-        progress.report("block " + std::to_string(b) + ", warmup " + std::to_string(W) + "/" +
-                            std::to_string(S) + " steps, trying " + std::to_string(kept) + "/" +
-                            std::to_string(nk) + " key blocks",
-                        remaining + reserve);
-        const BlockMask m = sparsed_select(mass, ratio_for(kept, nk));
-        return judge(m, W, mean_c, min_c);
-      };
-      if (!passes(hi)) {  // even the largest allowed budget misses the bound here
+      const Found f = smallest_passing(
+          std::min(blocks_for(o.min_topk, nk), hi), hi, W,
+          [&](int64_t kept) { return sparsed_select(mass, ratio_for(kept, nk)); },
+          [&](int64_t kept) {
+            progress.report("block " + std::to_string(b) + ", warmup " + std::to_string(W) + "/" +
+                                std::to_string(S) + " steps, trying " + std::to_string(kept) + "/" +
+                                std::to_string(nk) + " key blocks",
+                            remaining + reserve);
+          });
+      if (f.kept == 0) {  // even the largest allowed budget misses the bound here
         ++pairs_done;
         continue;
       }
-      double best_mean = mean_c, best_min = min_c;
-      while (lo < hi) {
-        const int64_t mid = lo + (hi - lo) / 2;
-        if (passes(mid)) {
-          hi = mid;
-          best_mean = mean_c;
-          best_min = min_c;
-        } else {
-          lo = mid + 1;
-        }
-      }
-      hi_kept[b] = hi;
+      hi_kept[b] = f.kept;
       TuneCandidate c;
       c.block_size = b;
       c.warmup_fraction = fraction;
       c.warmup_steps = W;
-      c.blocks_kept = hi;
-      c.topk_ratio = ratio_for(hi, nk);
-      c.est_mean_cosine = best_mean;
-      c.est_min_cosine = best_min;
-      BlockMask mask;
-      const double t_select = median_ms(1, [&] { mask = sparsed_select(mass, c.topk_ratio); });
-      c.record_ms = t_lse + t_mass + t_select;
-      c.sparse_step_ms = median_ms(o.reps, [&] {
-        block_sparse_attention(shape, P.q(timing_step), P.k(timing_step), P.v(timing_step), mask,
-                               P.out_view(out), kopt);
-      });
-      c.est_run_ms = model_run_ms(W, c.record_ms, c.sparse_step_ms);
+      c.blocks_kept = f.kept;
+      c.topk_ratio = ratio_for(f.kept, nk);
+      c.est_mean_cosine = f.mean;
+      c.est_min_cosine = f.min;
+      time_candidate(c, mass, t_lse + t_mass);
       res.candidates.push_back(c);
       if (!best || c.est_run_ms < best->est_run_ms) best = c;
       ++pairs_done;
@@ -354,45 +372,24 @@ TuneResult tune(const TuneOptions& o) {
     dense_attention_with_lse(shape, P.q(rec), P.k(rec), P.v(rec), P.out_view(lse_out), lse.data(), kopt);
     const BlockMass mass = block_attention_mass_from_lse(shape, P.q(rec), P.k(rec), lse.data(), b, b, kopt);
     const int64_t nk = mass.k_blocks();
-    int64_t lo = std::clamp<int64_t>(static_cast<int64_t>(std::ceil(o.min_topk * double(nk) - 1e-9)), 1, nk);
-    int64_t hi = best->blocks_kept - 1;  // it must beat the per-head count to matter
-    double mean_c = 0, min_c = 0, best_mean = 0, best_min = 0;
-    bool found = false;
-    while (lo <= hi) {
-      const int64_t mid = lo + (hi - lo) / 2;
-      if (judge(sparsed_select_pooled(mass, ratio_for(mid, nk)), W, mean_c, min_c)) {
-        found = true;
-        best_mean = mean_c;
-        best_min = min_c;
-        hi = mid - 1;
-      } else {
-        lo = mid + 1;
-      }
-    }
-    if (found) {
+    // It must beat the per-head count to matter.
+    const Found f = smallest_passing(
+        std::min(blocks_for(o.min_topk, nk), best->blocks_kept - 1), best->blocks_kept - 1, W,
+        [&](int64_t kept) { return sparsed_select_pooled(mass, ratio_for(kept, nk)); }, [](int64_t) {});
+    if (f.kept > 0) {
       TuneCandidate c = *best;
       c.pooled_budget = true;
-      c.blocks_kept = lo;
-      c.topk_ratio = ratio_for(lo, nk);
-      c.est_mean_cosine = best_mean;
-      c.est_min_cosine = best_min;
-      BlockMask mask;
-      const double t_select = median_ms(1, [&] { mask = sparsed_select_pooled(mass, c.topk_ratio); });
+      c.blocks_kept = f.kept;
+      c.topk_ratio = ratio_for(f.kept, nk);
+      c.est_mean_cosine = f.mean;
+      c.est_min_cosine = f.min;
       // The dense pass and block masses are the per-head candidate's (one noisy
       // run each); only the selection differs.
-      c.record_ms = best->record_ms + t_select;
-      c.sparse_step_ms = median_ms(o.reps, [&] {
-        block_sparse_attention(shape, P.q(timing_step), P.k(timing_step), P.v(timing_step), mask,
-                               P.out_view(out), kopt);
-      });
-      c.est_run_ms = model_run_ms(W, c.record_ms, c.sparse_step_ms);
+      time_candidate(c, mass, best->record_ms);
       res.candidates.push_back(c);
       if (c.est_run_ms < best->est_run_ms) best = c;
     }
   }
-  auto select = [](const BlockMass& m, const TuneCandidate& c) {
-    return c.pooled_budget ? sparsed_select_pooled(m, c.topk_ratio) : sparsed_select(m, c.topk_ratio);
-  };
 
   // --- Threads for the chosen setting: the whole-run model per thread count.
   TuneCandidate chosen = *best;
@@ -412,7 +409,7 @@ TuneResult tune(const TuneOptions& o) {
         dense_attention_with_lse(shape, P.q(rec), P.k(rec), P.v(rec), P.out_view(lse_out), lse.data(), k);
         const BlockMass m = block_attention_mass_from_lse(shape, P.q(rec), P.k(rec), lse.data(),
                                                           chosen.block_size, chosen.block_size, k);
-        mask = select(m, chosen);
+        mask = select(m, chosen.pooled_budget, chosen.topk_ratio);
       });
       const double ts = median_ms(o.reps, [&] {
         block_sparse_attention(shape, P.q(timing_step), P.k(timing_step), P.v(timing_step), mask,

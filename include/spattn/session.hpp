@@ -32,6 +32,11 @@ struct SessionConfig {
   void validate() const;         // throws spattn::Error naming the field
 };
 
+// Dense warmup steps of a session: ceil(warmup_fraction * total_steps), at
+// least 1 for the SparseD policies (the pattern needs one full step), at most
+// total_steps. DiffusionAttention::warmup_steps() and the tools use it.
+int64_t warmup_steps_for(Policy policy, double warmup_fraction, int64_t total_steps);
+
 enum class StepPath {
   dense,           // full attention
   dense_record,    // full attention + SparseD pattern recorded
