@@ -5,7 +5,7 @@
 #include <random>
 #include <vector>
 
-#include "spattn/spattn.hpp"
+#include "spattn/lab/lab.hpp"
 
 namespace spattn::bench {
 

@@ -24,12 +24,13 @@
 #include <string>
 #include <vector>
 
+#include "spattn/config.h"
 #include "bench_common.hpp"
 #include "cli_args.hpp"
 #include "timing.hpp"
 #include "npy_u8.hpp"
-#include "spattn/workload.hpp"
-#if defined(SPATTN_COMPARE_WITH_PROFILE)
+#include "spattn/lab/workload.hpp"
+#if SPATTN_HAS_YAML
 #include "spattn/profile.hpp"
 #endif
 
@@ -55,7 +56,7 @@ baselines (naive, OpenBLAS, flash) on the synthetic diffusion workload.
   --block-size B        16 | 32 | 64 | 128 (default 64)
   --topk-ratio R        SparseD top-k share of key blocks, (0, 1] (default 0.1)
   --tau T               UniSparse cumulative-mass threshold, (0, 1] (default 0.95))"
-#if defined(SPATTN_COMPARE_WITH_PROFILE)
+#if SPATTN_HAS_YAML
                      R"(
   --profile FILE        take block size / top-k / warmup per shape from a tuned profile)"
 #endif
@@ -231,16 +232,13 @@ DpadParams dpad_geometry(int64_t n) {
   return p;
 }
 
-// Rows of the kept tokens of a heads-major [heads][N][d] tensor.
+// Rows of the kept tokens of a heads-major [heads][N][d] tensor: the
+// library's DPad compaction, the one the session runs.
 void compact_rows(const std::vector<float>& t, int64_t heads, int64_t N, int64_t d,
                   const std::vector<int32_t>& kept, std::vector<float>& out, int threads) {
-  const int64_t n = static_cast<int64_t>(kept.size());
-  out.resize(static_cast<size_t>(heads * n * d));
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t item = 0; item < heads * n; ++item) {
-    const int64_t h = item / n, i = item % n;
-    std::copy_n(t.data() + (h * N + kept[i]) * d, d, out.data() + item * d);
-  }
+  KernelOptions o;
+  o.threads = threads;
+  gather_tokens(ConstTensorView::heads_major(t.data(), heads, N, d), kept, out, o);
 }
 
 // K/V rows of the kept tokens (what the session does per step).
@@ -511,7 +509,7 @@ Options parse(int argc, char** argv) {
     } else if (f == "--tau") {
       o.tau = a.real(f, 0.0, 1.0, true);
     } else if (f == "--profile") {
-#if defined(SPATTN_COMPARE_WITH_PROFILE)
+#if SPATTN_HAS_YAML
       o.profile = a.value(f);
 #else
       cli::usage_error(a.tool, "--profile: this build has no YAML profile support (SPATTN_WITH_YAML=OFF)");
@@ -805,7 +803,7 @@ int main(int argc, char** argv) {
   KernelOptions kopt;
   kopt.threads = o.threads;
   const int threads = resolve_threads(kopt);
-#if defined(SPATTN_COMPARE_WITH_PROFILE)
+#if SPATTN_HAS_YAML
   std::optional<Profile> profile;
   if (!o.profile.empty()) {
     try {
@@ -826,7 +824,7 @@ int main(int argc, char** argv) {
       for (int64_t N : o.seq_lens) {
         ShapeParams p;
         p.block = o.block, p.topk = o.topk, p.warmup = o.warmup;
-#if defined(SPATTN_COMPARE_WITH_PROFILE)
+#if SPATTN_HAS_YAML
         if (profile) {
           const TunedShape ts{H, H, N, o.head_dim, o.steps};
           const ProfileEntry* e = profile->lookup(ts, "sparsed");

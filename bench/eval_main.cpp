@@ -6,9 +6,10 @@
 #include <fstream>
 #include <string>
 
+#include "spattn/config.h"
 #include "cli_args.hpp"
-#include "spattn/spattn.hpp"
-#if SPATTN_EVAL_WITH_PROFILES
+#include "spattn/lab/lab.hpp"
+#if SPATTN_HAS_YAML
 #include "spattn/profile.hpp"
 #endif
 
@@ -115,7 +116,7 @@ int main(int argc, char** argv) {
     } else if (f == "--no-recall") {
       eo.recall = false;
     } else if (f == "--profile") {
-#if SPATTN_EVAL_WITH_PROFILES
+#if SPATTN_HAS_YAML
       profile_path = a.value(f);
 #else
       cli::usage_error(a.tool, "--profile: this build has no YAML profile support");
@@ -135,7 +136,7 @@ int main(int argc, char** argv) {
   try {
     WorkloadSource workload(spec);
     const AttentionShape shape = workload.shape();
-#if SPATTN_EVAL_WITH_PROFILES
+#if SPATTN_HAS_YAML
     if (!profile_path.empty()) {
       const Profile profile = Profile::load_for_machine(profile_path, /*strict=*/false);
       SessionConfig base = cfg;

@@ -1,6 +1,7 @@
 // The C API (include/spattn/spattn.h) over the C++ API. Every entry point runs
 // its body through guarded(): it clears the thread-local message, and turns
 // every exception into a status plus a message, so none crosses into C.
+#include "spattn/config.h"
 #include "spattn/spattn.h"
 
 #include <cstdint>
@@ -17,7 +18,7 @@
 #include "spattn/attention.hpp"
 #include "spattn/error.hpp"
 #include "spattn/session.hpp"
-#if SPATTN_CAPI_WITH_YAML
+#if SPATTN_HAS_YAML
 #include "spattn/profile.hpp"
 #endif
 
@@ -25,7 +26,7 @@ struct spattn_session {
   spattn::DiffusionAttention impl;
 };
 
-#if SPATTN_CAPI_WITH_YAML
+#if SPATTN_HAS_YAML
 struct spattn_profile {
   spattn::Profile impl;
 };
@@ -365,7 +366,7 @@ spattn_status spattn_session_steps_done(const spattn_session* session, int64_t* 
 
 void spattn_session_destroy(spattn_session* session) { delete session; }
 
-#if SPATTN_CAPI_WITH_YAML
+#if SPATTN_HAS_YAML
 
 spattn_status spattn_profile_load(const char* path, int strict, spattn_profile** out) {
   const char* where = "spattn_profile_load";

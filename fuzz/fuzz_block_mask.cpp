@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "spattn/attention.hpp"
-#include "spattn/baselines.hpp"
+#include "spattn/lab/baselines.hpp"
 #include "spattn/block_mask.hpp"
 #include "spattn/error.hpp"
 #include "spattn/isa.hpp"

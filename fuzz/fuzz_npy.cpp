@@ -9,7 +9,7 @@
 #include <span>
 
 #include "spattn/error.hpp"
-#include "spattn/workload.hpp"
+#include "spattn/lab/workload.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {

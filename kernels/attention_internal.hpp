@@ -1,16 +1,9 @@
 #pragma once
 // Internal entry points of kernels/ for the rooms built on it (patterns/):
 // no argument checks here, callers have done them.
-#include <vector>
-
-#include "dispatch/kernel_table.hpp"
 #include "spattn/attention.hpp"
 
 namespace spattn::detail {
-
-// Every key block of every kv head, transposed and zero-padded (see pack_key_blocks).
-std::vector<float> pack_keys(const KernelTable& kt, const AttentionShape& shape, ConstTensorView k,
-                             int64_t k_block, int threads);
 
 // Dense flash attention; with lse != nullptr also writes each row's
 // log-sum-exp of the scaled logits to lse[h * q_len + t].

@@ -5,19 +5,20 @@
 #include <cmath>
 #include <vector>
 
+#include "spattn/config.h"
 #include "dispatch/kernel_table.hpp"
 #include "kernels/validate.hpp"
-#include "spattn/baselines.hpp"
+#include "spattn/lab/baselines.hpp"
 #include "spattn/error.hpp"
 
-#if defined(SPATTN_HAVE_BLAS)
+#if SPATTN_HAS_BLAS
 #include <cblas.h>
 #endif
 
 namespace spattn {
 
 bool have_blas() {
-#if defined(SPATTN_HAVE_BLAS)
+#if SPATTN_HAS_BLAS
   return true;
 #else
   return false;
@@ -27,7 +28,7 @@ bool have_blas() {
 void blas_attention(const AttentionShape& shape, ConstTensorView q, ConstTensorView k,
                     ConstTensorView v, TensorView out, const KernelOptions& opts) {
   detail::check_views("blas_attention", shape, q, k, v, out);
-#if !defined(SPATTN_HAVE_BLAS)
+#if !SPATTN_HAS_BLAS
   (void)opts;
   throw Error("spattn: blas_attention: this build has no OpenBLAS (SPATTN_WITH_BLAS=OFF)");
 #else

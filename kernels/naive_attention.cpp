@@ -4,7 +4,7 @@
 #include <vector>
 
 #include "kernels/validate.hpp"
-#include "spattn/baselines.hpp"
+#include "spattn/lab/baselines.hpp"
 
 namespace spattn {
 

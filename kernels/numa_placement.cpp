@@ -1,11 +1,12 @@
 // NUMA placement (see numa_placement.hpp).
+#include "spattn/config.h"
 #include "kernels/numa_placement.hpp"
 
 #include <algorithm>
 #include <atomic>
 #include <new>
 
-#if SPATTN_HAVE_NUMA
+#if SPATTN_HAS_NUMA
 #include <numa.h>
 #endif
 
@@ -15,7 +16,7 @@ std::atomic<int> g_simulated_nodes{0};
 }  // namespace
 
 int numa_configured_nodes() {
-#if SPATTN_HAVE_NUMA
+#if SPATTN_HAS_NUMA
   static const int nodes = numa_available() < 0 ? 1 : std::max(1, numa_num_configured_nodes());
   return nodes;
 #else
@@ -34,7 +35,7 @@ NumaPlan numa_plan(int threads, int64_t kv_heads) {
 }
 
 void bind_thread_to_node(int logical_node) {
-#if SPATTN_HAVE_NUMA
+#if SPATTN_HAS_NUMA
   if (numa_configured_nodes() > 1 || g_simulated_nodes.load() > 0)
     if (numa_available() >= 0) (void)numa_run_on_node(logical_node % numa_configured_nodes());
 #else
@@ -45,7 +46,7 @@ void bind_thread_to_node(int logical_node) {
 HeadBuffers::HeadBuffers(const NumaPlan& plan, int64_t kv_heads, int64_t floats_per_head)
     : parts_(static_cast<size_t>(kv_heads), nullptr),
       bytes_per_head_(static_cast<size_t>(floats_per_head) * sizeof(float)) {
-#if SPATTN_HAVE_NUMA
+#if SPATTN_HAS_NUMA
   if (plan.nodes > 1 && numa_available() >= 0) {
     on_nodes_ = true;
     for (int64_t h = 0; h < kv_heads; ++h) {
@@ -67,7 +68,7 @@ HeadBuffers::HeadBuffers(const NumaPlan& plan, int64_t kv_heads, int64_t floats_
 }
 
 HeadBuffers::~HeadBuffers() {
-#if SPATTN_HAVE_NUMA
+#if SPATTN_HAS_NUMA
   if (on_nodes_)
     for (float* p : parts_) numa_free(p, std::max<size_t>(bytes_per_head_, 1));
 #endif

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "kernels/validate.hpp"
-#include "spattn/baselines.hpp"
+#include "spattn/lab/baselines.hpp"
 #include "spattn/error.hpp"
 
 namespace spattn {

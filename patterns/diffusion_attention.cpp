@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "kernels/validate.hpp"
+#include "patterns/step_policies.hpp"
 #include "patterns/validate_params.hpp"
 #include "spattn/error.hpp"
 #include "spattn/session.hpp"
@@ -75,8 +76,7 @@ void SessionConfig::validate() const {
                        "not a Policy value (dense, sparsed, unisparse, dpad, dpad+sparsed, window)");
   // Kernel options and the selected policy's parameters are checked here too,
   // so a bad value fails at construction, not at the first step that uses it.
-  if (kernel.threads < 0)
-    throw_bad_argument(w, "kernel.threads", std::to_string(kernel.threads), "must be >= 0 (0: default)");
+  check_thread_count(w, "kernel.threads", kernel.threads);
   if (!is_supported_block_size(kernel.q_block))
     throw_bad_argument(w, "kernel.q_block", std::to_string(kernel.q_block), "must be 16, 32, 64 or 128");
   if (!is_supported_block_size(kernel.k_block))
@@ -101,7 +101,17 @@ DiffusionAttention::DiffusionAttention(const AttentionShape& shape, const Sessio
   detail::check_kernel_limits("DiffusionAttention", shape_, config_.kernel.q_block, config_.kernel.k_block);
   config_.unisparse.block = config_.block_size;
   config_.window.block = config_.block_size;
-  if (uses_dpad(config_.policy)) dpad_kept_tokens(shape_.kv_len, config_.dpad);  // validates early
+  if (uses_dpad(config_.policy)) {
+    // DPad drops tokens from the step as queries and as keys: both are the
+    // same sequence, as in a diffusion LM. Anything else is refused here, not
+    // read out of bounds at the first step.
+    if (shape_.q_len != shape_.kv_len)
+      throw_bad_argument("DiffusionAttention", "shape.q_len", std::to_string(shape_.q_len),
+                         "must equal shape.kv_len " + std::to_string(shape_.kv_len) +
+                             " for the DPad policies (queries and keys are the same tokens)");
+    dpad_kept_tokens(shape_.kv_len, config_.dpad);  // validates early
+  }
+  policy_ = detail::make_step_policy(config_);
 }
 
 int64_t warmup_steps_for(Policy policy, double warmup_fraction, int64_t total_steps) {
@@ -117,84 +127,7 @@ int64_t DiffusionAttention::warmup_steps() const {
 void DiffusionAttention::set_dpad(const DpadParams& params) {
   dpad_kept_tokens(shape_.kv_len, params);  // validates
   config_.dpad = params;
-  kept_dirty_ = true;
-}
-
-StepReport DiffusionAttention::run_sparsed(int64_t s, ConstTensorView q, ConstTensorView k,
-                                           ConstTensorView v, TensorView out,
-                                           const AttentionShape& shape) {
-  StepReport r;
-  r.step = s;
-  const int64_t warm = warmup_steps();
-  const int64_t R = config_.refresh_every;
-  const bool record = s == warm - 1 || (s >= warm && !pattern_) ||
-                      (R > 0 && s >= warm && s - last_record_step_ > R);
-  const auto t0 = Clock::now();
-  if (s < warm - 1) {
-    dense_attention(shape, q, k, v, out, config_.kernel);
-    r.path = StepPath::dense;
-  } else if (record) {
-    lse_.resize(static_cast<size_t>(shape.heads * shape.q_len));
-    dense_attention_with_lse(shape, q, k, v, out, lse_.data(), config_.kernel);
-    const auto t1 = Clock::now();
-    const BlockMass mass = block_attention_mass_from_lse(shape, q, k, lse_.data(), config_.block_size,
-                                                         config_.block_size, config_.kernel);
-    pattern_ = config_.pooled_budget ? sparsed_select_pooled(mass, config_.topk_ratio)
-                                     : sparsed_select(mass, config_.topk_ratio);
-    r.select_ms = ms_since(t1);
-    r.path = StepPath::dense_record;
-    last_record_step_ = s;
-  } else {
-    block_sparse_attention(shape, q, k, v, *pattern_, out, config_.kernel);
-    r.path = StepPath::sparse_cached;
-    r.density = pattern_->density();
-  }
-  r.ms = ms_since(t0);
-  return r;
-}
-
-AttentionShape DiffusionAttention::compact_inputs(ConstTensorView q, ConstTensorView k, ConstTensorView v) {
-  const int64_t n = static_cast<int64_t>(kept_.size()), d = shape_.head_dim;
-  qc_.resize(static_cast<size_t>(shape_.heads * n * d));
-  oc_.resize(qc_.size());
-  kc_.resize(static_cast<size_t>(shape_.kv_heads * n * d));
-  vc_.resize(kc_.size());
-  const int threads = resolve_threads(config_.kernel);
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t item = 0; item < shape_.heads * n; ++item) {
-    const int64_t h = item / n, i = item % n;
-    std::copy_n(q.row(h, kept_[i]), d, qc_.data() + item * d);
-    if (h < shape_.kv_heads) {
-      std::copy_n(k.row(h, kept_[i]), d, kc_.data() + item * d);
-      std::copy_n(v.row(h, kept_[i]), d, vc_.data() + item * d);
-    }
-  }
-  AttentionShape cs = shape_;
-  cs.q_len = cs.kv_len = n;
-  return cs;
-}
-
-ConstTensorView DiffusionAttention::compact_view(const std::vector<float>& t, int64_t heads,
-                                                 const AttentionShape& cs) const {
-  return ConstTensorView::heads_major(t.data(), heads, cs.q_len, cs.head_dim);
-}
-
-void DiffusionAttention::scatter_output(TensorView out) const {
-  const int64_t n = static_cast<int64_t>(kept_.size()), d = shape_.head_dim;
-  const int threads = resolve_threads(config_.kernel);
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t h = 0; h < shape_.heads; ++h) {
-    int64_t i = 0;
-    for (int64_t t = 0; t < shape_.q_len; ++t) {
-      float* row = out.row(h, t);
-      if (i < n && kept_[i] == t) {
-        std::copy_n(oc_.data() + (h * n + i) * d, d, row);
-        ++i;
-      } else {
-        std::fill_n(row, d, 0.0f);  // a token DPad dropped: not part of this step
-      }
-    }
-  }
+  policy_->set_dpad(params);
 }
 
 StepReport DiffusionAttention::step(ConstTensorView q, ConstTensorView k, ConstTensorView v,
@@ -203,82 +136,23 @@ StepReport DiffusionAttention::step(ConstTensorView q, ConstTensorView k, ConstT
   if (s >= config_.total_steps)
     throw_bad_argument("DiffusionAttention::step", "step", std::to_string(s),
                        "past total_steps " + std::to_string(config_.total_steps));
-  // The dpad+sparsed path reads k and v itself before any kernel runs.
+  // The DPad policies read q, k and v themselves before any kernel runs.
   detail::check_views("DiffusionAttention::step", shape_, q, k, v, out);
   const auto t0 = Clock::now();
-  const bool warm = s < warmup_steps();
-  if (uses_dpad(config_.policy) && kept_dirty_) {
-    kept_ = dpad_kept_tokens(shape_.kv_len, config_.dpad);
-    kept_dirty_ = false;
-    pattern_.reset();  // the compacted keys changed: the SparseD pattern must be re-recorded
-  }
-  StepReport r;
+  StepReport r = policy_->run(s, detail::StepTensors{shape_, q, k, v, out});
   r.step = s;
-  switch (config_.policy) {
-    case Policy::dense:
-      dense_attention(shape_, q, k, v, out, config_.kernel);
-      break;
-    case Policy::sparsed:
-      r = run_sparsed(s, q, k, v, out, shape_);
-      break;
-    case Policy::dpad_sparsed: {
-      if (kept_.empty()) {  // DPad kept nothing: no token takes part in this step
-        scatter_output(out);
-        r.path = StepPath::gathered;
-        r.density = 0;
-        break;
-      }
-      // DPad removes the dropped suffix tokens from the step (as queries and
-      // as keys); SparseD then runs over the kept tokens.
-      const AttentionShape cs = compact_inputs(q, k, v);
-      const TensorView oc = TensorView::heads_major(oc_.data(), cs.heads, cs.q_len, cs.head_dim);
-      r = run_sparsed(s, compact_view(qc_, cs.heads, cs), compact_view(kc_, cs.kv_heads, cs),
-                      compact_view(vc_, cs.kv_heads, cs), oc, cs);
-      scatter_output(out);
-      const double kept_share = static_cast<double>(cs.kv_len) / static_cast<double>(shape_.kv_len);
-      r.density *= kept_share * kept_share;
-      break;
-    }
-    case Policy::unisparse:
-    case Policy::window:
-      if (warm) {
-        dense_attention(shape_, q, k, v, out, config_.kernel);
-      } else {
-        const auto t1 = Clock::now();
-        selected_ = config_.policy == Policy::unisparse
-                        ? unisparse_select(shape_, q, k, config_.unisparse, config_.kernel)
-                        : window_sink_mask(shape_, config_.window);
-        r.select_ms = ms_since(t1);
-        block_sparse_attention(shape_, q, k, v, *selected_, out, config_.kernel);
-        r.path = StepPath::sparse_selected;
-        r.density = selected_->density();
-      }
-      break;
-    case Policy::dpad:
-      if (warm) {
-        dense_attention(shape_, q, k, v, out, config_.kernel);
-      } else if (kept_.empty()) {
-        scatter_output(out);
-        r.path = StepPath::gathered;
-        r.density = 0;
-      } else {
-        const AttentionShape cs = compact_inputs(q, k, v);
-        dense_attention(cs, compact_view(qc_, cs.heads, cs), compact_view(kc_, cs.kv_heads, cs),
-                        compact_view(vc_, cs.kv_heads, cs),
-                        TensorView::heads_major(oc_.data(), cs.heads, cs.q_len, cs.head_dim), config_.kernel);
-        scatter_output(out);
-        r.path = StepPath::gathered;
-        const double kept_share = static_cast<double>(cs.kv_len) / static_cast<double>(shape_.kv_len);
-        r.density = kept_share * kept_share;
-      }
-      break;
-  }
   r.ms = ms_since(t0);
-  last_mask_ = r.path == StepPath::sparse_selected ? &*selected_
-               : r.path == StepPath::sparse_cached && config_.policy == Policy::sparsed ? &*pattern_
-                                                                                       : nullptr;
+  const bool sparse = r.path == StepPath::sparse_cached || r.path == StepPath::sparse_selected;
+  last_mask_ = sparse ? policy_->last_mask() : nullptr;
   reports_.push_back(r);
   return r;
 }
+
+const BlockMask* DiffusionAttention::cached_pattern() const { return policy_->cached_pattern(); }
+const std::vector<int32_t>& DiffusionAttention::dpad_kept() const { return policy_->dpad_kept(); }
+
+DiffusionAttention::~DiffusionAttention() = default;
+DiffusionAttention::DiffusionAttention(DiffusionAttention&&) noexcept = default;
+DiffusionAttention& DiffusionAttention::operator=(DiffusionAttention&&) noexcept = default;
 
 }  // namespace spattn

@@ -32,8 +32,8 @@
 //
 // Cost: at g = 16 the logits are (N/16)^2 per head, 1/256 of the dense QK
 // work; they run through the same hand-vectorized qk_scores / exp as the
-// dense kernels (pooled keys packed like ordinary key blocks), with OpenMP
-// over (head, tile of pooled query rows). Work items own disjoint query
+// dense kernels (pooled keys packed like ordinary key blocks), as the
+// engine's key_softmax_rows pass over (head, tile of pooled query rows). Work items own disjoint query
 // blocks, so the result does not depend on the thread count.
 //
 // Selection per (head, query block), on the combined estimate:
@@ -60,8 +60,7 @@
 #include <string>
 #include <vector>
 
-#include "dispatch/kernel_table.hpp"
-#include "kernels/attention_internal.hpp"
+#include "kernels/engine/engine.hpp"
 #include "kernels/validate.hpp"
 #include "patterns/validate_params.hpp"
 #include "spattn/error.hpp"
@@ -120,19 +119,43 @@ namespace {
 std::vector<float> mean_pool(ConstTensorView x, int64_t g, int threads) {
   const int64_t d = x.head_dim, n = (x.tokens - 1) / g + 1;  // no overflow for huge g
   std::vector<float> out(static_cast<size_t>(x.heads * n * d), 0.0f);
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t item = 0; item < x.heads * n; ++item) {
-    const int64_t h = item / n, i = item % n;
-    const int64_t t0 = i * g, t1 = std::min(x.tokens, t0 + g);
-    float* acc = out.data() + item * d;
-    for (int64_t t = t0; t < t1; ++t) {
-      const float* row = x.row(h, t);
-      for (int64_t c = 0; c < d; ++c) acc[c] += row[c];
+  detail::parallel_for(threads, x.heads * n, [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t h = item / n, i = item % n;
+      const int64_t t0 = i * g, t1 = std::min(x.tokens, t0 + g);
+      float* acc = out.data() + item * d;
+      for (int64_t t = t0; t < t1; ++t) {
+        const float* row = x.row(h, t);
+        for (int64_t c = 0; c < d; ++c) acc[c] += row[c];
+      }
+      const float inv = 1.0f / static_cast<float>(t1 - t0);
+      for (int64_t c = 0; c < d; ++c) acc[c] *= inv;
     }
-    const float inv = 1.0f / static_cast<float>(t1 - t0);
-    for (int64_t c = 0; c < d; ++c) acc[c] *= inv;
-  }
+  });
   return out;
+}
+
+// The pooled-key distribution of one pooled query row folded onto key blocks
+// of `block` tokens: bm[kb] = the mass of key block kb.
+void fold_onto_key_blocks(const float* p, int64_t nk, int64_t g, int64_t block, int64_t kv_len, float* bm) {
+  const int64_t k_blocks = (kv_len + block - 1) / block;
+  if (g <= block) {
+    const int64_t per_block = block / g;
+    for (int64_t kb = 0; kb < k_blocks; ++kb) {
+      const int64_t j1 = std::min(nk, (kb + 1) * per_block);
+      float acc = 0.0f;
+      for (int64_t j = kb * per_block; j < j1; ++j) acc += p[j];
+      bm[kb] = acc;
+    }
+  } else {  // a pooled key spans g / block key blocks: split by tokens
+    const int64_t span = g / block;
+    for (int64_t j = 0; j < nk; ++j) {
+      const float per_token = p[j] / static_cast<float>(std::min(g, kv_len - j * g));
+      const int64_t kb1 = std::min(k_blocks, (j + 1) * span);
+      for (int64_t kb = j * span; kb < kb1; ++kb)
+        bm[kb] = per_token * static_cast<float>(std::min(block, kv_len - kb * block));
+    }
+  }
 }
 
 // Adds weight * (this granularity's block-mass estimate) to est
@@ -140,96 +163,42 @@ std::vector<float> mean_pool(ConstTensorView x, int64_t g, int threads) {
 void add_granularity_estimate(const AttentionShape& shape, ConstTensorView q, ConstTensorView k,
                               int64_t g, int64_t block, float weight, int threads,
                               std::vector<float>& est) {
-  const detail::KernelTable& kt = detail::active_kernels();
   const int64_t d = shape.head_dim;
   const int64_t gq = std::min(g, block);  // query pooling width: divides block
   const int64_t nq = (shape.q_len - 1) / gq + 1, nk = (shape.kv_len - 1) / g + 1;
   const int64_t q_blocks = (shape.q_len + block - 1) / block;
   const int64_t k_blocks = (shape.kv_len + block - 1) / block;
-  const int W = kt.vector_floats;
-  const float scale = shape.effective_scale();
 
   const std::vector<float> q_pooled = mean_pool(q, gq, threads);
-  std::vector<float> packed;
-  {
-    const std::vector<float> k_pooled = mean_pool(k, g, threads);
-    AttentionShape pooled_shape = shape;
-    pooled_shape.heads = shape.kv_heads;
-    pooled_shape.kv_len = nk;
-    packed = detail::pack_keys(
-        kt, pooled_shape, ConstTensorView::heads_major(k_pooled.data(), shape.kv_heads, nk, d),
-        kPooledKeyBlock, threads);
-  }
-  const int64_t per_head = detail::packed_key_floats(nk, kPooledKeyBlock, d);
-  const int64_t key_tiles = (nk + kPooledKeyBlock - 1) / kPooledKeyBlock;
-  const int64_t ld_s = key_tiles * kPooledKeyBlock;
+  const std::vector<float> k_pooled = mean_pool(k, g, threads);
+  AttentionShape pooled = shape;  // composite tokens; the scale stays the shape's
+  pooled.q_len = nq;
+  pooled.kv_len = nk;
+  const detail::KVPlan kv(pooled, ConstTensorView::heads_major(k_pooled.data(), shape.kv_heads, nk, d),
+                          ConstTensorView{}, kPooledKeyBlock, threads);
   // A short last pooled key stands for fewer tokens than g.
   const int64_t last_key_tokens = shape.kv_len - (nk - 1) * g;
   const float last_key_bias = std::log(static_cast<float>(last_key_tokens) / static_cast<float>(g));
 
   // Pooled query rows per work item: a multiple of block / gq (both powers of
-  // two), so that items own whole query blocks.
+  // two), so that items own whole query blocks and write disjoint est rows.
   const int64_t rows_per_item = std::max(block / gq, kMinRowsPerItem);
-  const int64_t tiles = (nq + rows_per_item - 1) / rows_per_item;
-
-#pragma omp parallel num_threads(threads)
-  {
-    std::vector<float> s(static_cast<size_t>(rows_per_item * ld_s));
-    std::vector<float> bm(static_cast<size_t>(k_blocks));
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t item = 0; item < shape.heads * tiles; ++item) {
-      const int64_t h = item / tiles, i0 = item % tiles * rows_per_item;
-      const int64_t kvh = h / shape.group_size();
-      const int rows = static_cast<int>(std::min(rows_per_item, nq - i0));
-      const float* qp = q_pooled.data() + (h * nq + i0) * d;
-      for (int64_t b = 0; b < key_tiles; ++b) {
-        const int64_t valid = std::min(kPooledKeyBlock, nk - b * kPooledKeyBlock);
-        kt.qk_scores(qp, d, rows, packed.data() + kvh * per_head + b * kPooledKeyBlock * d,
-                     static_cast<int>(kPooledKeyBlock), static_cast<int>((valid + W - 1) / W * W),
-                     static_cast<int>(d), scale, s.data() + b * kPooledKeyBlock,
-                     static_cast<int>(ld_s));
-      }
-      for (int r = 0; r < rows; ++r) {
-        float* sr = s.data() + r * ld_s;
-        sr[nk - 1] += last_key_bias;
-        float mx = sr[0];
-        for (int64_t j = 1; j < nk; ++j) mx = sr[j] > mx ? sr[j] : mx;
-        for (int64_t j = 0; j < nk; ++j) sr[j] -= mx;
-        kt.exp_inplace(sr, nk);
-        float sum = 0.0f;
-        for (int64_t j = 0; j < nk; ++j) sum += sr[j];
-        const float inv = 1.0f / sum;
-
-        // Fold the pooled-key distribution onto key blocks.
-        if (g <= block) {
-          const int64_t per_block = block / g;
-          for (int64_t kb = 0; kb < k_blocks; ++kb) {
-            const int64_t j1 = std::min(nk, (kb + 1) * per_block);
-            float acc = 0.0f;
-            for (int64_t j = kb * per_block; j < j1; ++j) acc += sr[j];
-            bm[kb] = acc * inv;
-          }
-        } else {  // a pooled key spans g / block key blocks: split by tokens
-          const int64_t span = g / block;
-          for (int64_t j = 0; j < nk; ++j) {
-            const float per_token = sr[j] * inv / static_cast<float>(std::min(g, shape.kv_len - j * g));
-            const int64_t kb1 = std::min(k_blocks, (j + 1) * span);
-            for (int64_t kb = j * span; kb < kb1; ++kb)
-              bm[kb] = per_token * static_cast<float>(std::min(block, shape.kv_len - kb * block));
-          }
+  detail::key_softmax_rows(
+      pooled, ConstTensorView::heads_major(q_pooled.data(), shape.heads, nq, d), kv, rows_per_item,
+      last_key_bias, threads, [&](int64_t h, int64_t i0, int rows, const float* probs, int64_t ld) {
+        std::vector<float> bm(static_cast<size_t>(k_blocks));
+        for (int r = 0; r < rows; ++r) {
+          fold_onto_key_blocks(probs + r * ld, nk, g, block, shape.kv_len, bm.data());
+          // Add to the query block this pooled row lies in.
+          const int64_t i = i0 + r;
+          const int64_t qb = i * gq / block;
+          const int64_t row_tokens = std::min(gq, shape.q_len - i * gq);
+          const int64_t block_tokens = std::min(block, shape.q_len - qb * block);
+          const float w = weight * static_cast<float>(row_tokens) / static_cast<float>(block_tokens);
+          float* e = est.data() + (h * q_blocks + qb) * k_blocks;
+          for (int64_t kb = 0; kb < k_blocks; ++kb) e[kb] += w * bm[kb];
         }
-
-        // Add to the query block this pooled row lies in.
-        const int64_t i = i0 + r;
-        const int64_t qb = i * gq / block;
-        const int64_t row_tokens = std::min(gq, shape.q_len - i * gq);
-        const int64_t block_tokens = std::min(block, shape.q_len - qb * block);
-        const float w = weight * static_cast<float>(row_tokens) / static_cast<float>(block_tokens);
-        float* e = est.data() + (h * q_blocks + qb) * k_blocks;
-        for (int64_t kb = 0; kb < k_blocks; ++kb) e[kb] += w * bm[kb];
-      }
-    }
-  }
+      });
 }
 
 // Key blocks at the positions of query block qb (queries aligned to the end
@@ -342,26 +311,25 @@ BlockMask unisparse_select(const AttentionShape& shape, ConstTensorView q, Const
   std::vector<uint8_t> kept(static_cast<size_t>(rows * k_blocks), 0);
   BlockMask m{shape.heads, shape.q_len, shape.kv_len, block, block, {}, {}};
   m.row_ptr.assign(static_cast<size_t>(rows + 1), 0);
-#pragma omp parallel num_threads(threads)
-  {
+  detail::parallel_for(threads, rows, [&](int64_t begin, int64_t end) {
     std::vector<uint64_t> keys(static_cast<size_t>(k_blocks));
-#pragma omp for schedule(static)
-    for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t r = begin; r < end; ++r) {
       int64_t first = 0, last = 0;
       diagonal_blocks(shape, block, r % q_blocks, first, last);
       m.row_ptr[r + 1] = select_row(est.data() + r * k_blocks, k_blocks, first, last, params, keys,
                                     kept.data() + r * k_blocks);
     }
-  }
+  });
   for (int64_t r = 0; r < rows; ++r) m.row_ptr[r + 1] += m.row_ptr[r];
   m.col_idx.resize(static_cast<size_t>(m.row_ptr[rows]));
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t r = 0; r < rows; ++r) {
-    const uint8_t* flags = kept.data() + r * k_blocks;
-    int32_t* out = m.col_idx.data() + m.row_ptr[r];
-    for (int64_t kb = 0; kb < k_blocks; ++kb)
-      if (flags[kb]) *out++ = static_cast<int32_t>(kb);
-  }
+  detail::parallel_for(threads, rows, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const uint8_t* flags = kept.data() + r * k_blocks;
+      int32_t* out = m.col_idx.data() + m.row_ptr[r];
+      for (int64_t kb = 0; kb < k_blocks; ++kb)
+        if (flags[kb]) *out++ = static_cast<int32_t>(kb);
+    }
+  });
   // Valid by construction (ascending, unique, in range); BlockMask::validate
   // is left to the tests, it costs more than the selection at 1024 key blocks.
   return m;

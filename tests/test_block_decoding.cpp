@@ -2,7 +2,7 @@
 // following it in evaluate().
 #include <gtest/gtest.h>
 
-#include "spattn/spattn.hpp"
+#include "spattn/lab/lab.hpp"
 
 namespace spattn {
 namespace {

@@ -1,6 +1,6 @@
 #include <gtest/gtest.h>
 
-#include "spattn/spattn.hpp"
+#include "spattn/lab/lab.hpp"
 
 namespace spattn {
 namespace {

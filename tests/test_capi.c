@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "spattn/config.h"
 #include "spattn/spattn.h"
 
 static int g_failures = 0;
@@ -353,7 +354,7 @@ static void test_sessions(void) {
   free(dense_out);
 }
 
-#ifdef SPATTN_TEST_WITH_YAML
+#if SPATTN_HAS_YAML
 static void write_file(const char* path, const char* text) {
   FILE* f = fopen(path, "w");
   CHECK(f != NULL);
@@ -372,7 +373,7 @@ static void test_profiles(void) {
   snprintf(missing, sizeof missing, "%s/missing.yaml", dir);
   spattn_profile* prof = (spattn_profile*)dir;
 
-#ifdef SPATTN_TEST_WITH_YAML
+#if SPATTN_HAS_YAML
   write_file(good,
              "schema_version: 1\n"
              "machine: {cpu_model: Some CPU, isa: avx2, cores: 2, numa_nodes: 1, l1d_bytes: 0,\n"

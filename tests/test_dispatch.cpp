@@ -4,7 +4,7 @@
 
 #include "dispatch/cpu_features.hpp"
 #include "dispatch/kernel_table.hpp"
-#include "spattn/spattn.hpp"
+#include "spattn/lab/lab.hpp"
 
 namespace spattn {
 namespace {

@@ -5,7 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "kernels/numa_placement.hpp"
-#include "spattn/spattn.hpp"
+#include "spattn/lab/lab.hpp"
 #include "test_util.hpp"
 
 namespace spattn {

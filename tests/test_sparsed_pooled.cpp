@@ -8,7 +8,7 @@
 #include <numeric>
 #include <random>
 
-#include "spattn/spattn.hpp"
+#include "spattn/lab/lab.hpp"
 
 namespace spattn {
 namespace {

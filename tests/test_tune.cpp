@@ -7,8 +7,8 @@
 #include <filesystem>
 #include <string>
 
-#include "spattn/spattn.hpp"
-#include "spattn/tune.hpp"
+#include "spattn/lab/lab.hpp"
+#include "spattn/lab/tune.hpp"
 
 namespace spattn {
 namespace {

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "spattn/spattn.hpp"
+#include "spattn/lab/lab.hpp"
 
 namespace spattn::test {
 

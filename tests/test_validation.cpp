@@ -304,22 +304,41 @@ TEST(Validation, SessionWindowParamsAtConstruction) {
 // Rule: step() checks its views before any path reads them (the dpad+sparsed
 // path copies k/v itself and used to dereference a null view).
 TEST(Validation, SessionStepChecksViewsFirst) {
-  Case c;
+  // DPad's queries and keys are the same tokens: a square case.
+  AttentionShape s{2, 1, 70, 70, 32};
+  Qkv x{s, 7};
+  Tensor out{2, 70, 32};
   SessionConfig cfg = base_config();
   cfg.policy = Policy::dpad_sparsed;
   cfg.dpad.block_start = 10;
   cfg.dpad.block_end = 26;
   cfg.dpad.window = 8;
   cfg.dpad.sigma = 4.0;
-  DiffusionAttention layer(c.s, cfg);
-  ConstTensorView k = c.x.k;
+  DiffusionAttention layer(s, cfg);
+  ConstTensorView k = x.k;
   k.data = nullptr;
-  expect_error([&] { layer.step(c.x.q, k, c.x.v, c.out.view); }, {"DiffusionAttention::step", "k.data"});
-  ConstTensorView v = c.x.v;
+  expect_error([&] { layer.step(x.q, k, x.v, out.view); }, {"DiffusionAttention::step", "k.data"});
+  ConstTensorView v = x.v;
   v.tokens = 69;
-  expect_error([&] { layer.step(c.x.q, c.x.k, v, c.out.view); }, {"v.tokens", "69"});
+  expect_error([&] { layer.step(x.q, x.k, v, out.view); }, {"v.tokens", "69"});
   EXPECT_EQ(layer.steps_done(), 0) << "a refused step does not count";
-  EXPECT_NO_THROW(layer.step(c.x.q, c.x.k, c.x.v, c.out.view));
+  EXPECT_NO_THROW(layer.step(x.q, x.k, x.v, out.view));
+}
+
+// Rule: the DPad policies need q_len == kv_len (queries and keys are the same
+// tokens). Before, q_len 32 / kv_len 256 read past q (ASan: heap-buffer-
+// overflow in the compaction) and q_len > kv_len gave rows of zeros.
+TEST(Validation, DpadNeedsQueriesAndKeysToBeTheSameTokens) {
+  for (const Policy p : {Policy::dpad, Policy::dpad_sparsed})
+    for (const auto& [ql, kl] : {std::pair<int64_t, int64_t>{32, 256}, {256, 32}}) {
+      SessionConfig cfg = base_config();
+      cfg.policy = p;
+      cfg.warmup_fraction = 0;
+      cfg.dpad.block_end = std::min<int64_t>(ql, kl);
+      cfg.dpad.window = 0;
+      expect_error([&] { DiffusionAttention a(AttentionShape{1, 1, ql, kl, 32}, cfg); },
+                   {"DiffusionAttention", "shape.q_len", "must equal shape.kv_len"});
+    }
 }
 
 }  // namespace

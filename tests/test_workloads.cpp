@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "spattn/workload.hpp"
+#include "spattn/lab/workload.hpp"
 #include "test_util.hpp"
 
 namespace spattn::test {

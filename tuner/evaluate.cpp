@@ -1,5 +1,5 @@
 // The evaluation loop shared by spattn-eval and the tuner's objective.
-#include "spattn/evaluate.hpp"
+#include "spattn/lab/evaluate.hpp"
 
 #include <algorithm>
 #include <chrono>

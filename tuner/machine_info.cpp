@@ -13,10 +13,11 @@
 #include <string_view>
 #include <thread>
 
+#include "spattn/config.h"
 #include "spattn/isa.hpp"
 #include "spattn/profile.hpp"
 
-#if defined(SPATTN_HAVE_NUMA)
+#if SPATTN_HAS_NUMA
 #include <numa.h>
 #endif
 
@@ -122,7 +123,7 @@ int64_t sysconf_bytes([[maybe_unused]] int name) {
 }
 
 int detect_numa_nodes() {
-#if defined(SPATTN_HAVE_NUMA)
+#if SPATTN_HAS_NUMA
   if (numa_available() >= 0) return std::max(1, numa_num_configured_nodes());
 #endif
   return 1;

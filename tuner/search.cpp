@@ -1,4 +1,4 @@
-// The autotuner's search (see include/spattn/tune.hpp for the method).
+// The autotuner's search (see include/spattn/lab/tune.hpp for the method).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -11,7 +11,7 @@
 
 #include "spattn/error.hpp"
 #include "spattn/isa.hpp"
-#include "spattn/tune.hpp"
+#include "spattn/lab/tune.hpp"
 
 namespace spattn {
 namespace {

@@ -16,8 +16,8 @@
 
 #include "cli_args.hpp"
 #include "timing.hpp"
-#include "spattn/spattn.hpp"
-#include "spattn/tune.hpp"
+#include "spattn/lab/lab.hpp"
+#include "spattn/lab/tune.hpp"
 
 namespace {
 

@@ -1,13 +1,11 @@
 // Accuracy measures against the double-precision reference: relative L2
-// error, row-wise and global cosine similarity, and attention-mass recall of a
-// block mask.
+// error, row-wise and global cosine similarity.
 #include <cmath>
 #include <string>
 #include <vector>
 
 #include "spattn/error.hpp"
-#include "spattn/patterns.hpp"
-#include "spattn/workload.hpp"
+#include "spattn/lab/workload.hpp"
 
 namespace spattn {
 namespace {
@@ -85,39 +83,6 @@ double global_cosine_similarity(ConstTensorView out, const std::vector<double>& 
       }
     }
   return std::isnan(oo) ? NAN : cosine(dot, oo, rr);
-}
-
-double mask_recall(const BlockMass& mass, const BlockMask& mask) {
-  const char* where = "mask_recall";
-  auto agree = [&](const char* field, int64_t a, int64_t b) {
-    if (a != b)
-      throw_bad_argument(where, field, std::to_string(b),
-                         "mask and mass disagree (mass has " + std::to_string(a) + ")");
-  };
-  agree("mask.heads", mass.heads, mask.heads);
-  agree("mask.q_len", mass.q_len, mask.q_len);
-  agree("mask.kv_len", mass.kv_len, mask.kv_len);
-  agree("mask.q_block", mass.q_block, mask.q_block);
-  agree("mask.k_block", mass.k_block, mask.k_block);
-  if (mass.q_block <= 0 || mass.k_block <= 0)
-    throw_bad_argument(where, "mass.q_block/k_block",
-                       std::to_string(mass.q_block) + "/" + std::to_string(mass.k_block),
-                       "must be > 0");
-  const int64_t rows = mass.heads * mass.q_blocks(), kbs = mass.k_blocks();
-  if (static_cast<int64_t>(mass.mass.size()) != rows * kbs)
-    throw_bad_argument(where, "mass.mass.size()", std::to_string(mass.mass.size()),
-                       "must be heads * q_blocks * k_blocks = " + std::to_string(rows * kbs));
-  mask.validate();
-  if (rows == 0) return 1.0;
-  double total = 0.0;
-  for (int64_t h = 0; h < mass.heads; ++h)
-    for (int64_t qb = 0; qb < mass.q_blocks(); ++qb) {
-      const float* m = mass.row(h, qb);
-      double kept = 0.0;
-      for (int32_t kb : mask.row(h, qb)) kept += m[kb];
-      total += kept;
-    }
-  return total / static_cast<double>(rows);
 }
 
 }  // namespace spattn

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "spattn/error.hpp"
-#include "spattn/workload.hpp"
+#include "spattn/lab/workload.hpp"
 
 namespace spattn {
 namespace {

@@ -12,7 +12,9 @@
 #include <vector>
 
 #include "spattn/error.hpp"
-#include "spattn/workload.hpp"
+#include "kernels/engine/parallel.hpp"
+#include "spattn/attention.hpp"
+#include "spattn/lab/workload.hpp"
 
 namespace spattn {
 namespace {
@@ -396,11 +398,9 @@ void SyntheticWorkload::step(int64_t s, std::vector<float>& q, std::vector<float
 
   // Keys and values. k content = own content (or mostly the mask embedding)
   // plus the position's identity vector, both unit variance per dim.
-#pragma omp parallel
-  {
+  detail::parallel_for(resolve_threads(KernelOptions{}), c.kv_heads * n, [&](int64_t begin, int64_t end) {
     std::vector<float> id(static_cast<size_t>(m));
-#pragma omp for schedule(static)
-    for (int64_t item = 0; item < c.kv_heads * n; ++item) {
+    for (int64_t item = begin; item < end; ++item) {
       const int64_t g = item / n, j = item % n;
       float* kr = k.data() + item * d;
       const std::vector<double>& w = st.freq[g];
@@ -428,14 +428,12 @@ void SyntheticWorkload::step(int64_t s, std::vector<float>& q, std::vector<float
       if (masked[j])
         for (int64_t i = 0; i < d; ++i) vr[i] = rho * mask_v[g * d + i] + own * vr[i];
     }
-  }
+  });
 
   // Queries.
-#pragma omp parallel
-  {
+  detail::parallel_for(resolve_threads(KernelOptions{}), c.heads * n, [&](int64_t begin, int64_t end) {
     std::vector<float> id(static_cast<size_t>(m));
-#pragma omp for schedule(static)
-    for (int64_t item = 0; item < c.heads * n; ++item) {
+    for (int64_t item = begin; item < end; ++item) {
       const int64_t h = item / n, i = item % n, g = h / group;
       const HeadParams& hp = st.head[h];
       float* qr = q.data() + item * d;
@@ -464,7 +462,7 @@ void SyntheticWorkload::step(int64_t s, std::vector<float>& q, std::vector<float
         for (int64_t x = 0; x < m; ++x) qc[x] += id[x];
       }
     }
-  }
+  });
 }
 
 }  // namespace spattn

@@ -6,6 +6,7 @@
 // thread count.
 #include <cstdint>
 #include <span>
+#include <vector>
 
 #include "spattn/block_mask.hpp"
 #include "spattn/shape.hpp"
@@ -36,6 +37,11 @@ inline constexpr int64_t kMaxHeadDim = 256;
 inline constexpr int64_t kHeadDimMultiple = 16;
 bool is_supported_block_size(int64_t b);  // 16, 32, 64 or 128
 
+// Threads: 0 means SPATTN_NUM_THREADS, else OpenMP's default; at most
+// kMaxThreads, wherever a thread count comes from (options, C API, profiles,
+// flags, the environment). One check for all of them:
+inline constexpr int kMaxThreads = 4096;
+void check_thread_count(const char* where, const char* field, int64_t threads);  // throws spattn::Error
 // Threads the kernels use for these options.
 int resolve_threads(const KernelOptions& opts);
 
@@ -60,5 +66,15 @@ void block_sparse_attention(const AttentionShape& shape, ConstTensorView q, Cons
 void gathered_attention(const AttentionShape& shape, ConstTensorView q, ConstTensorView k,
                         ConstTensorView v, std::span<const int32_t> kept, TensorView out,
                         const KernelOptions& opts = {});
+
+// DPad's compaction, as the session runs it: rows kept[i] (strictly
+// increasing, in [0, x.tokens), shared by all heads) of x into dst as a
+// heads-major [heads][kept][head_dim] tensor; returns the view of dst.
+ConstTensorView gather_tokens(ConstTensorView x, std::span<const int32_t> kept, std::vector<float>& dst,
+                              const KernelOptions& opts = {});
+// The inverse for outputs: row i of src ([heads][kept][d]) to row kept[i] of
+// out; every other row of out becomes zero.
+void scatter_tokens(ConstTensorView src, std::span<const int32_t> kept, TensorView out,
+                    const KernelOptions& opts = {});
 
 }  // namespace spattn

@@ -4,7 +4,7 @@
 // pattern at the last dense step and reuses it (optionally refreshing it),
 // or applies UniSparse / DPad / window+sink, and reports what ran and how long.
 #include <cstdint>
-#include <optional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -12,6 +12,9 @@
 #include "spattn/patterns.hpp"
 
 namespace spattn {
+namespace detail {
+class StepPolicy;
+}
 
 enum class Policy { dense, sparsed, unisparse, dpad, dpad_sparsed, window };
 const char* policy_name(Policy p);
@@ -57,6 +60,9 @@ struct StepReport {
 class DiffusionAttention {
  public:
   DiffusionAttention(const AttentionShape& shape, const SessionConfig& config);
+  ~DiffusionAttention();
+  DiffusionAttention(DiffusionAttention&&) noexcept;
+  DiffusionAttention& operator=(DiffusionAttention&&) noexcept;
 
   // Runs the next denoising step; throws spattn::Error past total_steps.
   StepReport step(ConstTensorView q, ConstTensorView k, ConstTensorView v, TensorView out);
@@ -69,35 +75,22 @@ class DiffusionAttention {
   int64_t steps_done() const { return static_cast<int64_t>(reports_.size()); }
   const std::vector<StepReport>& reports() const { return reports_; }
   // The SparseD pattern in use (over the DPad-compacted keys for dpad+sparsed).
-  const BlockMask* cached_pattern() const { return pattern_ ? &*pattern_ : nullptr; }
+  const BlockMask* cached_pattern() const;
   // The block mask the last step ran on (over the full keys), or nullptr when
   // it ran dense or gathered, or on DPad-compacted keys.
   const BlockMask* last_mask() const { return last_mask_; }
   // DPad policies: the tokens kept at the current DPad parameters (updated by
   // step()); the other tokens are dropped from the step, as queries and as
   // keys, and their output rows are zero. Empty before the first step.
-  const std::vector<int32_t>& dpad_kept() const { return kept_; }
+  const std::vector<int32_t>& dpad_kept() const;
   const AttentionShape& shape() const { return shape_; }
   const SessionConfig& config() const { return config_; }
 
  private:
-  // DPad: Q, K, V of the kept tokens into qc_, kc_, vc_; the compact shape.
-  AttentionShape compact_inputs(ConstTensorView q, ConstTensorView k, ConstTensorView v);
-  ConstTensorView compact_view(const std::vector<float>& t, int64_t heads, const AttentionShape& cs) const;
-  // oc_ into the kept rows of out; zeros in the dropped rows.
-  void scatter_output(TensorView out) const;
-  StepReport run_sparsed(int64_t s, ConstTensorView q, ConstTensorView k, ConstTensorView v,
-                         TensorView out, const AttentionShape& shape);
-
   AttentionShape shape_;
   SessionConfig config_;
-  std::optional<BlockMask> pattern_;
-  std::optional<BlockMask> selected_;  // this step's UniSparse / window+sink mask
+  std::unique_ptr<detail::StepPolicy> policy_;  // what each step runs (patterns/step_policies.hpp)
   const BlockMask* last_mask_ = nullptr;
-  int64_t last_record_step_ = -1;
-  std::vector<int32_t> kept_;  // DPad kept tokens for the current dpad params
-  bool kept_dirty_ = true;
-  std::vector<float> lse_, qc_, kc_, vc_, oc_;
   std::vector<StepReport> reports_;
 };
 

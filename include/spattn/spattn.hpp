@@ -1,11 +1,15 @@
 #pragma once
-// Umbrella header for the spattn C++ API.
+// Umbrella header for the spattn C++ API: what an inference engine links
+// (libspattn.a). The lab (reference, baselines, workloads, metrics, the
+// tuner's search) is spattn/lab/lab.hpp, for the tools and tests.
 #include "spattn/attention.hpp"
-#include "spattn/baselines.hpp"
 #include "spattn/block_mask.hpp"
+#include "spattn/config.h"
 #include "spattn/error.hpp"
 #include "spattn/isa.hpp"
-#include "spattn/shape.hpp"
 #include "spattn/patterns.hpp"
 #include "spattn/session.hpp"
-#include "spattn/evaluate.hpp"
+#include "spattn/shape.hpp"
+#if SPATTN_HAS_YAML
+#include "spattn/profile.hpp"
+#endif

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "spattn/session.hpp"
-#include "spattn/workload.hpp"
+#include "spattn/lab/workload.hpp"
 
 namespace spattn {
 

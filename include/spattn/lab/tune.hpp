@@ -29,7 +29,7 @@
 #include <string>
 #include <vector>
 
-#include "spattn/evaluate.hpp"
+#include "spattn/lab/evaluate.hpp"
 #include "spattn/profile.hpp"
 
 namespace spattn {

@@ -1,0 +1,201 @@
+// The engine's passes (see engine.hpp), all built on for_each_work_item.
+#include "kernels/engine/engine.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "dispatch/kernel_table.hpp"
+
+namespace spattn::detail {
+namespace {
+
+// One work item: rows [r0, r0 + rows) of head h, the qb-th tile of the
+// head's rows.
+struct WorkItem {
+  int64_t head, tile, r0;
+  int rows;
+};
+
+// THE loop over (head, query block): heads x ceil(rows / tile_rows) items
+// over parallel_for; scratch_floats of per-thread scratch.
+void for_each_work_item(int64_t heads, int64_t rows, int64_t tile_rows, int threads, Schedule schedule,
+                        const NumaPlan* numa, int64_t scratch_floats,
+                        FunctionRef<void(const WorkItem&, float* scratch)> body) {
+  const int64_t tiles = (rows + tile_rows - 1) / tile_rows;
+  parallel_for(
+      threads, heads * tiles,
+      [&](int64_t begin, int64_t end) {
+        std::vector<float> scratch(static_cast<size_t>(scratch_floats));
+        for (int64_t i = begin; i < end; ++i) {
+          const int64_t h = i / tiles, t = i % tiles, r0 = t * tile_rows;
+          body(WorkItem{h, t, r0, static_cast<int>(std::min(tile_rows, rows - r0))}, scratch.data());
+        }
+      },
+      schedule, numa);
+}
+
+// Columns qk_scores computes for a key block with `valid` keys: whole vectors.
+int padded_cols(int64_t valid, int vector_floats) {
+  return static_cast<int>((valid + vector_floats - 1) / vector_floats * vector_floats);
+}
+
+}  // namespace
+
+std::vector<int32_t> all_key_blocks(const KVPlan& kv) {
+  std::vector<int32_t> all(static_cast<size_t>(kv.k_blocks()));
+  std::iota(all.begin(), all.end(), 0);
+  return all;
+}
+
+void attend(const AttentionShape& shape, ConstTensorView q, const KVPlan& kv, TensorView out, int64_t q_block,
+            KeyBlocksFn key_blocks, int threads, float* lse) {
+  const KernelTable& kt = active_kernels();
+  const int64_t d = shape.head_dim, group = shape.group_size();
+  const float scale = shape.effective_scale();
+  for_each_work_item(
+      shape.heads, shape.q_len, q_block, threads, Schedule::contiguous, &kv.numa(),
+      scratch_floats(q_block, kv.k_block(), d), [&](const WorkItem& w, float* scratch) {
+        const int64_t kvh = w.head / group;
+        const std::span<const int32_t> blocks = key_blocks(w.head, w.tile);
+        QueryBlockJob job;
+        job.q = q.row(w.head, w.r0);
+        job.q_stride = q.token_stride;
+        job.rows = w.rows;
+        job.k_packed = kv.key_block(kvh, 0);
+        job.v = kv.values(kvh);
+        job.v_stride = kv.v_stride();
+        job.kv_len = kv.kv_len();
+        job.head_dim = static_cast<int>(d);
+        job.k_block = static_cast<int>(kv.k_block());
+        job.scale = scale;
+        job.key_blocks = blocks.data();
+        job.n_key_blocks = static_cast<int64_t>(blocks.size());
+        job.out = out.row(w.head, w.r0);
+        job.out_stride = out.token_stride;
+        job.lse = lse != nullptr ? lse + w.head * shape.q_len + w.r0 : nullptr;
+        job.scratch = scratch;
+        kt.attend_query_block(job);
+      });
+}
+
+std::vector<float> row_lse(const AttentionShape& shape, ConstTensorView q, const KVPlan& kv, int64_t q_block,
+                           int threads) {
+  const KernelTable& kt = active_kernels();
+  const int64_t d = shape.head_dim, kb = kv.k_block(), k_blocks = kv.k_blocks();
+  const float scale = shape.effective_scale();
+  std::vector<float> lse(static_cast<size_t>(shape.heads * shape.q_len));
+  // Scratch: scores, then running max, sum and rescale per row.
+  for_each_work_item(
+      shape.heads, shape.q_len, q_block, threads, Schedule::contiguous, &kv.numa(), q_block * kb + 3 * q_block,
+      [&](const WorkItem& w, float* s) {
+        float* mx = s + q_block * kb;
+        float* sum = mx + q_block;
+        float* resc = sum + q_block;
+        std::fill_n(mx, w.rows, -INFINITY);
+        std::fill_n(sum, w.rows, 0.0f);
+        const int64_t kvh = w.head / shape.group_size();
+        for (int64_t b = 0; b < k_blocks; ++b) {
+          const int64_t valid = std::min(kb, shape.kv_len - b * kb);
+          kt.qk_scores(q.row(w.head, w.r0), q.token_stride, w.rows, kv.key_block(kvh, b), static_cast<int>(kb),
+                       padded_cols(valid, kt.vector_floats), static_cast<int>(d), scale, s, static_cast<int>(kb));
+          kt.online_softmax_update(s, static_cast<int>(kb), w.rows, static_cast<int>(valid), mx, sum, resc);
+        }
+        for (int r = 0; r < w.rows; ++r) lse[w.head * shape.q_len + w.r0 + r] = mx[r] + std::log(sum[r]);
+      });
+  return lse;
+}
+
+void block_mass(const AttentionShape& shape, ConstTensorView q, const KVPlan& kv, const float* lse,
+                int64_t q_block, int threads, float* mass) {
+  const KernelTable& kt = active_kernels();
+  const int64_t d = shape.head_dim, kb = kv.k_block(), k_blocks = kv.k_blocks();
+  const int64_t q_blocks = (shape.q_len + q_block - 1) / q_block;
+  const float scale = shape.effective_scale();
+  for_each_work_item(
+      shape.heads, shape.q_len, q_block, threads, Schedule::contiguous, &kv.numa(), q_block * kb,
+      [&](const WorkItem& w, float* s) {
+        const int64_t kvh = w.head / shape.group_size();
+        const float* lse_rows = lse + w.head * shape.q_len + w.r0;
+        float* dst = mass + (w.head * q_blocks + w.tile) * k_blocks;
+        for (int64_t b = 0; b < k_blocks; ++b) {
+          const int64_t valid = std::min(kb, shape.kv_len - b * kb);
+          kt.qk_scores(q.row(w.head, w.r0), q.token_stride, w.rows, kv.key_block(kvh, b), static_cast<int>(kb),
+                       padded_cols(valid, kt.vector_floats), static_cast<int>(d), scale, s, static_cast<int>(kb));
+          double total = 0.0;
+          for (int r = 0; r < w.rows; ++r) {
+            float* sr = s + r * kb;
+            const float l = lse_rows[r];
+            for (int64_t j = 0; j < valid; ++j) sr[j] -= l;
+            kt.exp_inplace(sr, valid);
+            float acc = 0.0f;
+            for (int64_t j = 0; j < valid; ++j) acc += sr[j];
+            total += acc;
+          }
+          dst[b] = static_cast<float>(total / w.rows);
+        }
+      });
+}
+
+void key_softmax_rows(const AttentionShape& shape, ConstTensorView q, const KVPlan& kv, int64_t rows_per_item,
+                      float last_key_bias, int threads, SoftmaxRowsFn emit) {
+  const KernelTable& kt = active_kernels();
+  const int64_t d = shape.head_dim, kb = kv.k_block(), nk = kv.kv_len();
+  const int64_t ld = kv.k_blocks() * kb;
+  const float scale = shape.effective_scale();
+  for_each_work_item(
+      shape.heads, shape.q_len, rows_per_item, threads, Schedule::dynamic, nullptr, rows_per_item * ld,
+      [&](const WorkItem& w, float* s) {
+        const int64_t kvh = w.head / shape.group_size();
+        for (int64_t b = 0; b < kv.k_blocks(); ++b) {
+          const int64_t valid = std::min(kb, nk - b * kb);
+          kt.qk_scores(q.row(w.head, w.r0), q.token_stride, w.rows, kv.key_block(kvh, b), static_cast<int>(kb),
+                       padded_cols(valid, kt.vector_floats), static_cast<int>(d), scale, s + b * kb,
+                       static_cast<int>(ld));
+        }
+        for (int r = 0; r < w.rows; ++r) {
+          float* sr = s + r * ld;
+          sr[nk - 1] += last_key_bias;
+          float mx = sr[0];
+          for (int64_t j = 1; j < nk; ++j) mx = sr[j] > mx ? sr[j] : mx;
+          for (int64_t j = 0; j < nk; ++j) sr[j] -= mx;
+          kt.exp_inplace(sr, nk);
+          float sum = 0.0f;
+          for (int64_t j = 0; j < nk; ++j) sum += sr[j];
+          const float inv = 1.0f / sum;
+          for (int64_t j = 0; j < nk; ++j) sr[j] *= inv;
+        }
+        emit(w.head, w.r0, w.rows, s, ld);
+      });
+}
+
+ConstTensorView gather_tokens(ConstTensorView x, std::span<const int32_t> kept, int threads,
+                              std::vector<float>& dst) {
+  const int64_t n = static_cast<int64_t>(kept.size()), d = x.head_dim;
+  dst.resize(static_cast<size_t>(x.heads * n * d));
+  parallel_for(threads, x.heads * n, [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item)
+      std::copy_n(x.row(item / n, kept[item % n]), d, dst.data() + item * d);
+  });
+  return ConstTensorView::heads_major(dst.data(), x.heads, n, d);
+}
+
+void scatter_tokens(ConstTensorView src, std::span<const int32_t> kept, TensorView out, int threads) {
+  const int64_t n = static_cast<int64_t>(kept.size()), d = out.head_dim;
+  parallel_for(threads, out.heads, [&](int64_t begin, int64_t end) {
+    for (int64_t h = begin; h < end; ++h) {
+      int64_t i = 0;
+      for (int64_t t = 0; t < out.tokens; ++t) {
+        float* row = out.row(h, t);
+        if (i < n && kept[i] == t) {
+          std::copy_n(src.row(h, i), d, row);
+          ++i;
+        } else {
+          std::fill_n(row, d, 0.0f);  // a token DPad dropped: not part of this step
+        }
+      }
+    }
+  });
+}
+
+}  // namespace spattn::detail

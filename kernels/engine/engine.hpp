@@ -1,0 +1,65 @@
+#pragma once
+// The engine: the one loop over (head, query block) work items, between the
+// per-ISA micro-kernels (dispatch/kernel_table.hpp) and the policies
+// (patterns/). A pass reads Q and a KVPlan and differs only in what it
+// visits (which key blocks) and what it emits:
+//
+//   attend           flash attention over the listed key blocks -> out (+ LSE)
+//   row_lse          log-sum-exp of every query row over all keys (QK only)
+//   block_mass       per (head, query block, key block) softmax mass, given LSE
+//   key_softmax_rows softmax of every query row over all keys of the plan,
+//                    handed to the caller per work item (UniSparse scoring
+//                    over pooled keys)
+//
+// Policies choose blocks and call these; they never see the kernel table or
+// threads. No argument checks here: the public entry points have made them.
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "kernels/engine/function_ref.hpp"
+#include "kernels/engine/kv_plan.hpp"
+#include "kernels/engine/parallel.hpp"
+#include "spattn/shape.hpp"
+
+namespace spattn::detail {
+
+// The key blocks a (head, query block) visits, ascending.
+using KeyBlocksFn = FunctionRef<std::span<const int32_t>(int64_t head, int64_t q_block_index)>;
+
+// Flash attention of q ([heads][q_len][d]) against the plan; with lse, also
+// each row's log-sum-exp (-inf for a row that visited nothing) at
+// lse[h * q_len + t].
+void attend(const AttentionShape& shape, ConstTensorView q, const KVPlan& kv, TensorView out, int64_t q_block,
+            KeyBlocksFn key_blocks, int threads, float* lse = nullptr);
+// Every key block of the plan, for dense passes.
+std::vector<int32_t> all_key_blocks(const KVPlan& kv);
+
+// Log-sum-exp of the scaled logits of every query row over all keys.
+std::vector<float> row_lse(const AttentionShape& shape, ConstTensorView q, const KVPlan& kv, int64_t q_block,
+                           int threads);
+
+// mass[(h * q_blocks + qb) * k_blocks + b]: the softmax mass of key block b
+// averaged over the rows of query block qb (rows sum to 1), from the rows'
+// LSE. Query and key blocks: q_block and the plan's k_block.
+void block_mass(const AttentionShape& shape, ConstTensorView q, const KVPlan& kv, const float* lse,
+                int64_t q_block, int threads, float* mass);
+
+// For every head and every tile of rows_per_item query rows: the softmax of
+// scale * q . k + bias(j) over all keys j of the plan (bias: last_key_bias on
+// the last key, 0 elsewhere), row r of the tile at probs + r * ld. The
+// callback sees each tile once, from any thread; tiles are handed out
+// dynamically (their cost is uneven with GQA and short last tiles).
+using SoftmaxRowsFn =
+    FunctionRef<void(int64_t head, int64_t first_row, int rows, const float* probs, int64_t ld)>;
+void key_softmax_rows(const AttentionShape& shape, ConstTensorView q, const KVPlan& kv, int64_t rows_per_item,
+                      float last_key_bias, int threads, SoftmaxRowsFn emit);
+
+// DPad compaction: the rows kept lists (ascending, shared by all heads) of x,
+// into dst as [heads][kept][d]; returns the compact view.
+ConstTensorView gather_tokens(ConstTensorView x, std::span<const int32_t> kept, int threads, std::vector<float>& dst);
+// The inverse for outputs: row i of src goes to row kept[i] of out; every
+// other row of out becomes zero.
+void scatter_tokens(ConstTensorView src, std::span<const int32_t> kept, TensorView out, int threads);
+
+}  // namespace spattn::detail

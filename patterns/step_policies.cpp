@@ -1,0 +1,192 @@
+// The session's step policies (see step_policies.hpp).
+#include "patterns/step_policies.hpp"
+
+#include <chrono>
+
+#include "kernels/engine/engine.hpp"
+#include "kernels/validate.hpp"
+#include "spattn/error.hpp"
+
+namespace spattn::detail {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
+
+const std::vector<int32_t> kNoTokens;
+
+class DenseSteps final : public StepPolicy {
+ public:
+  explicit DenseSteps(const KernelOptions& k) : kernel_(k) {}
+  StepReport run(int64_t, const StepTensors& t) override {
+    dense_attention(t.shape, t.q, t.k, t.v, t.out, kernel_);
+    return {};
+  }
+
+ private:
+  KernelOptions kernel_;
+};
+
+// SparseD: dense warmup, record the pattern at the last dense step (one
+// packed K/V for the flash pass with LSE and the block-mass pass), then
+// block-sparse on the cached pattern, re-recorded every refresh_every steps.
+class SparsedSteps final : public StepPolicy {
+ public:
+  explicit SparsedSteps(const SessionConfig& c) : c_(c), warm_(warmup_steps_for(c.policy, c.warmup_fraction, c.total_steps)) {}
+
+  StepReport run(int64_t s, const StepTensors& t) override {
+    StepReport r;
+    const int64_t R = c_.refresh_every;
+    const bool record = s == warm_ - 1 || (s >= warm_ && !pattern_) || (R > 0 && s >= warm_ && s - last_record_ > R);
+    if (s < warm_ - 1) {
+      dense_attention(t.shape, t.q, t.k, t.v, t.out, c_.kernel);
+    } else if (record) {
+      r.select_ms = record_pattern(t);
+      r.path = StepPath::dense_record;
+      last_record_ = s;
+    } else {
+      block_sparse_attention(t.shape, t.q, t.k, t.v, *pattern_, t.out, c_.kernel);
+      r.path = StepPath::sparse_cached;
+      r.density = pattern_->density();
+    }
+    return r;
+  }
+  const BlockMask* cached_pattern() const override { return pattern_ ? &*pattern_ : nullptr; }
+  const BlockMask* last_mask() const override { return pattern_ ? &*pattern_ : nullptr; }
+  void reset_pattern() override { pattern_.reset(); }
+
+ private:
+  // Dense step with LSE, then the block masses and the selection; returns
+  // the milliseconds of the part after the dense pass.
+  double record_pattern(const StepTensors& t) {
+    check_finite_inputs("DiffusionAttention::step", c_.kernel, t.q, t.k, t.v);
+    const int threads = resolve_threads(c_.kernel);
+    lse_.resize(static_cast<size_t>(t.shape.heads * t.shape.q_len));
+    const KVPlan kv(t.shape, t.k, t.v, c_.kernel.k_block, threads);
+    const std::vector<int32_t> all = all_key_blocks(kv);
+    attend(t.shape, t.q, kv, t.out, c_.kernel.q_block,
+           [&](int64_t, int64_t) { return std::span<const int32_t>(all); }, threads, lse_.data());
+    const auto t1 = Clock::now();
+    BlockMass mass{t.shape.heads, t.shape.q_len, t.shape.kv_len, c_.block_size, c_.block_size, {}};
+    mass.mass.resize(static_cast<size_t>(mass.heads * mass.q_blocks() * mass.k_blocks()));
+    if (c_.kernel.k_block == c_.block_size) {  // the flash pass's packing serves the mass pass too
+      block_mass(t.shape, t.q, kv, lse_.data(), c_.block_size, threads, mass.mass.data());
+    } else {
+      const KVPlan keys(t.shape, t.k, ConstTensorView{}, c_.block_size, threads);
+      block_mass(t.shape, t.q, keys, lse_.data(), c_.block_size, threads, mass.mass.data());
+    }
+    pattern_ = c_.pooled_budget ? sparsed_select_pooled(mass, c_.topk_ratio) : sparsed_select(mass, c_.topk_ratio);
+    return ms_since(t1);
+  }
+
+  SessionConfig c_;
+  int64_t warm_;
+  int64_t last_record_ = -1;
+  std::optional<BlockMask> pattern_;
+  std::vector<float> lse_;
+};
+
+// UniSparse and window+sink: dense warmup, then a pattern selected every step.
+class SelectedSteps final : public StepPolicy {
+ public:
+  explicit SelectedSteps(const SessionConfig& c) : c_(c), warm_(warmup_steps_for(c.policy, c.warmup_fraction, c.total_steps)) {}
+
+  StepReport run(int64_t s, const StepTensors& t) override {
+    StepReport r;
+    if (s < warm_) {
+      dense_attention(t.shape, t.q, t.k, t.v, t.out, c_.kernel);
+      selected_.reset();
+      return r;
+    }
+    const auto t0 = Clock::now();
+    selected_ = c_.policy == Policy::unisparse ? unisparse_select(t.shape, t.q, t.k, c_.unisparse, c_.kernel)
+                                               : window_sink_mask(t.shape, c_.window);
+    r.select_ms = ms_since(t0);
+    block_sparse_attention(t.shape, t.q, t.k, t.v, *selected_, t.out, c_.kernel);
+    r.path = StepPath::sparse_selected;
+    r.density = selected_->density();
+    return r;
+  }
+  const BlockMask* last_mask() const override { return selected_ ? &*selected_ : nullptr; }
+
+ private:
+  SessionConfig c_;
+  int64_t warm_;
+  std::optional<BlockMask> selected_;
+};
+
+// DPad: the dropped suffix tokens leave the step as queries and as keys; the
+// inner policy runs over the kept tokens, whose rows are scattered back
+// (dropped rows zero). Plain DPad runs its warmup dense over all tokens.
+class DpadSteps final : public StepPolicy {
+ public:
+  DpadSteps(const SessionConfig& c, std::unique_ptr<StepPolicy> inner)
+      : c_(c), warm_(c.policy == Policy::dpad ? warmup_steps_for(c.policy, c.warmup_fraction, c.total_steps) : 0),
+        inner_(std::move(inner)) {}
+
+  StepReport run(int64_t s, const StepTensors& t) override {
+    if (dirty_) {
+      kept_ = dpad_kept_tokens(t.shape.kv_len, c_.dpad);
+      dirty_ = false;
+      inner_->reset_pattern();  // the compacted keys changed: re-record
+    }
+    if (s < warm_) {
+      dense_attention(t.shape, t.q, t.k, t.v, t.out, c_.kernel);
+      return {};
+    }
+    const int threads = resolve_threads(c_.kernel);
+    if (kept_.empty()) {  // DPad kept nothing: no token takes part in this step
+      scatter_tokens(ConstTensorView{}, kept_, t.out, threads);
+      StepReport r;
+      r.path = StepPath::gathered;
+      r.density = 0;
+      return r;
+    }
+    StepTensors c;
+    c.shape = t.shape;
+    c.shape.q_len = c.shape.kv_len = static_cast<int64_t>(kept_.size());
+    c.q = gather_tokens(t.q, kept_, threads, qc_);
+    c.k = gather_tokens(t.k, kept_, threads, kc_);
+    c.v = gather_tokens(t.v, kept_, threads, vc_);
+    oc_.resize(static_cast<size_t>(c.shape.heads * c.shape.q_len * c.shape.head_dim));
+    c.out = TensorView::heads_major(oc_.data(), c.shape.heads, c.shape.q_len, c.shape.head_dim);
+    StepReport r = inner_->run(s, c);
+    scatter_tokens(c.out, kept_, t.out, threads);
+    if (c_.policy == Policy::dpad) r.path = StepPath::gathered;
+    const double share = static_cast<double>(c.shape.kv_len) / static_cast<double>(t.shape.kv_len);
+    r.density *= share * share;
+    return r;
+  }
+  const BlockMask* cached_pattern() const override { return inner_->cached_pattern(); }
+  const std::vector<int32_t>& dpad_kept() const override { return kept_; }
+  void set_dpad(const DpadParams& p) override {
+    c_.dpad = p;
+    dirty_ = true;
+  }
+
+ private:
+  SessionConfig c_;
+  int64_t warm_;
+  std::unique_ptr<StepPolicy> inner_;
+  std::vector<int32_t> kept_;
+  bool dirty_ = true;
+  std::vector<float> qc_, kc_, vc_, oc_;
+};
+
+}  // namespace
+
+const std::vector<int32_t>& StepPolicy::dpad_kept() const { return kNoTokens; }
+
+std::unique_ptr<StepPolicy> make_step_policy(const SessionConfig& c) {
+  switch (c.policy) {
+    case Policy::dense: return std::make_unique<DenseSteps>(c.kernel);
+    case Policy::sparsed: return std::make_unique<SparsedSteps>(c);
+    case Policy::unisparse:
+    case Policy::window: return std::make_unique<SelectedSteps>(c);
+    case Policy::dpad: return std::make_unique<DpadSteps>(c, std::make_unique<DenseSteps>(c.kernel));
+    case Policy::dpad_sparsed: return std::make_unique<DpadSteps>(c, std::make_unique<SparsedSteps>(c));
+  }
+  throw_bad_argument("DiffusionAttention", "policy", std::to_string(static_cast<int>(c.policy)), "not a Policy value");
+}
+
+}  // namespace spattn::detail
