@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "bench_common.hpp"
-#include "timing.hpp"
+#include "spattn/lab/timing.hpp"
 
 namespace {
 
@@ -47,7 +47,7 @@ int main(int argc, char** argv) {
     }
   }
   using namespace spattn;
-  using bench::median_ms;
+  using lab::median_ms;
   KernelOptions opts;
   opts.threads = static_cast<int>(threads);
   std::printf("dense baselines: heads %ld, head_dim %ld, threads %d, ISA %s, median of %ld runs\n",

@@ -26,8 +26,9 @@
 
 #include "spattn/config.h"
 #include "bench_common.hpp"
-#include "cli_args.hpp"
-#include "timing.hpp"
+#include "tools/cli.hpp"
+#include "tools/json.hpp"
+#include "spattn/lab/timing.hpp"
 #include "npy_u8.hpp"
 #include "spattn/lab/workload.hpp"
 #if SPATTN_HAS_YAML
@@ -38,8 +39,8 @@ namespace {
 
 using namespace spattn;
 using Clock = std::chrono::steady_clock;
-using bench::median;
-using bench::time_ms;
+using lab::median;
+using lab::time_ms;
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 const char* kUsage = R"(usage: spattn-compare [flags]
@@ -316,31 +317,18 @@ std::vector<Field> record_fields(const Row& r, const Options& o, double flash_ms
   return f;
 }
 
-std::string json_escape(const std::string& s) {
-  std::string o;
-  for (char c : s) {
-    if (c == '"' || c == '\\') o += '\\';
-    if (static_cast<unsigned char>(c) < 0x20) continue;  // no control characters in our strings
-    o += c;
-  }
-  return o;
-}
-
 void write_json(const std::string& path, const std::vector<std::vector<Field>>& recs) {
-  std::ofstream js(path);
-  js << "[";
-  for (size_t i = 0; i < recs.size(); ++i) {
-    js << (i ? ",\n  {" : "\n  {");
-    for (size_t j = 0; j < recs[i].size(); ++j) {
-      const Field& f = recs[i][j];
-      js << (j ? ", " : "") << '"' << f.key << "\": ";
-      if (f.quoted) js << '"' << json_escape(f.value) << '"';
-      else js << f.value;
+  cli::Json records = cli::Json::array();
+  for (const std::vector<Field>& rec : recs) {
+    cli::Json j;
+    for (const Field& f : rec) {
+      if (f.quoted) j[f.key] = f.value;
+      else if (f.value == "null") j[f.key] = nullptr;
+      else j[f.key] = std::stod(f.value);
     }
-    js << "}";
+    records.push_back(std::move(j));
   }
-  js << "\n]\n";
-  if (!js) throw Error("spattn-compare: cannot write '" + path + "'");
+  cli::write_json_file(path, "spattn-compare", std::move(records));  // one record per method and shape
 }
 
 void write_csv(const std::string& path, const std::vector<std::vector<Field>>& recs) {
@@ -480,9 +468,7 @@ Options parse(int argc, char** argv) {
   bool seq_given = false;
   while (!a.done()) {
     const std::string f = a.flag();
-    if (f == "--help" || f == "-h") {
-      std::fputs(kUsage, stdout);
-      std::exit(0);
+    if (a.common(f, kUsage)) {
     } else if (f == "--heads") {
       o.heads = parse_int_list(a, f, 1, 1024);
     } else if (f == "--seq-lens") {
@@ -494,7 +480,7 @@ Options parse(int argc, char** argv) {
       o.head_dim = a.integer(f, 16, kMaxHeadDim);
       if (o.head_dim % kHeadDimMultiple != 0) cli::usage_error(a.tool, "--head-dim must be a multiple of 16");
     } else if (f == "--threads") {
-      o.threads = static_cast<int>(a.integer(f, 1, 4096));
+      o.threads = a.threads(f);
     } else if (f == "--reps") {
       o.reps = static_cast<int>(a.integer(f, 1, 1000));
     } else if (f == "--steps") {
@@ -665,8 +651,13 @@ void run_shape(const Options& o, int64_t H, int64_t N, const ShapeParams& p, std
   wp.window_tokens = o.window_tokens;
   std::filesystem::path exdir;
   if (!o.export_dir.empty()) {
-    exdir = std::filesystem::path(o.export_dir) / ("h" + std::to_string(H) + "_n" + std::to_string(N));
-    std::filesystem::create_directories(exdir);
+    // Only the leaf is created: a mistyped --export-mask path is an error,
+    // not a tree of new folders (under / when run as root).
+    const std::filesystem::path top(o.export_dir);
+    if (!std::filesystem::is_directory(top) && !std::filesystem::create_directory(top))
+      throw Error("--export-mask " + o.export_dir + ": not a folder");
+    exdir = top / ("h" + std::to_string(H) + "_n" + std::to_string(N));
+    std::filesystem::create_directory(exdir);
   }
   const int naive_reps = std::min(o.reps, 3);  // seconds to minutes per call
   std::vector<double> flash_ms, blas_ms;
@@ -778,19 +769,19 @@ void run_shape(const Options& o, int64_t H, int64_t N, const ShapeParams& p, std
     save_npy((exdir / "k.npy").string(), {H, N, d}, k.data());
     save_npy((exdir / "v.npy").string(), {H, N, d}, v.data());
     const double fms = median(flash_ms);
-    std::ofstream js(exdir / "meta.json");
-    js << "{\n  \"heads\": " << H << ",\n  \"kv_heads\": " << H << ",\n  \"seq_len\": " << N
-       << ",\n  \"head_dim\": " << d << ",\n  \"block_size\": " << p.block << ",\n  \"q_blocks\": " << qb
-       << ",\n  \"k_blocks\": " << kb << ",\n  \"density\": " << num(m.density()) << ",\n  \"topk_ratio\": "
-       << num(p.topk) << ",\n  \"scale\": " << num(shape.effective_scale()) << ",\n  \"layout\": \"heads-major [heads][seq_len][head_dim] float32; mask [heads][q_blocks][k_blocks] uint8\""
-       << ",\n  \"record_step\": " << record << ",\n  \"apply_step\": " << apply << ",\n  \"threads\": " << threads
-       << ",\n  \"isa\": \"" << isa_name(active_isa()) << "\",\n  \"spattn_flash_ms\": " << num(fms);
-    if (const Row* r = row_of(Method::sparsed))
-      js << ",\n  \"spattn_sparsed_ms\": " << num(r->ms_step()) << ",\n  \"spattn_sparsed_cosine\": " << num(r->cosine);
+    cli::Json meta{{"heads", H}, {"kv_heads", H}, {"seq_len", N}, {"head_dim", d}, {"block_size", p.block},
+                   {"q_blocks", qb}, {"k_blocks", kb}, {"density", cli::number(m.density())},
+                   {"topk_ratio", cli::number(p.topk)}, {"scale", cli::number(shape.effective_scale())},
+                   {"layout", "heads-major [heads][seq_len][head_dim] float32; mask [heads][q_blocks][k_blocks] uint8"},
+                   {"record_step", record}, {"apply_step", apply}, {"threads", threads},
+                   {"isa", isa_name(active_isa())}, {"spattn_flash_ms", cli::number(fms)}};
+    if (const Row* r = row_of(Method::sparsed)) {
+      meta["spattn_sparsed_ms"] = cli::number(r->ms_step());
+      meta["spattn_sparsed_cosine"] = cli::number(r->cosine);
+    }
     if (const Row* r = row_of(Method::openblas); r && r->skipped.empty())
-      js << ",\n  \"spattn_openblas_ms\": " << num(r->ms_step());
-    js << "\n}\n";
-    if (!js) throw Error("spattn-compare: cannot write " + (exdir / "meta.json").string());
+      meta["spattn_openblas_ms"] = cli::number(r->ms_step());
+    cli::write_json_file((exdir / "meta.json").string(), "spattn-compare", std::move(meta));
   }
   for (Row& r : mine)
     if (o.wants(r.method)) rows.push_back(std::move(r));
@@ -798,7 +789,7 @@ void run_shape(const Options& o, int64_t H, int64_t N, const ShapeParams& p, std
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int compare_main(int argc, char** argv) {
   const Options o = parse(argc, argv);
   KernelOptions kopt;
   kopt.threads = o.threads;
@@ -892,3 +883,5 @@ int main(int argc, char** argv) {
   }
   return 0;
 }
+
+int main(int argc, char** argv) { return spattn::cli::run_tool("spattn-compare", argc, argv, compare_main); }

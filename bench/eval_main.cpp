@@ -7,7 +7,8 @@
 #include <string>
 
 #include "spattn/config.h"
-#include "cli_args.hpp"
+#include "tools/cli.hpp"
+#include "tools/json.hpp"
 #include "spattn/lab/lab.hpp"
 #if SPATTN_HAS_YAML
 #include "spattn/profile.hpp"
@@ -45,7 +46,7 @@ const char* kUsage = R"(usage: spattn-eval [flags]
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int eval_main(int argc, char** argv) {
   using namespace spattn;
   cli::Args a{"spattn-eval", argc, argv};
   SessionConfig cfg;
@@ -55,14 +56,13 @@ int main(int argc, char** argv) {
   std::string json_path, profile_path;
   bool quiet = false;
   bool set_block = false, set_topk = false, set_warmup = false, set_threads = false;
+  int64_t kv_heads = 0;  // 0: --heads (flag order must not matter)
   int64_t steps = 64;
   cfg.dpad.window = 512;
   cfg.dpad.sigma = 1024;
   while (!a.done()) {
     const std::string f = a.flag();
-    if (f == "--help" || f == "-h") {
-      std::fputs(kUsage, stdout);
-      return 0;
+    if (a.common(f, kUsage)) {
     } else if (f == "--policy") {
       const std::string p = a.value(f);
       try {
@@ -97,9 +97,9 @@ int main(int argc, char** argv) {
     } else if (f == "--seq-len") {
       spec.synthetic.seq_len = a.integer(f, 16, 1 << 22);
     } else if (f == "--heads") {
-      spec.synthetic.heads = spec.synthetic.kv_heads = a.integer(f, 1, 1024);
+      spec.synthetic.heads = a.integer(f, 1, 1024);
     } else if (f == "--kv-heads") {
-      spec.synthetic.kv_heads = a.integer(f, 1, 1024);
+      kv_heads = a.integer(f, 1, 1024);
     } else if (f == "--head-dim") {
       spec.synthetic.head_dim = a.integer(f, 16, 256);
     } else if (f == "--seed") {
@@ -111,7 +111,7 @@ int main(int argc, char** argv) {
     } else if (f == "--layer") {
       spec.layer = static_cast<int>(a.integer(f, 0, 1 << 20));
     } else if (f == "--threads") {
-      cfg.kernel.threads = static_cast<int>(a.integer(f, 1, 4096));
+      cfg.kernel.threads = a.threads(f);
       set_threads = true;
     } else if (f == "--no-recall") {
       eo.recall = false;
@@ -129,6 +129,7 @@ int main(int argc, char** argv) {
       cli::usage_error(a.tool, "unknown flag '" + f + "'");
     }
   }
+  spec.synthetic.kv_heads = kv_heads > 0 ? kv_heads : spec.synthetic.heads;
   spec.synthetic.steps = steps;
   eo.max_steps = steps;
   // DPad's geometry on the synthetic workload: the prompt is its first half;
@@ -184,33 +185,37 @@ int main(int argc, char** argv) {
                 r.mean_density, r.mean_recall, r.mean_cosine, r.min_cosine, r.mean_rel_l2,
                 r.sparse_total_ms, r.dense_total_ms, r.speedup_vs_dense);
     if (!json_path.empty()) {
-      std::ofstream js(json_path);
-      auto num = [](double x) { return std::isfinite(x) ? std::to_string(x) : std::string("null"); };
-      js << "{\n  \"policy\": \"" << policy_name(cfg.policy) << "\",\n  \"workload\": \""
-         << workload.describe() << "\",\n  \"seq_len\": " << shape.kv_len << ",\n  \"heads\": " << shape.heads
-         << ",\n  \"head_dim\": " << shape.head_dim << ",\n  \"block_size\": " << cfg.block_size
-         << ",\n  \"topk_ratio\": " << cfg.topk_ratio << ",\n  \"warmup_fraction\": " << cfg.warmup_fraction
-         << ",\n  \"mean_cosine\": " << num(r.mean_cosine) << ",\n  \"min_cosine\": " << num(r.min_cosine)
-         << ",\n  \"mean_density\": " << num(r.mean_density) << ",\n  \"mean_rel_l2\": " << num(r.mean_rel_l2)
-         << ",\n  \"mean_recall\": " << num(r.mean_recall) << ",\n  \"sparse_total_ms\": "
-         << num(r.sparse_total_ms) << ",\n  \"dense_total_ms\": " << num(r.dense_total_ms)
-         << ",\n  \"speedup_vs_dense\": " << num(r.speedup_vs_dense) << ",\n  \"steps\": [";
-      for (size_t i = 0; i < r.steps.size(); ++i) {
-        const StepEval& e = r.steps[i];
-        js << (i ? ",\n    " : "\n    ") << "{\"step\": " << e.step << ", \"path\": \"" << step_path_name(e.path)
-           << "\", \"density\": " << num(e.density) << ", \"recall\": " << num(e.recall) << ", \"cosine\": "
-           << num(e.cosine) << ", \"rel_l2\": " << num(e.rel_l2) << ", \"ms\": " << num(e.ms)
-           << ", \"dense_ms\": " << num(e.dense_ms) << "}";
-      }
-      js << "\n  ]\n}\n";
-      if (!js) {
-        std::fprintf(stderr, "spattn-eval: cannot write %s\n", json_path.c_str());
-        return 1;
-      }
+      cli::Json j;
+      j["policy"] = policy_name(cfg.policy);
+      j["workload"] = workload.describe();
+      j["seq_len"] = shape.kv_len;
+      j["heads"] = shape.heads;
+      j["kv_heads"] = shape.kv_heads;
+      j["head_dim"] = shape.head_dim;
+      j["block_size"] = cfg.block_size;
+      j["topk_ratio"] = cfg.topk_ratio;
+      j["warmup_fraction"] = cfg.warmup_fraction;
+      j["mean_cosine"] = cli::number(r.mean_cosine);
+      j["min_cosine"] = cli::number(r.min_cosine);
+      j["mean_density"] = cli::number(r.mean_density);
+      j["mean_rel_l2"] = cli::number(r.mean_rel_l2);
+      j["mean_recall"] = cli::number(r.mean_recall);
+      j["sparse_total_ms"] = cli::number(r.sparse_total_ms);
+      j["dense_total_ms"] = cli::number(r.dense_total_ms);
+      j["speedup_vs_dense"] = cli::number(r.speedup_vs_dense);
+      j["steps"] = cli::Json::array();
+      for (const StepEval& e : r.steps)
+        j["steps"].push_back({{"step", e.step}, {"path", step_path_name(e.path)}, {"density", cli::number(e.density)},
+                              {"recall", cli::number(e.recall)}, {"cosine", cli::number(e.cosine)},
+                              {"rel_l2", cli::number(e.rel_l2)}, {"ms", cli::number(e.ms)},
+                              {"dense_ms", cli::number(e.dense_ms)}});
+      cli::write_json_file(json_path, "spattn-eval", std::move(j));
     }
-  } catch (const Error& e) {
-    std::fprintf(stderr, "%s\n", e.what());
-    return 2;
+  } catch (const Error& e) {  // the run failed (not the flags): exit 1, as run_tool does
+    std::fprintf(stderr, "spattn-eval: %s\n", e.what());
+    return 1;
   }
   return 0;
 }
+
+int main(int argc, char** argv) { return spattn::cli::run_tool("spattn-eval", argc, argv, eval_main); }

@@ -80,6 +80,11 @@ if(SPATTN_BUILD_TESTS)
   endif()
 endif()
 
+if(SPATTN_BUILD_TOOLS OR SPATTN_BUILD_BENCH)
+  find_package(nlohmann_json 3 CONFIG)
+  spattn_require(nlohmann_json_FOUND "nlohmann-json" nlohmann-json3-dev)
+endif()
+
 if(SPATTN_BUILD_BENCH)
   find_package(benchmark CONFIG)
   spattn_require(benchmark_FOUND "Google Benchmark" libbenchmark-dev)

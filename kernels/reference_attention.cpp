@@ -17,8 +17,7 @@ void reference_attention(const AttentionShape& shape, ConstTensorView q, ConstTe
   const char* where = "reference_attention";
   if (out == nullptr) throw_bad_argument(where, "out", "nullptr", "must not be null");
   // The output view only serves the shape check; reference output is doubles.
-  detail::check_views(where, shape, q, k, v,
-                      ConstTensorView::heads_major(q.data, shape.heads, shape.q_len, shape.head_dim));
+  detail::check_input_views(where, shape, q, k, &v);
   if (mask != nullptr) {
     mask->validate();
     if (mask->heads != shape.heads || mask->q_len != shape.q_len || mask->kv_len != shape.kv_len)

@@ -21,6 +21,18 @@ void AttentionShape::validate() const {
   if (q_len <= 0) bad("q_len", q_len, "must be positive");
   if (kv_len <= 0) bad("kv_len", kv_len, "must be positive");
   if (head_dim <= 0) bad("head_dim", head_dim, "must be positive");
+  // Every size the kernels compute (tensor elements, packed keys rounded up to
+  // a block, bytes) must fit in int64 with room to spare: one limit, 2^56
+  // elements per tensor, far beyond any memory.
+  constexpr int64_t kMaxElements = int64_t{1} << 56;
+  auto elements = [&](const char* arg, int64_t h, int64_t tokens) {
+    int64_t n = 0;
+    if (__builtin_mul_overflow(h, tokens + 128, &n) || __builtin_mul_overflow(n, head_dim, &n) || n > kMaxElements)
+      throw_bad_argument("AttentionShape", arg, std::to_string(tokens),
+                         "tensor size overflows int64 (heads x tokens x head_dim must stay below 2^56)");
+  };
+  elements("q_len", heads, q_len);
+  elements("kv_len", kv_heads, kv_len);
   if (!std::isfinite(scale) || scale < 0.0f)
     throw_bad_argument("AttentionShape", "scale", std::to_string(scale),
                        "must be finite and >= 0 (0 means 1/sqrt(head_dim))");

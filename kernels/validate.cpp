@@ -1,6 +1,9 @@
 #include "kernels/validate.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <utility>
 #include <string>
 
 #include "spattn/error.hpp"
@@ -47,10 +50,27 @@ void check_finite_view(const char* where, const char* name, ConstTensorView t) {
     }
 }
 
+// [first byte, one past the last byte) of a view's extent.
+std::pair<uintptr_t, uintptr_t> extent(ConstTensorView t) {
+  const uintptr_t first = reinterpret_cast<uintptr_t>(t.data);
+  const uintptr_t last = reinterpret_cast<uintptr_t>(t.row(t.heads - 1, t.tokens - 1) + t.head_dim);
+  return {std::min(first, last), std::max(first, last)};
+}
+
+// The kernels read q, k and v while other threads write out: out's extent may
+// not meet theirs (out == q exactly included).
+void check_out_separate(const char* where, ConstTensorView out, ConstTensorView t, const char* name) {
+  const auto [o0, o1] = extent(out);
+  const auto [t0, t1] = extent(t);
+  if (o0 < t1 && t0 < o1)
+    throw_bad_argument(where, "out", "overlaps " + std::string(name),
+                       "must be a separate array (its extent may not overlap q, k or v)");
+}
+
 }  // namespace
 
-void check_views(const char* where, const AttentionShape& shape, ConstTensorView q,
-                 ConstTensorView k, ConstTensorView v, ConstTensorView out) {
+void check_input_views(const char* where, const AttentionShape& shape, ConstTensorView q, ConstTensorView k,
+                       const ConstTensorView* v) {
   try {
     shape.validate();
   } catch (const Error& e) {
@@ -58,8 +78,16 @@ void check_views(const char* where, const AttentionShape& shape, ConstTensorView
   }
   check_view(where, "q", q, shape.heads, shape.q_len, shape.head_dim);
   check_view(where, "k", k, shape.kv_heads, shape.kv_len, shape.head_dim);
-  check_view(where, "v", v, shape.kv_heads, shape.kv_len, shape.head_dim);
+  if (v != nullptr) check_view(where, "v", *v, shape.kv_heads, shape.kv_len, shape.head_dim);
+}
+
+void check_views(const char* where, const AttentionShape& shape, ConstTensorView q,
+                 ConstTensorView k, ConstTensorView v, ConstTensorView out) {
+  check_input_views(where, shape, q, k, &v);
   check_view(where, "out", out, shape.heads, shape.q_len, shape.head_dim);
+  check_out_separate(where, out, q, "q");
+  check_out_separate(where, out, k, "k");
+  check_out_separate(where, out, v, "v");
 }
 
 void check_kernel_limits(const char* where, const AttentionShape& shape, int64_t q_block,

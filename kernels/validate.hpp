@@ -5,9 +5,14 @@
 
 namespace spattn::detail {
 
-// Shape, non-null data, view extents matching the shape, positive strides.
+// Shape, non-null data, view extents matching the shape, positive strides,
+// and out's extent apart from q's, k's and v's.
 void check_views(const char* where, const AttentionShape& shape, ConstTensorView q,
                  ConstTensorView k, ConstTensorView v, ConstTensorView out);
+// The same for passes that read q and k (and v when given) but write no
+// attention output (block masses, UniSparse scoring, the double reference).
+void check_input_views(const char* where, const AttentionShape& shape, ConstTensorView q, ConstTensorView k,
+                       const ConstTensorView* v = nullptr);
 // What the hand-vectorized kernels need beyond that: head_dim a multiple of 16
 // up to 256, block sizes 16/32/64/128.
 void check_kernel_limits(const char* where, const AttentionShape& shape, int64_t q_block,

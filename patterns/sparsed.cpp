@@ -16,9 +16,7 @@ namespace {
 
 void check_mass_args(const char* where, const AttentionShape& shape, ConstTensorView q,
                      ConstTensorView k, int64_t q_block, int64_t k_block) {
-  // V is not read; q stands in for it and for the output in the view checks.
-  detail::check_views(where, shape, q, k, k,
-                      ConstTensorView::heads_major(q.data, shape.heads, shape.q_len, shape.head_dim));
+  detail::check_input_views(where, shape, q, k);  // V is not read
   detail::check_kernel_limits(where, shape, q_block, k_block);
 }
 

@@ -290,9 +290,7 @@ int64_t select_row(const float* est, int64_t k_blocks, int64_t diag_first, int64
 BlockMask unisparse_select(const AttentionShape& shape, ConstTensorView q, ConstTensorView k,
                            const UnisparseParams& params, const KernelOptions& opts) {
   validate_params(params);
-  // V is not read: k stands in for it, q for the output, in the view checks.
-  detail::check_views(kWhere, shape, q, k, k,
-                      ConstTensorView::heads_major(q.data, shape.heads, shape.q_len, shape.head_dim));
+  detail::check_input_views(kWhere, shape, q, k);  // V is not read
   detail::check_kernel_limits(kWhere, shape, params.block, params.block);
   const int threads = resolve_threads(opts);
 

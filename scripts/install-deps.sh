@@ -7,7 +7,7 @@ set -euo pipefail
 packages=(
   cmake ninja-build g++ make
   libxsimd-dev libopenblas-dev libnuma-dev
-  libbenchmark-dev libgtest-dev libgmock-dev libyaml-cpp-dev
+  libbenchmark-dev libgtest-dev libgmock-dev libyaml-cpp-dev nlohmann-json3-dev
   g++-aarch64-linux-gnu qemu-user
   # Fuzzing (libFuzzer ships in clang's runtime), clang+libomp+Archer for TSan,
   # valgrind for memcheck on the scalar/AVX2 paths.

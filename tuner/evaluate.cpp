@@ -129,14 +129,22 @@ EvalResult evaluate(const WorkloadSource& workload, SessionConfig config, const 
   }
   const double n = static_cast<double>(steps);
   res.min_cosine = 1.0;
+  double density_sum = 0.0;
   for (const StepEval& e : res.steps) {
     res.mean_cosine += e.cosine / n;
-    res.min_cosine = std::min(res.min_cosine, e.cosine);
-    res.mean_density += e.density / n;
+    // A NaN step makes the minimum NaN (std::min would skip it), so that it
+    // shows as NaN and fails every bound.
+    res.min_cosine = std::isnan(e.cosine) || std::isnan(res.min_cosine) ? std::numeric_limits<double>::quiet_NaN()
+                                                                      : std::min(res.min_cosine, e.cosine);
+    density_sum += e.density;
     res.mean_rel_l2 += e.rel_l2 / n;
     res.sparse_total_ms += e.ms;
     res.dense_total_ms += e.dense_ms;
   }
+  // Summed, then divided once and clamped: densities are in [0, 1], and a
+  // mean of 1s must be exactly 1 (n additions of 1/n gave 1.0000000000000002,
+  // which the profile writer rightly refused).
+  res.mean_density = std::clamp(density_sum / n, 0.0, 1.0);
   res.mean_recall = recall_n > 0 ? recall_sum / static_cast<double>(recall_n)
                                  : std::numeric_limits<double>::quiet_NaN();
   res.speedup_vs_dense = res.sparse_total_ms > 0 ? res.dense_total_ms / res.sparse_total_ms : 0.0;

@@ -240,7 +240,11 @@ ProfileEntry read_entry(const Reader& r, const YAML::Node& n, const std::string&
     r.fail(kvh, in_quotes(s.child("kv_heads")) + " = " + std::to_string(e.shape.kv_heads) +
                     " must divide heads = " + std::to_string(e.shape.heads));
   e.shape.seq_len = r.integer(s.required("seq_len"), s.child("seq_len"), 1);
-  e.shape.head_dim = r.integer(s.required("head_dim"), s.child("head_dim"), 1);
+  const YAML::Node hd = s.required("head_dim");
+  e.shape.head_dim = r.integer(hd, s.child("head_dim"), 1, kMaxHeadDim);
+  if (e.shape.head_dim % kHeadDimMultiple != 0)
+    r.fail(hd, in_quotes(s.child("head_dim")) + " = " + std::to_string(e.shape.head_dim) +
+                   " is not a multiple of 16 (what the kernels run)");
   e.shape.steps = r.integer(s.required("steps"), s.child("steps"), 1);
 
   const YAML::Node wl = m.required("workload");
@@ -268,8 +272,14 @@ ProfileEntry read_entry(const Reader& r, const YAML::Node& n, const std::string&
                    " is not a supported block size (16, 32, 64 or 128)");
   e.topk_ratio = r.number(c.required("topk_ratio"), c.child("topk_ratio"), 0, true, 1, false);
   e.warmup_fraction = r.number(c.required("warmup_fraction"), c.child("warmup_fraction"), 0, false, 1, true);
-  e.q_tile_rows = r.integer(c.required("q_tile_rows"), c.child("q_tile_rows"), 1);
-  e.threads = static_cast<int>(r.integer(c.required("threads"), c.child("threads"), 0, 1 << 20));
+  // Kernel fields get the kernels' own ranges here, so that a bad value fails
+  // at load with file and line, not later in a session without either.
+  const YAML::Node qt = c.required("q_tile_rows");
+  e.q_tile_rows = r.integer(qt, c.child("q_tile_rows"), 1);
+  if (!is_supported_block_size(e.q_tile_rows))
+    r.fail(qt, in_quotes(c.child("q_tile_rows")) + " = " + std::to_string(e.q_tile_rows) +
+                   " is not a supported query tile (16, 32, 64 or 128)");
+  e.threads = static_cast<int>(r.integer(c.required("threads"), c.child("threads"), 0, kMaxThreads));
   // Schema 2; absent in schema 1 files (per-head budget, SparseD's own rule).
   if (const YAML::Node pb = c.optional("pooled_budget"); pb.IsDefined())
     e.pooled_budget = r.boolean(pb, c.child("pooled_budget"));
@@ -292,12 +302,26 @@ ProfileEntry read_entry(const Reader& r, const YAML::Node& n, const std::string&
 // ---------------------------------------------------------------------------
 // Files.
 
+// Profiles are small (about 1 KiB an entry): a larger file is not one.
+constexpr int64_t kMaxProfileBytes = 16 << 20;
+
 // Reads a whole file; false if it does not exist, Error on any other failure.
 bool read_file(const std::string& path, std::string& text) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     if (errno == ENOENT) return false;
     fail_file(path, std::string("cannot open: ") + std::strerror(errno));
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    fail_file(path, "not a regular file (a profile is a YAML file; devices, FIFOs and folders are refused)");
+  }
+  if (st.st_size > kMaxProfileBytes) {
+    ::close(fd);
+    fail_file(path, "is " + std::to_string(st.st_size) + " bytes; a profile is at most " +
+                        std::to_string(kMaxProfileBytes) + " bytes");
   }
   text.clear();
   char buf[1 << 16];
@@ -329,6 +353,23 @@ void write_all(int fd, const char* p, size_t n, const std::string& tmp) {
 fs::path parent_dir(const std::string& path) {
   fs::path dir = fs::path(path).parent_path();
   return dir.empty() ? fs::path(".") : dir;
+}
+
+// Refuses, before anything is written, a destination that is not a regular
+// file or that this user may not write (a rename would replace a read-only
+// file silently), and a folder it cannot create files in.
+void check_writable_destination(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0) {
+    if (!S_ISREG(st.st_mode)) fail_file(path, "not a regular file: refusing to replace it");
+    // No write bit at all: the owner made it read-only (root's access() would
+    // say yes anyway).
+    if ((st.st_mode & 0222) == 0 || ::access(path.c_str(), W_OK) != 0)
+      fail_file(path, "is read-only for this user: refusing to replace it (choose another --out, or make it writable)");
+  }
+  const fs::path dir = parent_dir(path);
+  if (::stat(dir.c_str(), &st) == 0 && (!S_ISDIR(st.st_mode) || ::access(dir.c_str(), W_OK | X_OK) != 0))
+    fail_file(path, "its folder " + in_quotes(dir.string()) + " is not a folder this user can write in");
 }
 
 // Advisory lock on "<path>.lock" (flock; released when closed or the process dies).
@@ -381,7 +422,11 @@ int test_pause_ms() {
 // Call with the lock held: temp file in the same directory, fsync, rename
 // over path, fsync the directory.
 void write_atomically(const std::string& path, const std::string& text) {
+  check_writable_destination(path);
   remove_stale_temps(path);
+  // A file being replaced keeps its permission bits; a new one gets 0644.
+  mode_t mode = 0644;
+  if (struct stat st {}; ::stat(path.c_str(), &st) == 0) mode = st.st_mode & 07777;
   std::random_device rd;
   char rnd[17];
   std::snprintf(rnd, sizeof rnd, "%08x%08x", rd(), rd());
@@ -393,6 +438,7 @@ void write_atomically(const std::string& path, const std::string& text) {
     write_all(fd, text.data(), half, tmp);
     if (const int ms = test_pause_ms(); ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
     write_all(fd, text.data() + half, text.size() - half, tmp);
+    if (::fchmod(fd, mode) != 0) fail_file(tmp, std::string("cannot set its mode: ") + std::strerror(errno));
     if (::fsync(fd) != 0) fail_file(tmp, std::string("cannot fsync: ") + std::strerror(errno));
     if (::close(fd) != 0) fail_file(tmp, std::string("cannot close: ") + std::strerror(errno));
   } catch (...) {
@@ -636,6 +682,16 @@ Profile Profile::load_for_machine(const std::string& path, bool strict, const Ma
               << "; using it anyway (run spattn-tune here for a profile of this machine)\n";
   }
   return p;
+}
+
+void check_profile_destination(const std::string& path, const MachineInfo& here) {
+  check_writable_destination(path);
+  std::string text;
+  if (!read_file(path, text)) return;  // a new file
+  const Profile existing = Profile::from_yaml_string(text, path);
+  if (!existing.matches(here))
+    fail_file(path, "was tuned on " + describe(existing.machine) + ", this machine is " + describe(here) +
+                        ": refusing to merge into it (choose another --out)");
 }
 
 Profile merge_into_file(const std::string& path, const ProfileEntry& entry, const MachineInfo& machine) {

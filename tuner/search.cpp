@@ -11,6 +11,7 @@
 
 #include "spattn/error.hpp"
 #include "spattn/isa.hpp"
+#include "spattn/lab/timing.hpp"
 #include "spattn/lab/tune.hpp"
 
 namespace spattn {
@@ -22,17 +23,9 @@ double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-template <class F>
-double median_ms(int reps, F&& f) {
-  std::vector<double> t;
-  for (int i = 0; i < reps; ++i) {
-    const auto t0 = Clock::now();
-    f();
-    t.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
+// The one median of the lab and the tools (mean of the middle two for an
+// even count).
+using lab::median_ms;
 
 // One step's inputs and its dense flash output (the accuracy reference).
 struct StepData {

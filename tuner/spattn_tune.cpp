@@ -14,8 +14,9 @@
 #include <string>
 #include <vector>
 
-#include "cli_args.hpp"
-#include "timing.hpp"
+#include "tools/cli.hpp"
+#include "tools/json.hpp"
+#include "spattn/lab/timing.hpp"
 #include "spattn/lab/lab.hpp"
 #include "spattn/lab/tune.hpp"
 
@@ -102,26 +103,9 @@ struct Row {
   double density = 1;
 };
 
-std::string json_str(const std::string& s) {
-  std::string o = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') o += '\\';
-    if (static_cast<unsigned char>(c) < 0x20) continue;  // control characters have no place in these names
-    o += c;
-  }
-  return o + "\"";
-}
-
-std::string json_num(double x) {
-  if (!std::isfinite(x)) return "null";
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.6g", x);
-  return buf;
-}
-
 }  // namespace
 
-int main(int argc, char** argv) {
+int tune_main(int argc, char** argv) {
   using namespace spattn;
   using Clock = std::chrono::steady_clock;
   cli::Args a{"spattn-tune", argc, argv};
@@ -130,17 +114,16 @@ int main(int argc, char** argv) {
   o.steps = 64;
   std::string out_path, json_path;
   bool save = true, table = true;
+  int64_t kv_heads = 0;  // 0: --heads (flag order must not matter)
   while (!a.done()) {
     const std::string f = a.flag();
-    if (f == "--help" || f == "-h") {
-      std::fputs(kUsage, stdout);
-      return 0;
+    if (a.common(f, kUsage)) {
     } else if (f == "--seq-len") {
       o.workload.synthetic.seq_len = a.integer(f, 16, 1 << 22);
     } else if (f == "--heads") {
-      o.workload.synthetic.heads = o.workload.synthetic.kv_heads = a.integer(f, 1, 1024);
+      o.workload.synthetic.heads = a.integer(f, 1, 1024);
     } else if (f == "--kv-heads") {
-      o.workload.synthetic.kv_heads = a.integer(f, 1, 1024);
+      kv_heads = a.integer(f, 1, 1024);
     } else if (f == "--head-dim") {
       o.workload.synthetic.head_dim = a.integer(f, 16, 256);
     } else if (f == "--steps") {
@@ -170,7 +153,7 @@ int main(int argc, char** argv) {
       for (int64_t b : o.q_tiles)
         if (!is_supported_block_size(b)) cli::usage_error(a.tool, "--q-tiles: each must be 16, 32, 64 or 128");
     } else if (f == "--threads") {
-      o.threads = parse_list<int>(a.tool, f, a.value(f), 1, 4096);
+      o.threads = parse_list<int>(a.tool, f, a.value(f), 1, kMaxThreads);
     } else if (f == "--no-pooled") {
       o.try_pooled_budget = false;
     } else if (f == "--samples") {
@@ -192,8 +175,12 @@ int main(int argc, char** argv) {
     }
   }
   if (o.min_topk > o.max_topk) cli::usage_error(a.tool, "--topk-min is larger than --topk-max");
+  o.workload.synthetic.kv_heads = kv_heads > 0 ? kv_heads : o.workload.synthetic.heads;
   o.workload.synthetic.steps = o.steps;
   if (out_path.empty()) out_path = default_profile_path();
+  // A destination the search could not write to is an error now, not after
+  // minutes of searching.
+  if (save) check_profile_destination(out_path);
   const int table_reps = std::min(o.reps, 3);
 
   try {
@@ -270,7 +257,7 @@ int main(int argc, char** argv) {
       auto ov = [&](std::vector<float>& t) { return TensorView::heads_major(t.data(), shape.heads, shape.q_len, d); };
       const ConstTensorView qv = cv(q, shape.heads, shape.q_len), kv = cv(kk, shape.kv_heads, shape.kv_len),
                             vv = cv(v, shape.kv_heads, shape.kv_len);
-      using bench::median_ms;
+      using lab::median_ms;
       std::fprintf(stderr, "timing the dense baselines for the table...\n");
       const double flash_ms = median_ms(table_reps, [&] { dense_attention(shape, qv, kv, vv, ov(flash_out), k); });
       const std::vector<double> ref(flash_out.begin(), flash_out.end());
@@ -341,35 +328,33 @@ int main(int argc, char** argv) {
     std::printf("spattn-tune: done in %.1f s (budget %.0f s)\n", total_s, o.budget_s);
 
     if (!json_path.empty()) {
-      std::ofstream js(json_path);
-      js << "{\n  \"machine\": {\"cpu_model\": " << json_str(machine.cpu_model) << ", \"isa\": " << json_str(machine.isa)
-         << ", \"cores\": " << machine.cores << "},\n  \"workload\": " << json_str(e.workload) << ",\n  \"shape\": {\"heads\": "
-         << shape.heads << ", \"kv_heads\": " << shape.kv_heads << ", \"seq_len\": " << shape.kv_len
-         << ", \"head_dim\": " << shape.head_dim << ", \"steps\": " << steps << "},\n  \"chosen\": {\"policy\": "
-         << json_str(e.policy) << ", \"block_size\": " << e.block_size << ", \"topk_ratio\": " << json_num(e.topk_ratio)
-         << ", \"warmup_fraction\": " << json_num(e.warmup_fraction) << ", \"q_tile_rows\": " << e.q_tile_rows
-         << ", \"threads\": " << e.threads << ", \"pooled_budget\": " << (e.pooled_budget ? "true" : "false") << "},\n  \"verified\": {\"mean_cosine\": " << json_num(e.mean_cosine)
-         << ", \"min_cosine\": " << json_num(e.min_cosine) << ", \"mean_density\": " << json_num(e.mean_density)
-         << ", \"dense_ms\": " << json_num(e.dense_ms) << ", \"sparse_ms\": " << json_num(e.sparse_ms)
-         << ", \"speedup\": " << json_num(e.speedup) << "},\n  \"elapsed_s\": " << json_num(total_s)
-         << ",\n  \"table\": [";
-      for (size_t i = 0; i < rows.size(); ++i) {
-        const Row& row = rows[i];
-        js << (i ? ",\n    " : "\n    ") << "{\"method\": " << json_str(row.method) << ", \"density\": " << json_num(row.density)
-           << ", \"ms_per_step\": " << json_num(row.ms_per_step) << ", \"whole_run_ms\": " << json_num(row.whole_run_ms)
-           << ", \"whole_run_measured\": " << (row.whole_run_measured ? "true" : "false")
-           << ", \"mean_cosine\": " << json_num(row.mean_cosine) << ", \"min_cosine\": " << json_num(row.min_cosine)
-           << "}";
-      }
-      js << "\n  ]\n}\n";
-      if (!js) {
-        std::fprintf(stderr, "spattn-tune: cannot write %s\n", json_path.c_str());
-        return 1;
-      }
+      cli::Json j;
+      j["machine"] = {{"cpu_model", machine.cpu_model}, {"isa", machine.isa}, {"cores", machine.cores}};
+      j["workload"] = e.workload;
+      j["shape"] = {{"heads", shape.heads}, {"kv_heads", shape.kv_heads}, {"seq_len", shape.kv_len},
+                    {"head_dim", shape.head_dim}, {"steps", steps}};
+      j["chosen"] = {{"policy", e.policy}, {"block_size", e.block_size}, {"topk_ratio", cli::number(e.topk_ratio)},
+                     {"warmup_fraction", cli::number(e.warmup_fraction)}, {"q_tile_rows", e.q_tile_rows},
+                     {"threads", e.threads}, {"pooled_budget", e.pooled_budget}};
+      j["verified"] = {{"mean_cosine", cli::number(e.mean_cosine)}, {"min_cosine", cli::number(e.min_cosine)},
+                       {"mean_density", cli::number(e.mean_density)}, {"dense_ms", cli::number(e.dense_ms)},
+                       {"sparse_ms", cli::number(e.sparse_ms)}, {"speedup", cli::number(e.speedup)}};
+      j["elapsed_s"] = cli::number(total_s);
+      j["table"] = cli::Json::array();
+      for (const Row& row : rows)
+        j["table"].push_back({{"method", row.method}, {"density", cli::number(row.density)},
+                              {"ms_per_step", cli::number(row.ms_per_step)},
+                              {"whole_run_ms", cli::number(row.whole_run_ms)},
+                              {"whole_run_measured", row.whole_run_measured},
+                              {"mean_cosine", cli::number(row.mean_cosine)},
+                              {"min_cosine", cli::number(row.min_cosine)}});
+      cli::write_json_file(json_path, "spattn-tune", std::move(j));
     }
-  } catch (const Error& err) {
-    std::fprintf(stderr, "\n%s\n", err.what());
-    return 2;
+  } catch (const Error& err) {  // the run failed (not the flags): exit 1, as run_tool does
+    std::fprintf(stderr, "\nspattn-tune: %s\n", err.what());
+    return 1;
   }
   return 0;
 }
+
+int main(int argc, char** argv) { return spattn::cli::run_tool("spattn-tune", argc, argv, tune_main); }

@@ -135,8 +135,15 @@ struct Profile {
 Profile merge_into_file(const std::string& path, const ProfileEntry& entry,
                         const MachineInfo& machine = MachineInfo::detect());
 
-// The profile at default_profile_path() through load_for_machine(), or nullopt
-// when that file does not exist (a malformed one is still an Error).
+// Before a long search: throws spattn::Error when merging into path would fail
+// (not a regular file, read-only, a folder this user cannot write in, a
+// malformed profile, or one of another machine). A file that does not exist
+// yet passes.
+void check_profile_destination(const std::string& path, const MachineInfo& here = MachineInfo::detect());
+
+// The profile at default_profile_path() through load_for_machine(). When
+// $SPATTN_PROFILE names it, any failure to read it is an Error (the user asked
+// for that file); the fallback path may be missing: then nullopt.
 std::optional<Profile> load_default_profile(bool strict = false);
 
 // base with the parameters entry chose: block size, top-k ratio, warmup

@@ -2,9 +2,12 @@
 #include "kernels/engine/kv_plan.hpp"
 
 #include <algorithm>
+#include <new>
+#include <string>
 
 #include "dispatch/kernel_table.hpp"
 #include "kernels/engine/parallel.hpp"
+#include "spattn/error.hpp"
 
 namespace spattn::detail {
 
@@ -15,8 +18,13 @@ KVPlan::KVPlan(const AttentionShape& shape, ConstTensorView k, ConstTensorView v
   const int64_t d = head_dim_, blocks = k_blocks();
   const bool with_v = v.data != nullptr;
   const bool placed = numa_.nodes > 1 && with_v;
-  keys_ = std::make_unique<HeadBuffers>(numa_, kv_heads_, packed_key_floats(kv_len_, k_block_, d));
-  if (placed) v_copy_ = std::make_unique<HeadBuffers>(numa_, kv_heads_, kv_len_ * d);
+  try {
+    keys_ = std::make_unique<HeadBuffers>(numa_, kv_heads_, packed_key_floats(kv_len_, k_block_, d));
+    if (placed) v_copy_ = std::make_unique<HeadBuffers>(numa_, kv_heads_, kv_len_ * d);
+  } catch (const std::bad_alloc&) {  // the library reports spattn::Error, whatever failed
+    throw Error("spattn: cannot allocate " + std::to_string(packed_key_floats(kv_len_, k_block_, d) * kv_heads_ * 4) +
+                " bytes for the packed keys of kv_len " + std::to_string(kv_len_) + " (out of memory)");
+  }
   parallel_for(
       threads, kv_heads_ * blocks,
       [&](int64_t begin, int64_t end) {

@@ -1,12 +1,12 @@
 #pragma once
-// Wall-clock timing shared by the command-line tools: one run, and the median
-// of repeated runs (the figure every tool reports; these machines are noisy).
+// Wall-clock timing of the lab and the tools: one run, and the median
+// of repeated runs (the one statistic every tool reports; machines are noisy).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <vector>
 
-namespace spattn::bench {
+namespace spattn::lab {
 
 template <class F>
 double time_ms(F&& f) {
@@ -30,4 +30,4 @@ double median_ms(int reps, F&& f) {
   return median(std::move(t));
 }
 
-}  // namespace spattn::bench
+}  // namespace spattn::lab
