@@ -654,10 +654,13 @@ void run_shape(const Options& o, int64_t H, int64_t N, const ShapeParams& p, std
     // Only the leaf is created: a mistyped --export-mask path is an error,
     // not a tree of new folders (under / when run as root).
     const std::filesystem::path top(o.export_dir);
-    if (!std::filesystem::is_directory(top) && !std::filesystem::create_directory(top))
-      throw Error("--export-mask " + o.export_dir + ": not a folder");
     exdir = top / ("h" + std::to_string(H) + "_n" + std::to_string(N));
-    std::filesystem::create_directory(exdir);
+    std::error_code ec;
+    if (!std::filesystem::is_directory(top)) std::filesystem::create_directory(top, ec);
+    if (!ec) std::filesystem::create_directory(exdir, ec);
+    if (ec || !std::filesystem::is_directory(exdir))
+      throw Error("--export-mask " + o.export_dir + ": cannot create " + exdir.string() +
+                  (ec ? ": " + ec.message() : "") + " (only the last folder of the path is created)");
   }
   const int naive_reps = std::min(o.reps, 3);  // seconds to minutes per call
   std::vector<double> flash_ms, blas_ms;

@@ -171,15 +171,12 @@ int eval_main(int argc, char** argv) {
     if (!quiet) std::printf("%5s  %-17s %8s %8s %9s %9s %10s %10s\n", "step", "path", "density", "recall",
                             "cosine", "rel_l2", "ms", "dense_ms");
     eo.on_step = [&](const StepEval& e) {
-      if (!quiet)
-        std::printf("%5lld  %-17s %8.4f %8.4f %9.6f %9.2e %10.2f %10.2f\n", (long long)e.step,
-                    step_path_name(e.path), e.density, e.recall, e.cosine, e.rel_l2, e.ms, e.dense_ms);
-      else
-        std::fprintf(stderr, "\rstep %lld/%lld", (long long)e.step + 1, (long long)eo.max_steps);
+      if (quiet) return;  // --quiet: nothing per step, on stdout or stderr
+      std::printf("%5lld  %-17s %8.4f %8.4f %9.6f %9.2e %10.2f %10.2f\n", (long long)e.step,
+                  step_path_name(e.path), e.density, e.recall, e.cosine, e.rel_l2, e.ms, e.dense_ms);
       std::fflush(stdout);
     };
     const EvalResult r = evaluate(workload, cfg, eo);
-    if (quiet) std::fprintf(stderr, "\n");
     std::printf("overall: mean density %.4f, mean recall %.4f, mean cosine %.6f (min %.6f), "
                 "mean rel_l2 %.2e, time %.1f ms vs dense %.1f ms: %.2fx\n",
                 r.mean_density, r.mean_recall, r.mean_cosine, r.min_cosine, r.mean_rel_l2,

@@ -95,16 +95,6 @@ spattn::AttentionShape to_shape(const char* where, const spattn_shape* s) {
   } catch (const spattn::Error& e) {
     throw spattn::Error(std::string(e.what()) + " (in " + where + ")");
   }
-  // heads * tokens * head_dim must fit: the views index with it.
-  auto elements = [&](int64_t heads, int64_t tokens, const char* arg) {
-    int64_t n = 0;
-    if (__builtin_mul_overflow(heads, tokens, &n) || __builtin_mul_overflow(n, s->head_dim, &n))
-      fail(SPATTN_ERROR_INVALID_ARGUMENT,
-           std::string(where) + ": argument 'shape->" + arg + "' = " + std::to_string(tokens) +
-               ": tensor size overflows int64");
-  };
-  elements(shape.heads, shape.q_len, "q_len");
-  elements(shape.kv_heads, shape.kv_len, "kv_len");
   return shape;
 }
 
@@ -113,7 +103,7 @@ struct Views {
   spattn::TensorView out;
 };
 
-// Heads-major views over the caller's arrays, after the NULL and overlap checks.
+// Heads-major views over the caller's arrays, after the NULL checks.
 Views to_views(const char* where, const spattn::AttentionShape& s, const float* q, const float* k,
                const float* v, float* out) {
   require_non_null(where, "q", q);
@@ -124,18 +114,7 @@ Views to_views(const char* where, const spattn::AttentionShape& s, const float* 
           spattn::ConstTensorView::heads_major(k, s.kv_heads, s.kv_len, s.head_dim),
           spattn::ConstTensorView::heads_major(v, s.kv_heads, s.kv_len, s.head_dim),
           spattn::TensorView::heads_major(out, s.heads, s.q_len, s.head_dim)};
-  // The kernels read inputs while other threads write out: no overlap allowed.
-  const auto begin = [](const float* p) { return reinterpret_cast<uintptr_t>(p); };
-  const uintptr_t o0 = begin(out), o1 = o0 + static_cast<uintptr_t>(s.heads * s.q_len * s.head_dim) * sizeof(float);
-  auto disjoint = [&](const char* arg, const float* p, int64_t heads, int64_t tokens) {
-    const uintptr_t p0 = begin(p), p1 = p0 + static_cast<uintptr_t>(heads * tokens * s.head_dim) * sizeof(float);
-    if (p0 < o1 && o0 < p1)
-      fail(SPATTN_ERROR_INVALID_ARGUMENT,
-           std::string(where) + ": argument 'out': overlaps '" + arg + "': must be a separate array");
-  };
-  disjoint("q", q, s.heads, s.q_len);
-  disjoint("k", k, s.kv_heads, s.kv_len);
-  disjoint("v", v, s.kv_heads, s.kv_len);
+  // Overlap of out with q, k or v is refused by the kernels' shared view check.
   return w;
 }
 
@@ -174,9 +153,7 @@ spattn::SessionConfig to_config(const char* where, const spattn_session_config* 
   if (!spattn::is_supported_block_size(c->q_tile_rows))
     fail(SPATTN_ERROR_INVALID_ARGUMENT, std::string(where) + ": argument 'config->q_tile_rows' = " +
                                             std::to_string(c->q_tile_rows) + ": must be 16, 32, 64 or 128");
-  if (c->threads < 0)
-    fail(SPATTN_ERROR_INVALID_ARGUMENT, std::string(where) + ": argument 'config->threads' = " +
-                                            std::to_string(c->threads) + ": must be >= 0 (0: default)");
+  spattn::check_thread_count(where, "config->threads", c->threads);
   spattn::SessionConfig cfg;
   cfg.policy = policy;
   cfg.total_steps = c->total_steps;

@@ -36,7 +36,12 @@ namespace {
 
 const KernelTable* choose_initial() {
   if (const char* env = std::getenv("SPATTN_ISA"); env != nullptr && *env != '\0') {
-    const Isa isa = parse_isa(env);
+    Isa isa = Isa::scalar;
+    try {
+      isa = parse_isa(env);
+    } catch (const Error&) {
+      throw Error(std::string("spattn: SPATTN_ISA=") + env + ": not an ISA name (scalar, avx2, avx512 or neon)");
+    }
     const KernelTable* t = kernel_table_for(isa);
     if (t == nullptr) {
       throw Error(std::string("spattn: SPATTN_ISA=") + env +

@@ -132,12 +132,13 @@ void DiffusionAttention::set_dpad(const DpadParams& params) {
 
 StepReport DiffusionAttention::step(ConstTensorView q, ConstTensorView k, ConstTensorView v,
                                     TensorView out) {
+  // The arguments first, then the session's state. The DPad policies read
+  // q, k and v themselves before any kernel runs.
+  detail::check_views("DiffusionAttention::step", shape_, q, k, v, out);
   const int64_t s = steps_done();
   if (s >= config_.total_steps)
     throw_bad_argument("DiffusionAttention::step", "step", std::to_string(s),
                        "past total_steps " + std::to_string(config_.total_steps));
-  // The DPad policies read q, k and v themselves before any kernel runs.
-  detail::check_views("DiffusionAttention::step", shape_, q, k, v, out);
   const auto t0 = Clock::now();
   StepReport r = policy_->run(s, detail::StepTensors{shape_, q, k, v, out});
   r.step = s;

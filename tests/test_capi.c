@@ -4,6 +4,7 @@
  * passed). Built as C11 with -Wall -Wextra -Werror. */
 /* mkdtemp, unlink, rmdir under -std=c11 */
 #define _POSIX_C_SOURCE 200809L
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -139,6 +140,8 @@ static void test_dense_against_reference(void) {
   MISUSE("NULL out", spattn_dense_attention(&s, q, k, v, NULL, 1), INVALID, "'out'");
   MISUSE("out overlaps q", spattn_dense_attention(&s, q, k, v, q, 1), INVALID, "'out'");
   MISUSE("negative threads", spattn_dense_attention(&s, q, k, v, out, -1), INVALID, "threads");
+  MISUSE("threads 100000", spattn_dense_attention(&s, q, k, v, out, 100000), INVALID, "threads");
+  MISUSE("threads INT_MAX", spattn_dense_attention(&s, q, k, v, out, INT_MAX), INVALID, "threads");
   spattn_shape bad = s;
   bad.heads = 3;
   bad.kv_heads = 2;
@@ -296,7 +299,7 @@ static void test_sessions(void) {
     spattn_session_config c;
     spattn_shape shape;
     const char* needle;
-  } cases[32];
+  } cases[40];
   int n = 0;
 #define CASE(WHAT, NEEDLE, EDIT)       \
   do {                                 \
@@ -336,6 +339,11 @@ static void test_sessions(void) {
   CASE("policy 42", "config->policy", c->policy = (spattn_policy)42);
   CASE("q_tile_rows 48", "config->q_tile_rows", c->q_tile_rows = 48);
   CASE("threads -1", "config->threads", c->threads = -1);
+  CASE("threads 100000", "config->threads", c->threads = 100000);
+  /* DPad drops tokens as queries and keys: q_len must equal kv_len (before:
+     a heap overflow in the compaction, or rows of zeros). */
+  CASE("dpad q_len != kv_len", "q_len", (c->policy = SPATTN_POLICY_DPAD, sh->q_len = 32));
+  CASE("dpad+sparsed q_len != kv_len", "q_len", (c->policy = SPATTN_POLICY_DPAD_SPARSED, sh->q_len = 32));
 #undef CASE
   for (int i = 0; i < n; ++i) {
     none = (spattn_session*)&cfg;

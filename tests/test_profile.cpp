@@ -2,6 +2,7 @@
 // malformed files, schema versions, lookup rules, machine checks.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -662,4 +663,102 @@ TEST(ProfileReadme, SchemaExampleInTuningReadmeLoads) {
   const Profile p = Profile::from_yaml_string(text.substr(begin + 8, end - begin - 8), readme.string());
   EXPECT_GE(p.entries.size(), 1u);
   EXPECT_EQ(Profile::from_yaml_string(p.to_yaml(), "again"), p);
+}
+
+// ---------------------------------------------------------------------------
+// Hostile inputs (the reliability issue): each failed before its fix.
+
+// Item 2/3: kernel fields are range-checked at load, with file and line.
+TEST(ProfileHostile, KernelFieldsAreRangeCheckedAtLoadWithLine) {
+  TempDir d;
+  const std::string path = d.file("p.yaml");
+  const struct {
+    const char *from, *to, *field;
+    int line;
+  } cases[] = {
+      {"q_tile_rows: 64", "q_tile_rows: 7", "q_tile_rows", 19},
+      {"threads: 0", "threads: 1000000", "threads", 20},
+      {"head_dim: 64", "head_dim: 65", "head_dim", 11},
+      {"head_dim: 64", "head_dim: 512", "head_dim", 11},
+  };
+  for (const auto& c : cases) {
+    write_text(path, replaced(kValid, c.from, c.to));
+    const auto msg = error_of([&] { Profile::load(path); });
+    ASSERT_TRUE(msg.has_value()) << c.to;
+    EXPECT_NE(msg->find(path), std::string::npos) << *msg;
+    EXPECT_NE(msg->find("line " + std::to_string(c.line)), std::string::npos) << *msg;
+    EXPECT_NE(msg->find(c.field), std::string::npos) << *msg;
+  }
+}
+
+// Item 13: a FIFO (or a device) as a profile path is refused, not waited on.
+TEST(ProfileHostile, NonRegularFilesAreRefusedWithoutBlocking) {
+  TempDir d;
+  const std::string fifo = d.file("fifo.yaml");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  for (const std::string& p : {fifo, std::string("/dev/zero"), d.path}) {
+    const auto msg = error_of([&] { Profile::load(p); });
+    ASSERT_TRUE(msg.has_value()) << p;
+    EXPECT_NE(msg->find("not a regular file"), std::string::npos) << *msg;
+  }
+}
+
+// Item 15: a very deep document names what is wrong.
+TEST(ProfileHostile, DeepNestingIsNamed) {
+  for (const std::string& text : {std::string(100000, '['), std::string("a:\n") + std::string(20000, ' ') + "- x\n"}) {
+    const auto msg = error_of([&] { Profile::from_yaml_string(text, "deep.yaml"); });
+    ASSERT_TRUE(msg.has_value());
+    EXPECT_NE(msg->find("nesting deeper than"), std::string::npos) << *msg;
+  }
+}
+
+// Item 12: a read-only profile is refused, left as it was; a writable one
+// keeps its mode when replaced.
+TEST(ProfileHostile, ReadOnlyProfileIsRefusedAndModesAreKept) {
+  TempDir d;
+  const std::string ro = d.file("ro.yaml"), rw = d.file("rw.yaml");
+  make_profile(1).save(ro);
+  make_profile(1).save(rw);
+  ASSERT_EQ(::chmod(ro.c_str(), 0444), 0);
+  ASSERT_EQ(::chmod(rw.c_str(), 0600), 0);
+  const auto msg = error_of([&] { merge_into_file(ro, make_entry(4, 4, 999, 64), test_machine()); });
+  ASSERT_TRUE(msg.has_value());
+  EXPECT_NE(msg->find("read-only"), std::string::npos) << *msg;
+  EXPECT_EQ(Profile::load(ro).entries.size(), 1u) << "the refused file is unchanged";
+  EXPECT_TRUE(error_of([&] { check_profile_destination(ro, test_machine()); }).has_value());
+  merge_into_file(rw, make_entry(4, 4, 999, 64), test_machine());
+  struct stat st {};
+  ASSERT_EQ(::stat(rw.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  EXPECT_EQ(Profile::load(rw).entries.size(), 2u);
+}
+
+// Item 17: the destination is checked before a search, not after it.
+TEST(ProfileHostile, DestinationIsCheckedUpFront) {
+  TempDir d;
+  EXPECT_FALSE(error_of([&] { check_profile_destination(d.file("new.yaml"), test_machine()); }).has_value());
+  const std::string bad = d.file("bad.yaml");
+  write_text(bad, replaced(kValid, "topk_ratio: 0.1", "topk_ratio: 7"));
+  EXPECT_TRUE(error_of([&] { check_profile_destination(bad, test_machine()); }).has_value());
+  const std::string other = d.file("other.yaml");
+  make_profile(1, test_machine("Another CPU")).save(other);
+  const auto msg = error_of([&] { check_profile_destination(other, test_machine()); });
+  ASSERT_TRUE(msg.has_value());
+  EXPECT_NE(msg->find("Another CPU"), std::string::npos) << *msg;
+  EXPECT_TRUE(error_of([&] { check_profile_destination(d.path, test_machine()); }).has_value()) << "a folder";
+}
+
+// Item 7: an explicitly named SPATTN_PROFILE that cannot be read is an error,
+// not "no profile".
+TEST(ProfileHostile, UnreadableSpattnProfileIsAnError) {
+  TempDir d;
+  const std::string loop = d.file("loop.yaml");
+  ASSERT_EQ(::symlink(loop.c_str(), loop.c_str()), 0);
+  for (const std::string& p : {loop, d.file("missing.yaml"), d.path}) {
+    ::setenv("SPATTN_PROFILE", p.c_str(), 1);
+    const auto msg = error_of([] { (void)load_default_profile(); });
+    ::unsetenv("SPATTN_PROFILE");
+    ASSERT_TRUE(msg.has_value()) << p;
+    EXPECT_NE(msg->find(p), std::string::npos) << *msg;
+  }
 }

@@ -49,6 +49,36 @@ std::string WorkloadSource::describe() const {
   return spec_.npy_dir.empty() ? "synthetic" : "npy:" + spec_.npy_dir;
 }
 
+void summarize_steps(EvalResult& res) {
+  const double n = static_cast<double>(res.steps.size());
+  res.mean_cosine = res.mean_rel_l2 = res.sparse_total_ms = res.dense_total_ms = 0.0;
+  res.min_cosine = 1.0;
+  double density_sum = 0.0, recall_sum = 0.0;
+  int64_t recall_n = 0;
+  for (const StepEval& e : res.steps) {
+    res.mean_cosine += e.cosine / n;
+    // A NaN step makes the minimum NaN (std::min would skip it), so that it
+    // shows as NaN and fails every bound.
+    res.min_cosine = std::isnan(e.cosine) || std::isnan(res.min_cosine) ? std::numeric_limits<double>::quiet_NaN()
+                                                                      : std::min(res.min_cosine, e.cosine);
+    density_sum += e.density;
+    res.mean_rel_l2 += e.rel_l2 / n;
+    res.sparse_total_ms += e.ms;
+    res.dense_total_ms += e.dense_ms;
+    // The recall mean covers the steps that ran on a block mask; dense steps are 1 by definition.
+    if (!std::isnan(e.recall) && e.path != StepPath::dense && e.path != StepPath::dense_record) {
+      recall_sum += e.recall;
+      ++recall_n;
+    }
+  }
+  // Summed, then divided once and clamped: densities are in [0, 1], and a
+  // mean of 1s must be exactly 1 (n additions of 1/n gave 1.0000000000000002,
+  // which the profile writer rightly refused).
+  res.mean_density = n > 0 ? std::clamp(density_sum / n, 0.0, 1.0) : std::numeric_limits<double>::quiet_NaN();
+  res.mean_recall = recall_n > 0 ? recall_sum / static_cast<double>(recall_n) : std::numeric_limits<double>::quiet_NaN();
+  res.speedup_vs_dense = res.sparse_total_ms > 0 ? res.dense_total_ms / res.sparse_total_ms : 0.0;
+}
+
 EvalResult evaluate(const WorkloadSource& workload, SessionConfig config, const EvalOptions& opts) {
   using Clock = std::chrono::steady_clock;
   const AttentionShape shape = workload.shape();
@@ -61,8 +91,6 @@ EvalResult evaluate(const WorkloadSource& workload, SessionConfig config, const 
   std::vector<double> ref(dense.size());
   auto view = [&](std::vector<float>& t, int64_t h, int64_t n) { return TensorView::heads_major(t.data(), h, n, d); };
   EvalResult res;
-  double recall_sum = 0;
-  int64_t recall_n = 0;
   for (int64_t s = 0; s < steps; ++s) {
     workload.step(s, q, k, v);
     const ConstTensorView qv = view(q, shape.heads, shape.q_len), kv = view(k, shape.kv_heads, shape.kv_len),
@@ -119,35 +147,10 @@ EvalResult evaluate(const WorkloadSource& workload, SessionConfig config, const 
                                                            m->k_block, config.kernel),
                              *m);
     }
-    // The mean covers the steps that ran on a block mask; dense steps are 1 by definition.
-    if (!std::isnan(e.recall) && r.path != StepPath::dense && r.path != StepPath::dense_record) {
-      recall_sum += e.recall;
-      ++recall_n;
-    }
     res.steps.push_back(e);
     if (opts.on_step) opts.on_step(e);
   }
-  const double n = static_cast<double>(steps);
-  res.min_cosine = 1.0;
-  double density_sum = 0.0;
-  for (const StepEval& e : res.steps) {
-    res.mean_cosine += e.cosine / n;
-    // A NaN step makes the minimum NaN (std::min would skip it), so that it
-    // shows as NaN and fails every bound.
-    res.min_cosine = std::isnan(e.cosine) || std::isnan(res.min_cosine) ? std::numeric_limits<double>::quiet_NaN()
-                                                                      : std::min(res.min_cosine, e.cosine);
-    density_sum += e.density;
-    res.mean_rel_l2 += e.rel_l2 / n;
-    res.sparse_total_ms += e.ms;
-    res.dense_total_ms += e.dense_ms;
-  }
-  // Summed, then divided once and clamped: densities are in [0, 1], and a
-  // mean of 1s must be exactly 1 (n additions of 1/n gave 1.0000000000000002,
-  // which the profile writer rightly refused).
-  res.mean_density = std::clamp(density_sum / n, 0.0, 1.0);
-  res.mean_recall = recall_n > 0 ? recall_sum / static_cast<double>(recall_n)
-                                 : std::numeric_limits<double>::quiet_NaN();
-  res.speedup_vs_dense = res.sparse_total_ms > 0 ? res.dense_total_ms / res.sparse_total_ms : 0.0;
+  summarize_steps(res);
   return res;
 }
 

@@ -468,6 +468,43 @@ std::string checked_yaml(const Profile& p, const std::string& path) {
 
 std::string describe(const MachineInfo& m) { return in_quotes(m.cpu_model) + " (isa " + m.isa + ")"; }
 
+// A profile nests 4 levels deep. yaml-cpp's parser recurses per level and
+// reports a very deep document only as "bad file": refuse it here, naming the
+// line, before parsing. Counts flow brackets and block indentation (with
+// "- " sequence markers); quoted strings are skipped.
+void check_nesting(const Reader& r, const std::string& text) {
+  constexpr int kMaxDepth = 64;
+  int flow = 0, line = 1;
+  size_t i = 0;
+  while (i < text.size()) {
+    int block = 0;  // leading spaces and sequence markers of this line
+    while (i < text.size() && (text[i] == ' ' || (text[i] == '-' && i + 1 < text.size() && text[i + 1] == ' '))) {
+      block += text[i] == '-' ? 2 : 1;
+      i += text[i] == '-' ? 2 : 1;
+    }
+    char quote = 0;
+    for (; i < text.size() && text[i] != '\n'; ++i) {
+      const char c = text[i];
+      if (quote != 0) {
+        if (c == quote) quote = 0;
+      } else if (c == '\'' || c == '"') {
+        quote = c;
+      } else if (c == '#') {
+        while (i + 1 < text.size() && text[i + 1] != '\n') ++i;
+      } else if (c == '[' || c == '{') {
+        ++flow;
+      } else if (c == ']' || c == '}') {
+        flow = flow > 0 ? flow - 1 : 0;
+      }
+      if (flow > kMaxDepth || block / 2 > kMaxDepth)
+        r.fail_at_line(line, "nesting deeper than " + std::to_string(kMaxDepth) +
+                                 " levels: not a profile (a profile nests 4 levels)");
+    }
+    ++i;
+    ++line;
+  }
+}
+
 double log_distance(int64_t a, int64_t b) {
   if (a <= 0 || b <= 0) return std::numeric_limits<double>::infinity();
   return std::fabs(std::log(static_cast<double>(a) / static_cast<double>(b)));
@@ -479,6 +516,7 @@ double log_distance(int64_t a, int64_t b) {
 
 Profile Profile::from_yaml_string(const std::string& text, const std::string& source_name) {
   const Reader r(source_name);
+  check_nesting(r, text);
   YAML::Node root;
   try {
     root = YAML::Load(text);

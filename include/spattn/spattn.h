@@ -16,8 +16,13 @@
  * contiguous float arrays (heads-major, head_dim fastest). No alignment is
  * required. out must not overlap q, k or v.
  *
- * Threads. threads = 0 uses SPATTN_NUM_THREADS, else OpenMP's default. Calls
+ * Threads. threads = 0 uses SPATTN_NUM_THREADS, else OpenMP's default; at
+ * most 4096 (larger counts are refused, as are negative ones). Calls
  * are thread-safe except on the same spattn_session from two threads at once.
+ *
+ * Handles. As with free(), passing a handle after its destroy function (a
+ * second destroy, or any call on it) is undefined behaviour: the library does
+ * not track freed handles, and no message can be trusted after it.
  *
  * Non-finite inputs (NaN, Inf) propagate into the output rows they reach
  * (never a crash); set spattn_session_config.check_finite, or use
@@ -172,7 +177,8 @@ spattn_status spattn_session_set_dpad_block(spattn_session* session, int64_t pre
 /* Steps run so far. */
 spattn_status spattn_session_steps_done(const spattn_session* session, int64_t* steps);
 
-/* Frees the session; NULL is a no-op. */
+/* Frees the session; NULL is a no-op. The handle is invalid afterwards
+ * (destroying it again is undefined, as for free()). */
 void spattn_session_destroy(spattn_session* session);
 
 /* ---- tuning profiles (YAML, written by spattn-tune) ---------------------- */

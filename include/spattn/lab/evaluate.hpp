@@ -66,5 +66,8 @@ struct EvalOptions {
 // DPad policies drop the far suffix from the step, so their accuracy is taken
 // over the kept tokens' rows only (the rows the step produces).
 EvalResult evaluate(const WorkloadSource& workload, SessionConfig config, const EvalOptions& opts = {});
+// The means, minimum and totals of res from res.steps (what evaluate ends
+// with): a NaN cosine makes min_cosine NaN; mean_density is in [0, 1].
+void summarize_steps(EvalResult& res);
 
 }  // namespace spattn
