@@ -489,7 +489,7 @@ Options parse(int argc, char** argv) {
       o.warmup = a.real(f, 0.0, 0.999999);
     } else if (f == "--block-size") {
       o.block = a.integer(f, 16, 128);
-      if (!is_supported_block_size(o.block)) cli::usage_error(a.tool, "--block-size must be 16, 32, 64 or 128");
+      if (!is_supported_block_size(o.block)) cli::usage_error(a.tool, std::string("--block-size ") + kBlockSizeRule);
     } else if (f == "--topk-ratio") {
       o.topk = a.real(f, 0.0, 1.0, true);
     } else if (f == "--tau") {

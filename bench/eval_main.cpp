@@ -73,7 +73,7 @@ int eval_main(int argc, char** argv) {
     } else if (f == "--block-size") {
       cfg.block_size = a.integer(f, 16, 128);
       set_block = true;
-      if (!is_supported_block_size(cfg.block_size)) cli::usage_error(a.tool, "--block-size must be 16, 32, 64 or 128");
+      if (!is_supported_block_size(cfg.block_size)) cli::usage_error(a.tool, std::string("--block-size ") + kBlockSizeRule);
     } else if (f == "--topk-ratio") {
       cfg.topk_ratio = cfg.unisparse.topk_ratio = a.real(f, 0.0, 1.0, true);
       set_topk = true;

@@ -67,6 +67,9 @@ spattn_status guarded(F&& body, bool io = false) noexcept {
   } catch (const CapiError& e) {
     set_error(e.message.c_str());
     return e.status;
+  } catch (const spattn::OutOfMemory& e) {
+    set_error(e.what());
+    return SPATTN_ERROR_OUT_OF_MEMORY;
   } catch (const spattn::Error& e) {
     set_error(e.what());
     return io ? SPATTN_ERROR_IO : SPATTN_ERROR_INVALID_ARGUMENT;
@@ -150,9 +153,7 @@ spattn::SessionConfig to_config(const char* where, const spattn_session_config* 
   const spattn::Policy policy = read_policy(where, c);
   // Fields whose C++ names differ (kernel.q_block, kernel.threads) are checked
   // here, so the message names what the C caller set.
-  if (!spattn::is_supported_block_size(c->q_tile_rows))
-    fail(SPATTN_ERROR_INVALID_ARGUMENT, std::string(where) + ": argument 'config->q_tile_rows' = " +
-                                            std::to_string(c->q_tile_rows) + ": must be 16, 32, 64 or 128");
+  spattn::check_block_size(where, "config->q_tile_rows", c->q_tile_rows);
   spattn::check_thread_count(where, "config->threads", c->threads);
   spattn::SessionConfig cfg;
   cfg.policy = policy;
@@ -238,8 +239,8 @@ spattn_status spattn_block_sparse_attention(const spattn_shape* shape, const flo
     };
     // The row count (how much of row_ptr may be read) follows from these.
     if (mask->heads != s.heads) bad("mask->heads", mask->heads, "must equal shape->heads " + std::to_string(s.heads));
-    if (!spattn::is_supported_block_size(mask->q_block)) bad("mask->q_block", mask->q_block, "must be 16, 32, 64 or 128");
-    if (!spattn::is_supported_block_size(mask->k_block)) bad("mask->k_block", mask->k_block, "must be 16, 32, 64 or 128");
+    spattn::check_block_size(where, "mask->q_block", mask->q_block);
+    spattn::check_block_size(where, "mask->k_block", mask->k_block);
     require_non_null(where, "mask->row_ptr", mask->row_ptr);
     if (mask->nnz < 0) bad("mask->nnz", mask->nnz, "must be >= 0");
     if (mask->nnz > 0) require_non_null(where, "mask->col_idx", mask->col_idx);

@@ -1,6 +1,7 @@
 // The public attention entry points: argument checks, then one engine pass
 // (kernels/engine/) each.
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <memory>
 #include <numeric>
@@ -16,6 +17,15 @@
 namespace spattn {
 
 bool is_supported_block_size(int64_t b) { return b == 16 || b == 32 || b == 64 || b == 128; }
+
+void check_block_size(const char* where, const std::string& field, int64_t value) {
+  if (!is_supported_block_size(value)) throw_bad_argument(where, field.c_str(), std::to_string(value), kBlockSizeRule);
+}
+
+int64_t blocks_for_ratio(double ratio, int64_t k_blocks) {
+  return std::clamp<int64_t>(static_cast<int64_t>(std::ceil(ratio * static_cast<double>(k_blocks) - 1e-9)), 1,
+                             k_blocks);
+}
 
 void check_thread_count(const char* where, const char* field, int64_t threads) {
   if (threads < 0 || threads > kMaxThreads)

@@ -95,10 +95,8 @@ void check_kernel_limits(const char* where, const AttentionShape& shape, int64_t
   if (shape.head_dim % kHeadDimMultiple != 0 || shape.head_dim > kMaxHeadDim)
     throw_bad_argument(where, "head_dim", std::to_string(shape.head_dim),
                        "the kernels need a multiple of 16 up to 256 (the baselines take any)");
-  if (!is_supported_block_size(q_block))
-    throw_bad_argument(where, "q_block", std::to_string(q_block), "must be 16, 32, 64 or 128");
-  if (!is_supported_block_size(k_block))
-    throw_bad_argument(where, "k_block", std::to_string(k_block), "must be 16, 32, 64 or 128");
+  check_block_size(where, "q_block", q_block);
+  check_block_size(where, "k_block", k_block);
 }
 
 void check_finite_inputs(const char* where, const KernelOptions& opts, ConstTensorView q,

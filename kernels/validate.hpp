@@ -14,7 +14,7 @@ void check_views(const char* where, const AttentionShape& shape, ConstTensorView
 void check_input_views(const char* where, const AttentionShape& shape, ConstTensorView q, ConstTensorView k,
                        const ConstTensorView* v = nullptr);
 // What the hand-vectorized kernels need beyond that: head_dim a multiple of 16
-// up to 256, block sizes 16/32/64/128.
+// up to 256, block sizes as check_block_size.
 void check_kernel_limits(const char* where, const AttentionShape& shape, int64_t q_block,
                          int64_t k_block);
 // With opts.check_finite: throws naming the tensor, head, token and element of

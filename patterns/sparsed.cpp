@@ -67,8 +67,7 @@ BlockMask sparsed_select(const BlockMass& mass, double topk_ratio) {
   if (static_cast<int64_t>(mass.mass.size()) != rows * kbs)
     throw_bad_argument("sparsed_select", "mass.mass.size()", std::to_string(mass.mass.size()),
                        "must be heads * q_blocks * k_blocks = " + std::to_string(rows * kbs));
-  const int64_t keep = std::clamp<int64_t>(
-      static_cast<int64_t>(std::ceil(topk_ratio * static_cast<double>(kbs) - 1e-9)), 1, kbs);
+  const int64_t keep = blocks_for_ratio(topk_ratio, kbs);
   BlockMask m{mass.heads, mass.q_len, mass.kv_len, mass.q_block, mass.k_block, {}, {}};
   m.row_ptr.resize(rows + 1);
   m.col_idx.resize(rows * keep);

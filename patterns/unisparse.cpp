@@ -88,8 +88,7 @@ void validate_params(const UnisparseParams& p) { detail::validate_unisparse_para
 namespace detail {
 
 void validate_unisparse_params(const char* where, const std::string& prefix, const UnisparseParams& p) {
-  if (!is_supported_block_size(p.block))
-    throw_bad_argument(where, (prefix + "block").c_str(), std::to_string(p.block), "must be 16, 32, 64 or 128");
+  check_block_size(where, prefix + "block", p.block);
   if (p.granularities.empty())
     throw_bad_argument(where, (prefix + "granularities").c_str(), "{}", "must list at least one pooling width");
   for (size_t i = 0; i < p.granularities.size(); ++i) {
@@ -265,10 +264,8 @@ int64_t select_row(const float* est, int64_t k_blocks, int64_t diag_first, int64
     if (!kept[kb]) keys[n++] = rank_key(est[kb], kb);
   int64_t take = 0;  // how many of the highest others to keep
   if (p.select == UnisparseParams::Select::topk) {
-    const int64_t total = std::clamp<int64_t>(
-        std::max<int64_t>(static_cast<int64_t>(std::ceil(p.topk_ratio * static_cast<double>(k_blocks) - 1e-9)),
-                          p.min_blocks),
-        1, k_blocks);
+    const int64_t total = std::clamp<int64_t>(std::max(blocks_for_ratio(p.topk_ratio, k_blocks), p.min_blocks), 1,
+                                              k_blocks);
     take = std::max<int64_t>(0, total - forced);
     if (take > 0 && take < n) std::nth_element(keys.begin(), keys.begin() + (take - 1), keys.begin() + n);
   } else {

@@ -29,7 +29,7 @@ void validate_window_sink_params(const char* where, const std::string& prefix,
   auto bad = [&](const char* field, int64_t v, const char* why) {
     throw_bad_argument(where, (prefix + field).c_str(), std::to_string(v), why);
   };
-  if (!is_supported_block_size(p.block)) bad("block", p.block, "must be 16, 32, 64 or 128");
+  check_block_size(where, prefix + "block", p.block);
   if (p.sink_tokens < 0) bad("sink_tokens", p.sink_tokens, "must be >= 0");
   if (p.window_tokens < 0) bad("window_tokens", p.window_tokens, "must be >= 0");
 }

@@ -141,7 +141,7 @@ int tune_main(int argc, char** argv) {
     } else if (f == "--block-sizes") {
       o.block_sizes = parse_list<int64_t>(a.tool, f, a.value(f), 16, 128);
       for (int64_t b : o.block_sizes)
-        if (!is_supported_block_size(b)) cli::usage_error(a.tool, "--block-sizes: each must be 16, 32, 64 or 128");
+        if (!is_supported_block_size(b)) cli::usage_error(a.tool, std::string("--block-sizes: each ") + kBlockSizeRule);
     } else if (f == "--topk-min") {
       o.min_topk = a.real(f, 0.0, 1.0, true);
     } else if (f == "--topk-max") {
@@ -151,7 +151,7 @@ int tune_main(int argc, char** argv) {
     } else if (f == "--q-tiles") {
       o.q_tiles = parse_list<int64_t>(a.tool, f, a.value(f), 16, 128);
       for (int64_t b : o.q_tiles)
-        if (!is_supported_block_size(b)) cli::usage_error(a.tool, "--q-tiles: each must be 16, 32, 64 or 128");
+        if (!is_supported_block_size(b)) cli::usage_error(a.tool, std::string("--q-tiles: each ") + kBlockSizeRule);
     } else if (f == "--threads") {
       o.threads = parse_list<int>(a.tool, f, a.value(f), 1, kMaxThreads);
     } else if (f == "--no-pooled") {

@@ -6,6 +6,7 @@
 // thread count.
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "spattn/block_mask.hpp"
@@ -35,7 +36,15 @@ struct KernelOptions {
 // Limits of the hand-vectorized kernels.
 inline constexpr int64_t kMaxHeadDim = 256;
 inline constexpr int64_t kHeadDimMultiple = 16;
-bool is_supported_block_size(int64_t b);  // 16, 32, 64 or 128
+// Block sizes (and query tiles) the kernels run: 16, 32, 64 or 128. One
+// check and one message for every place a block size comes in.
+bool is_supported_block_size(int64_t b);
+inline constexpr const char* kBlockSizeRule = "must be 16, 32, 64 or 128";
+void check_block_size(const char* where, const std::string& field, int64_t value);  // throws spattn::Error
+// The number of key blocks a ratio keeps: ceil(ratio * k_blocks), at least 1,
+// at most k_blocks (a tiny epsilon absorbs ratios that are exact fractions
+// written in decimal). SparseD's top-k, UniSparse's top-k and the tuner use it.
+int64_t blocks_for_ratio(double ratio, int64_t k_blocks);
 
 // Threads: 0 means SPATTN_NUM_THREADS, else OpenMP's default; at most
 // kMaxThreads, wherever a thread count comes from (options, C API, profiles,

@@ -22,7 +22,7 @@ KVPlan::KVPlan(const AttentionShape& shape, ConstTensorView k, ConstTensorView v
     keys_ = std::make_unique<HeadBuffers>(numa_, kv_heads_, packed_key_floats(kv_len_, k_block_, d));
     if (placed) v_copy_ = std::make_unique<HeadBuffers>(numa_, kv_heads_, kv_len_ * d);
   } catch (const std::bad_alloc&) {  // the library reports spattn::Error, whatever failed
-    throw Error("spattn: cannot allocate " + std::to_string(packed_key_floats(kv_len_, k_block_, d) * kv_heads_ * 4) +
+    throw OutOfMemory("spattn: cannot allocate " + std::to_string(packed_key_floats(kv_len_, k_block_, d) * kv_heads_ * 4) +
                 " bytes for the packed keys of kv_len " + std::to_string(kv_len_) + " (out of memory)");
   }
   parallel_for(

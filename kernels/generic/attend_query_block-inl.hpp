@@ -1,23 +1,7 @@
-// pack_key_blocks and attend_query_block: the flash-attention loop for one
-// (head, query block) over a list of key blocks, built from the micro-kernels
-// above. Included inside a per-ISA namespace that defines Ops and Tiles.
-
-inline void pack_key_blocks(const float* k, int64_t k_stride, int64_t kv_len, int head_dim,
-                            int k_block, float* packed) {
-  const int64_t blocks = (kv_len + k_block - 1) / k_block;
-  for (int64_t b = 0; b < blocks; ++b) {
-    float* dst = packed + b * k_block * head_dim;
-    for (int j = 0; j < k_block; ++j) {
-      const int64_t t = b * k_block + j;
-      if (t < kv_len) {
-        const float* src = k + t * k_stride;
-        for (int c = 0; c < head_dim; ++c) dst[c * k_block + j] = src[c];
-      } else {
-        for (int c = 0; c < head_dim; ++c) dst[c * k_block + j] = 0.0f;
-      }
-    }
-  }
-}
+// attend_query_block: the flash-attention loop for one (head, query block)
+// over a list of key blocks, built from the micro-kernels qk_scores,
+// online_softmax_update and pv_accumulate. Included inside a per-ISA
+// namespace that defines Ops and Tiles.
 
 inline void prefetch_key_block(const QueryBlockJob& job, int32_t block) {
   constexpr int kLine = 64 / sizeof(float);
@@ -68,9 +52,4 @@ inline void attend_query_block(const QueryBlockJob& job) {
     for (int c = 0; c < d; c += W) Ops::store(dst + c, Ops::mul(Ops::load(src + c), iv));
     if (job.lse != nullptr) job.lse[r] = l > 0.0f ? row_max[r] + std::log(l) : (l == 0.0f ? kNegInf : l);
   }
-}
-
-inline KernelTable make_kernel_table(Isa isa) {
-  return KernelTable{isa,          Ops::W,          &qk_scores,       &online_softmax_update,
-                     &pv_accumulate, &exp_inplace, &pack_key_blocks, &attend_query_block};
 }

@@ -63,8 +63,7 @@ void SessionConfig::validate() const {
     throw_bad_argument(w, "warmup_fraction", std::to_string(warmup_fraction), "must be in [0, 1)");
   if (refresh_every < 0)
     throw_bad_argument(w, "refresh_every", std::to_string(refresh_every), "must be >= 0");
-  if (!is_supported_block_size(block_size))
-    throw_bad_argument(w, "block_size", std::to_string(block_size), "must be 16, 32, 64 or 128");
+  check_block_size(w, "block_size", block_size);
   if (!(topk_ratio > 0.0 && topk_ratio <= 1.0))
     throw_bad_argument(w, "topk_ratio", std::to_string(topk_ratio), "must be in (0, 1]");
   if (dpad.window < 0) throw_bad_argument(w, "dpad.window", std::to_string(dpad.window), "must be >= 0");
@@ -77,10 +76,8 @@ void SessionConfig::validate() const {
   // Kernel options and the selected policy's parameters are checked here too,
   // so a bad value fails at construction, not at the first step that uses it.
   check_thread_count(w, "kernel.threads", kernel.threads);
-  if (!is_supported_block_size(kernel.q_block))
-    throw_bad_argument(w, "kernel.q_block", std::to_string(kernel.q_block), "must be 16, 32, 64 or 128");
-  if (!is_supported_block_size(kernel.k_block))
-    throw_bad_argument(w, "kernel.k_block", std::to_string(kernel.k_block), "must be 16, 32, 64 or 128");
+  check_block_size(w, "kernel.q_block", kernel.q_block);
+  check_block_size(w, "kernel.k_block", kernel.k_block);
   if (policy == Policy::unisparse) {
     UnisparseParams u = unisparse;
     u.block = block_size;  // the session overrides it

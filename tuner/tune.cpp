@@ -73,7 +73,7 @@ void validate(const TuneOptions& o) {
   if (o.block_sizes.empty()) throw_bad_argument(w, "block_sizes", "{}", "must not be empty");
   for (int64_t b : o.block_sizes)
     if (!is_supported_block_size(b))
-      throw_bad_argument(w, "block_sizes", std::to_string(b), "must be 16, 32, 64 or 128");
+      throw_bad_argument(w, "block_sizes", std::to_string(b), kBlockSizeRule);
   if (!(o.min_topk > 0.0 && o.min_topk <= 1.0))
     throw_bad_argument(w, "min_topk", std::to_string(o.min_topk), "must be in (0, 1]");
   if (!(o.max_topk >= o.min_topk && o.max_topk <= 1.0))
@@ -85,7 +85,7 @@ void validate(const TuneOptions& o) {
   if (o.q_tiles.empty()) throw_bad_argument(w, "q_tiles", "{}", "must not be empty");
   for (int64_t q : o.q_tiles)
     if (!is_supported_block_size(q))
-      throw_bad_argument(w, "q_tiles", std::to_string(q), "must be 16, 32, 64 or 128");
+      throw_bad_argument(w, "q_tiles", std::to_string(q), kBlockSizeRule);
   for (int t : o.threads)
     if (t < 1) throw_bad_argument(w, "threads", std::to_string(t), "must be >= 1");
   if (o.reps < 1) throw_bad_argument(w, "reps", std::to_string(o.reps), "must be >= 1");
@@ -243,7 +243,7 @@ TuneResult tune(const TuneOptions& o) {
   };
   // Key blocks per query block a top-k ratio keeps (sparsed_select's rule).
   auto blocks_for = [](double ratio, int64_t nk) {
-    return std::clamp<int64_t>(static_cast<int64_t>(std::ceil(ratio * double(nk) - 1e-9)), 1, nk);
+    return blocks_for_ratio(ratio, nk);
   };
   // The smallest count in [lo, hi] whose mask meets the bound on the samples
   // (accuracy is monotone in it), with its estimates; 0 when even hi misses.

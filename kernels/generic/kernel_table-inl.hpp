@@ -1,0 +1,7 @@
+// make_kernel_table: this ISA's function pointers, one per kernel family.
+// Included last, inside the per-ISA namespace, after every family.
+
+inline KernelTable make_kernel_table(Isa isa) {
+  return KernelTable{isa,          Ops::W,          &qk_scores,       &online_softmax_update,
+                     &pv_accumulate, &exp_inplace, &pack_key_blocks, &attend_query_block};
+}
