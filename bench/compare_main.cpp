@@ -29,6 +29,7 @@
 #include "tools/cli.hpp"
 #include "tools/json.hpp"
 #include "spattn/lab/timing.hpp"
+#include "loglog_plot.hpp"
 #include "npy_u8.hpp"
 #include "spattn/lab/workload.hpp"
 #if SPATTN_HAS_YAML
@@ -353,111 +354,24 @@ void write_csv(const std::string& path, const std::vector<std::vector<Field>>& r
 // at twice the slope of a linear one; N^1 and N^2 guides make that visible.
 
 void write_plot(const std::string& path, const std::vector<Row>& rows, int64_t heads, int64_t d, int threads) {
-  const double W = 860, H = 560, L = 80, R = 200, T = 50, B = 60;
-  const double pw = W - L - R, ph = H - T - B;
-  std::map<Method, std::vector<std::pair<double, double>>> series;
-  double nmin = 1e300, nmax = 0, tmin = 1e300, tmax = 0;
-  std::vector<int64_t> ns;
+  const std::map<Method, const char*> color = {
+      {Method::naive, "#8c564b"},   {Method::openblas, "#7f7f7f"},  {Method::flash, "#d62728"},
+      {Method::sparsed, "#1f77b4"}, {Method::unisparse, "#2ca02c"}, {Method::dpad_sparsed, "#9467bd"},
+      {Method::window, "#ff7f0e"}};
+  std::map<Method, bench::PlotSeries> by_method;
   for (const Row& r : rows) {
     if (r.heads != heads || !r.skipped.empty() || !(r.ms_step() > 0)) continue;
-    series[r.method].push_back({double(r.n), r.ms_step()});
-    nmin = std::min(nmin, double(r.n)), nmax = std::max(nmax, double(r.n));
-    tmin = std::min(tmin, r.ms_step()), tmax = std::max(tmax, r.ms_step());
-    if (std::find(ns.begin(), ns.end(), r.n) == ns.end()) ns.push_back(r.n);
+    bench::PlotSeries& s = by_method[r.method];
+    s.name = method_name(r.method);
+    s.color = color.at(r.method);
+    s.points.push_back({double(r.n), r.ms_step()});
   }
-  std::ofstream svg(path);
-  svg << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << W << "\" height=\"" << H
-      << "\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
+  std::vector<bench::PlotSeries> series;
+  for (auto& [m, s] : by_method) series.push_back(std::move(s));
   char title[256];
   std::snprintf(title, sizeof title, "time per step vs N (heads %lld, head_dim %lld, %d threads, %s)",
                 (long long)heads, (long long)d, threads, isa_name(active_isa()));
-  svg << "<text x=\"" << L << "\" y=\"28\" font-size=\"15\">" << title << "</text>\n";
-  if (series.empty()) {
-    svg << "<text x=\"" << L << "\" y=\"" << T + 40 << "\">no measurements</text>\n</svg>\n";
-    if (!svg) throw Error("spattn-compare: cannot write '" + path + "'");
-    return;
-  }
-  const double lx0 = std::log10(nmin / 1.25), lx1 = std::log10(nmax * 1.25);
-  const double ly0 = std::floor(std::log10(tmin / 1.5)), ly1 = std::ceil(std::log10(tmax * 1.5));
-  auto X = [&](double n) { return L + (std::log10(n) - lx0) / (lx1 - lx0) * pw; };
-  auto Y = [&](double t) { return T + ph - (std::log10(t) - ly0) / (ly1 - ly0) * ph; };
-  svg << "<defs><clipPath id=\"plot\"><rect x=\"" << L << "\" y=\"" << T << "\" width=\"" << pw
-      << "\" height=\"" << ph << "\"/></clipPath></defs>\n";
-  svg << "<rect x=\"" << L << "\" y=\"" << T << "\" width=\"" << pw << "\" height=\"" << ph
-      << "\" fill=\"none\" stroke=\"black\"/>\n";
-  // y ticks: every decade, plus 2x and 5x when the range is short.
-  const bool fine = ly1 - ly0 <= 3;
-  for (double e = ly0; e <= ly1 + 1e-9; e += 1)
-    for (double m : {1.0, 2.0, 5.0}) {
-      if (m != 1.0 && !fine) continue;
-      const double t = m * std::pow(10.0, e);
-      if (std::log10(t) > ly1 + 1e-9) continue;
-      const double y = Y(t);
-      svg << "<line x1=\"" << L << "\" y1=\"" << y << "\" x2=\"" << L + pw << "\" y2=\"" << y
-          << "\" stroke=\"#ddd\"/>\n<text x=\"" << L - 6 << "\" y=\"" << y + 4 << "\" text-anchor=\"end\">"
-          << fmt("%g", t) << "</text>\n";
-    }
-  std::sort(ns.begin(), ns.end());
-  for (int64_t n : ns) {
-    const double x = X(double(n));
-    const std::string label = n % 1024 == 0 ? std::to_string(n / 1024) + "K" : std::to_string(n);
-    svg << "<line x1=\"" << x << "\" y1=\"" << T << "\" x2=\"" << x << "\" y2=\"" << T + ph
-        << "\" stroke=\"#ddd\"/>\n<text x=\"" << x << "\" y=\"" << T + ph + 18 << "\" text-anchor=\"middle\">"
-        << label << "</text>\n";
-  }
-  svg << "<text x=\"" << L + pw / 2 << "\" y=\"" << H - 15 << "\" text-anchor=\"middle\">sequence length N (log)</text>\n";
-  svg << "<text transform=\"translate(20," << T + ph / 2 << ") rotate(-90)\" text-anchor=\"middle\">ms per step (log)</text>\n";
-  // Guides: N^2 through the dense flash point at the smallest N, N^1 through
-  // the fastest method's point there.
-  auto guide = [&](double n0, double t0, double p, const char* label) {
-    const double na = nmin / 1.25, nb = nmax * 1.25;
-    const double ta = t0 * std::pow(na / n0, p), tb = t0 * std::pow(nb / n0, p);
-    svg << "<line x1=\"" << X(na) << "\" y1=\"" << Y(ta) << "\" x2=\"" << X(nb) << "\" y2=\"" << Y(tb)
-        << "\" stroke=\"#888\" stroke-dasharray=\"6,4\" clip-path=\"url(#plot)\"/>\n";
-    const double tl = std::clamp(tb, std::pow(10.0, ly0), std::pow(10.0, ly1));
-    const double nl = p > 0 ? std::min(nb, n0 * std::pow(tl / t0, 1.0 / p)) : nb;
-    svg << "<text x=\"" << X(nl) - 4 << "\" y=\"" << Y(tl) + (tb > tl ? 14 : -6)
-        << "\" text-anchor=\"end\" fill=\"#555\">" << label << "</text>\n";
-  };
-  const auto first_at = [&](Method m) -> std::optional<std::pair<double, double>> {
-    auto it = series.find(m);
-    if (it == series.end()) return std::nullopt;
-    return *std::min_element(it->second.begin(), it->second.end());
-  };
-  if (auto f = first_at(Method::flash)) guide(f->first, f->second, 2.0, "slope N\u00b2");
-  {
-    std::optional<std::pair<double, double>> lowest;
-    for (const auto& [m, pts] : series) {
-      auto p = first_at(m);
-      if (p->first == nmin && (!lowest || p->second < lowest->second)) lowest = p;
-    }
-    if (lowest) guide(lowest->first, lowest->second, 1.0, "slope N");
-  }
-  const std::map<Method, const char*> color = {
-      {Method::naive, "#8c564b"},   {Method::openblas, "#7f7f7f"},     {Method::flash, "#d62728"},
-      {Method::sparsed, "#1f77b4"}, {Method::unisparse, "#2ca02c"}, {Method::dpad_sparsed, "#9467bd"},
-      {Method::window, "#ff7f0e"}};
-  int li = 0;
-  for (const auto& [m, pts0] : series) {
-    auto pts = pts0;
-    std::sort(pts.begin(), pts.end());
-    svg << "<polyline fill=\"none\" stroke-width=\"2\" stroke=\"" << color.at(m) << "\" points=\"";
-    for (const auto& [n, t] : pts) svg << X(n) << "," << Y(t) << " ";
-    svg << "\"/>\n";
-    for (const auto& [n, t] : pts)
-      svg << "<circle cx=\"" << X(n) << "\" cy=\"" << Y(t) << "\" r=\"4\" fill=\"" << color.at(m) << "\"><title>"
-          << method_name(m) << " N " << n << ": " << fmt("%.2f", t) << " ms</title></circle>\n";
-    const double ly = T + 14 + 20 * li++;
-    svg << "<line x1=\"" << L + pw + 16 << "\" y1=\"" << ly << "\" x2=\"" << L + pw + 44 << "\" y2=\"" << ly
-        << "\" stroke-width=\"2\" stroke=\"" << color.at(m) << "\"/><circle cx=\"" << L + pw + 30 << "\" cy=\""
-        << ly << "\" r=\"4\" fill=\"" << color.at(m) << "\"/><text x=\"" << L + pw + 50 << "\" y=\"" << ly + 4
-        << "\">" << method_name(m) << "</text>\n";
-  }
-  const double ly = T + 14 + 20 * li;
-  svg << "<line x1=\"" << L + pw + 16 << "\" y1=\"" << ly << "\" x2=\"" << L + pw + 44 << "\" y2=\"" << ly
-      << "\" stroke=\"#888\" stroke-dasharray=\"6,4\"/><text x=\"" << L + pw + 50 << "\" y=\"" << ly + 4
-      << "\">N, N\u00b2 guides</text>\n</svg>\n";
-  if (!svg) throw Error("spattn-compare: cannot write '" + path + "'");
+  bench::write_loglog_plot(path, title, series, method_name(Method::flash));
 }
 
 // ---------------------------------------------------------------------------
@@ -536,309 +450,331 @@ Options parse(int argc, char** argv) {
 }
 
 // Runs every selected method on one shape; appends its rows.
-void run_shape(const Options& o, int64_t H, int64_t N, const ShapeParams& p, std::vector<Row>& rows) {
-  const int64_t d = o.head_dim, S = o.steps;
-  KernelOptions kopt;
-  kopt.threads = o.threads;
-  const int threads = resolve_threads(kopt);
-  SyntheticConfig sc;
-  sc.heads = sc.kv_heads = H;
-  sc.seq_len = N;
-  sc.head_dim = d;
-  sc.steps = S;
-  sc.seed = o.seed;
-  const SyntheticWorkload wl(sc);
-  const AttentionShape shape = wl.shape();
-  // Warmup steps as DiffusionAttention::warmup_steps counts them.
-  const int64_t w0 = warmup_steps_for(Policy::unisparse, p.warmup, S);
-  const int64_t w_sd = warmup_steps_for(Policy::sparsed, p.warmup, S);
-  const int64_t record = w_sd - 1;
-  const int64_t apply = w_sd < S ? w_sd + (S - w_sd - 1) / 2 : S - 1;
-  const std::string tag = "h" + std::to_string(H) + " N" + std::to_string(N);
-  auto progress = [&](const char* fmt_, auto... xs) {
-    if (o.quiet) return;
+// One shape: its workload, the patterns recorded at the last warmup step, and
+// every method timed on the applied step next to dense flash.
+class ShapeRun {
+ public:
+  ShapeRun(const Options& o, int64_t H, int64_t N, const ShapeParams& p)
+      : o_(o), H_(H), N_(N), d_(o.head_dim), S_(o.steps), p_(p), wl_(synthetic_config(o, H, N)), shape_(wl_.shape()),
+        cshape_(shape_), tag_("h" + std::to_string(H) + " N" + std::to_string(N)) {
+    kopt_.threads = o.threads;
+    threads_ = resolve_threads(kopt_);
+    // Warmup steps as DiffusionAttention::warmup_steps counts them.
+    w0_ = warmup_steps_for(Policy::unisparse, p.warmup, S_);
+    w_sd_ = warmup_steps_for(Policy::sparsed, p.warmup, S_);
+    record_ = w_sd_ - 1;
+    apply_ = w_sd_ < S_ ? w_sd_ + (S_ - w_sd_ - 1) / 2 : S_ - 1;
+    make_rows();
+    const size_t qsize = static_cast<size_t>(H * N * d_);
+    ref_.resize(qsize);
+    out_.resize(qsize);
+    lse_.resize(static_cast<size_t>(H * N));
+  }
+
+  void run(std::vector<Row>& rows) {
+    progress("[%s] generating step %lld\n", tag_.c_str(), (long long)record_);
+    wl_.step(record_, q_, k_, v_);
+    if (row_of(Method::sparsed) != nullptr || !o_.export_dir.empty()) record_sparsed();
+    if (row_of(Method::dpad_sparsed) != nullptr) record_dpad();
+    progress("[%s] generating step %lld\n", tag_.c_str(), (long long)apply_);
+    wl_.step(apply_, q_, k_, v_);
+    make_export_dir();
+    for (int rep = 0; rep < o_.reps; ++rep) time_rep(rep);
+    const double rss = peak_rss_mib();
+    for (Row& r : mine_) r.peak_rss = rss;
+    progress("[%s] peak RSS so far %.0f MiB\n", tag_.c_str(), rss);
+    if (!exdir_.empty()) export_pattern();
+    for (Row& r : mine_)
+      if (o_.wants(r.method)) rows.push_back(std::move(r));
+  }
+
+ private:
+  static SyntheticConfig synthetic_config(const Options& o, int64_t H, int64_t N) {
+    SyntheticConfig sc;
+    sc.heads = sc.kv_heads = H;
+    sc.seq_len = N;
+    sc.head_dim = o.head_dim;
+    sc.steps = o.steps;
+    sc.seed = o.seed;
+    return sc;
+  }
+
+  template <class... Xs>
+  void progress(const char* fmt_, Xs... xs) const {
+    if (o_.quiet) return;
     std::fprintf(stderr, fmt_, xs...);
     std::fflush(stderr);
-  };
-
-  std::vector<Row> mine;
-  for (Method m : kAllMethods) {
-    if (m != Method::flash && !o.wants(m)) continue;
-    Row r;
-    r.method = m;
-    r.heads = H, r.n = N, r.d = d, r.params = p;
-    r.warmup_steps = (m == Method::sparsed || m == Method::dpad_sparsed) ? w_sd : w0;
-    r.record_step = record, r.apply_step = apply;
-    if (m == Method::naive && N > o.naive_max_n)
-      r.skipped = "naive: N > --naive-max-n " + std::to_string(o.naive_max_n) + " (minutes per call)";
-    if (m == Method::openblas) {
-      // blas_attention holds a 256 x N fp32 score tile (per head, reused), not N x N.
-      const double tile_bytes = 256.0 * double(N) * 4.0;
-      if (!have_blas()) r.skipped = "openblas: built without OpenBLAS";
-      else if (tile_bytes > 2.0 * (1 << 30)) r.skipped = "openblas: its 256 x N score tile exceeds 2 GiB";
-      else if (o.blas_max_n > 0 && N > o.blas_max_n)
-        r.skipped = "openblas: N > --blas-max-n " + std::to_string(o.blas_max_n);
-    }
-    mine.push_back(r);
   }
-  auto row_of = [&](Method m) -> Row* {
-    for (Row& r : mine)
+
+  void make_rows() {
+    for (Method m : kAllMethods) {
+      if (m != Method::flash && !o_.wants(m)) continue;
+      Row r;
+      r.method = m;
+      r.heads = H_, r.n = N_, r.d = d_, r.params = p_;
+      r.warmup_steps = (m == Method::sparsed || m == Method::dpad_sparsed) ? w_sd_ : w0_;
+      r.record_step = record_, r.apply_step = apply_;
+      if (m == Method::naive && N_ > o_.naive_max_n)
+        r.skipped = "naive: N > --naive-max-n " + std::to_string(o_.naive_max_n) + " (minutes per call)";
+      if (m == Method::openblas) {
+        // blas_attention holds a 256 x N fp32 score tile (per head, reused), not N x N.
+        const double tile_bytes = 256.0 * double(N_) * 4.0;
+        if (!have_blas()) r.skipped = "openblas: built without OpenBLAS";
+        else if (tile_bytes > 2.0 * (1 << 30)) r.skipped = "openblas: its 256 x N score tile exceeds 2 GiB";
+        else if (o_.blas_max_n > 0 && N_ > o_.blas_max_n)
+          r.skipped = "openblas: N > --blas-max-n " + std::to_string(o_.blas_max_n);
+      }
+      mine_.push_back(r);
+    }
+  }
+  Row* row_of(Method m) {
+    for (Row& r : mine_)
       if (r.method == m) return &r;
     return nullptr;
-  };
-  const bool need_sd = row_of(Method::sparsed) != nullptr || !o.export_dir.empty();
-  const bool need_dpad = row_of(Method::dpad_sparsed) != nullptr;
+  }
+  ConstTensorView cview(const std::vector<float>& t, int64_t n) const {
+    return ConstTensorView::heads_major(t.data(), H_, n, d_);
+  }
+  TensorView view(std::vector<float>& t) const { return TensorView::heads_major(t.data(), H_, N_, d_); }
 
-  const size_t qsize = static_cast<size_t>(H * N * d);
-  std::vector<float> q, k, v, ref(qsize), out(qsize), lse(static_cast<size_t>(H * N)), kc, vc, qc, oc;
-  auto cview = [&](const std::vector<float>& t, int64_t n) { return ConstTensorView::heads_major(t.data(), H, n, d); };
-  auto view = [&](std::vector<float>& t) { return TensorView::heads_major(t.data(), H, N, d); };
-
-  // Record step: the patterns the later steps reuse.
-  std::optional<BlockMask> sd_mask, dpad_mask;
-  std::vector<int32_t> kept;
-  AttentionShape cshape = shape;
-  progress("[%s] generating step %lld\n", tag.c_str(), (long long)record);
-  wl.step(record, q, k, v);
-  if (need_sd) {
-    progress("[%s] recording the SparseD pattern (block %lld, top-k %.3f)\n", tag.c_str(), (long long)p.block, p.topk);
-    dense_attention_with_lse(shape, cview(q, N), cview(k, N), cview(v, N), view(ref), lse.data(), kopt);
-    double build = time_ms([&] {
-      const BlockMass mass = block_attention_mass_from_lse(shape, cview(q, N), cview(k, N), lse.data(), p.block,
-                                                           p.block, kopt);
-      sd_mask = sparsed_select(mass, p.topk);
+  // Record step: the SparseD pattern the later steps reuse.
+  void record_sparsed() {
+    progress("[%s] recording the SparseD pattern (block %lld, top-k %.3f)\n", tag_.c_str(), (long long)p_.block,
+             p_.topk);
+    dense_attention_with_lse(shape_, cview(q_, N_), cview(k_, N_), cview(v_, N_), view(ref_), lse_.data(), kopt_);
+    const double build = time_ms([&] {
+      const BlockMass mass =
+          block_attention_mass_from_lse(shape_, cview(q_, N_), cview(k_, N_), lse_.data(), p_.block, p_.block, kopt_);
+      sd_mask_ = sparsed_select(mass, p_.topk);
     });
     if (Row* r = row_of(Method::sparsed)) r->build_ms = build;
   }
-  if (need_dpad) {
-    progress("[%s] recording the DPad+SparseD pattern\n", tag.c_str());
-    kept = dpad_kept_tokens(N, dpad_geometry(N));
-    // DPad removes the dropped tokens from the step, as queries and as keys
-    // (as the session does): everything below runs over the kept tokens.
-    cshape.q_len = cshape.kv_len = static_cast<int64_t>(kept.size());
+
+  // DPad removes the dropped tokens from the step, as queries and as keys (as
+  // the session does): everything here runs over the kept tokens.
+  void record_dpad() {
+    progress("[%s] recording the DPad+SparseD pattern\n", tag_.c_str());
+    kept_ = dpad_kept_tokens(N_, dpad_geometry(N_));
+    cshape_.q_len = cshape_.kv_len = static_cast<int64_t>(kept_.size());
     Row* r = row_of(Method::dpad_sparsed);
-    oc.resize(static_cast<size_t>(H * cshape.q_len * d));
-    const TensorView ocv = TensorView::heads_major(oc.data(), H, cshape.q_len, d);
+    oc_.resize(static_cast<size_t>(H_ * cshape_.q_len * d_));
+    const TensorView ocv = TensorView::heads_major(oc_.data(), H_, cshape_.q_len, d_);
     // The session's warmup steps for dpad+sparsed run dense over the kept tokens.
     r->warm_step_ms = time_ms([&] {
-      compact_kv(shape, k, v, kept, kc, vc, threads);
-      compact_rows(q, H, N, d, kept, qc, threads);
-      dense_attention_with_lse(cshape, cview(qc, cshape.q_len), cview(kc, cshape.kv_len), cview(vc, cshape.kv_len),
-                               ocv, lse.data(), kopt);
+      compact_kv(shape_, k_, v_, kept_, kc_, vc_, threads_);
+      compact_rows(q_, H_, N_, d_, kept_, qc_, threads_);
+      dense_attention_with_lse(cshape_, cview(qc_, cshape_.q_len), cview(kc_, cshape_.kv_len),
+                               cview(vc_, cshape_.kv_len), ocv, lse_.data(), kopt_);
     });
     r->build_ms = time_ms([&] {
-      const BlockMass mass = block_attention_mass_from_lse(cshape, cview(qc, cshape.q_len), cview(kc, cshape.kv_len),
-                                                           lse.data(), p.block, p.block, kopt);
-      dpad_mask = sparsed_select(mass, p.topk);
+      const BlockMass mass = block_attention_mass_from_lse(cshape_, cview(qc_, cshape_.q_len),
+                                                           cview(kc_, cshape_.kv_len), lse_.data(), p_.block, p_.block,
+                                                           kopt_);
+      dpad_mask_ = sparsed_select(mass, p_.topk);
     });
     // The compacted K/V live only around DPad's own calls, so the other
     // methods' peaks do not stack on them (64K x 32 heads must fit in 8 GiB).
-    std::vector<float>().swap(kc);
-    std::vector<float>().swap(vc);
+    std::vector<float>().swap(kc_);
+    std::vector<float>().swap(vc_);
   }
 
-  // Applied step: every method on the same inputs, against dense flash.
-  progress("[%s] generating step %lld\n", tag.c_str(), (long long)apply);
-  wl.step(apply, q, k, v);
-  const ConstTensorView qv = cview(q, N), kv = cview(k, N), vv = cview(v, N);
-  UnisparseParams up;
-  up.block = p.block;
-  up.tau = o.tau;
-  up.topk_ratio = p.topk;
-  WindowSinkParams wp;
-  wp.block = p.block;
-  wp.sink_tokens = o.sink_tokens;
-  wp.window_tokens = o.window_tokens;
-  std::filesystem::path exdir;
-  if (!o.export_dir.empty()) {
+  void make_export_dir() {
+    if (o_.export_dir.empty()) return;
     // Only the leaf is created: a mistyped --export-mask path is an error,
     // not a tree of new folders (under / when run as root).
-    const std::filesystem::path top(o.export_dir);
-    exdir = top / ("h" + std::to_string(H) + "_n" + std::to_string(N));
+    const std::filesystem::path top(o_.export_dir);
+    exdir_ = top / ("h" + std::to_string(H_) + "_n" + std::to_string(N_));
     std::error_code ec;
     if (!std::filesystem::is_directory(top)) std::filesystem::create_directory(top, ec);
-    if (!ec) std::filesystem::create_directory(exdir, ec);
-    if (ec || !std::filesystem::is_directory(exdir))
-      throw Error("--export-mask " + o.export_dir + ": cannot create " + exdir.string() +
+    if (!ec) std::filesystem::create_directory(exdir_, ec);
+    if (ec || !std::filesystem::is_directory(exdir_))
+      throw Error("--export-mask " + o_.export_dir + ": cannot create " + exdir_.string() +
                   (ec ? ": " + ec.message() : "") + " (only the last folder of the path is created)");
   }
-  const int naive_reps = std::min(o.reps, 3);  // seconds to minutes per call
-  std::vector<double> flash_ms, blas_ms;
-  for (int rep = 0; rep < o.reps; ++rep) {
-    progress("[%s] rep %d/%d:", tag.c_str(), rep + 1, o.reps);
-    // One flash run per repetition; every other method's run follows it, so
-    // each ratio compares runs from the same minute.
-    const double tf = time_ms([&] { dense_attention(shape, qv, kv, vv, view(ref), kopt); });
-    flash_ms.push_back(tf);
+
+  // One repetition: a flash run, then every other method right after it, so
+  // each ratio compares runs from the same minute.
+  void time_rep(int rep) {
+    const ConstTensorView qv = cview(q_, N_), kv = cview(k_, N_), vv = cview(v_, N_);
+    progress("[%s] rep %d/%d:", tag_.c_str(), rep + 1, o_.reps);
+    const double tf = time_ms([&] { dense_attention(shape_, qv, kv, vv, view(ref_), kopt_); });
+    flash_ms_.push_back(tf);
     progress(" flash %.1f", tf);
-    if (rep == 0 && !exdir.empty()) save_npy((exdir / "out_flash.npy").string(), {H, N, d}, ref.data());
+    if (rep == 0 && !exdir_.empty()) save_npy((exdir_ / "out_flash.npy").string(), {H_, N_, d_}, ref_.data());
     double tb = kNaN;
-    for (Row& r : mine) {
+    for (Row& r : mine_) {
       if (!r.skipped.empty()) continue;
-      double t = 0;
-      switch (r.method) {
-        case Method::flash:
-          t = tf;
-          break;
-        case Method::naive:
-          if (rep >= naive_reps) continue;
-          t = time_ms([&] { naive_attention(shape, qv, kv, vv, view(out), kopt); });
-          break;
-        case Method::openblas:
-          t = tb = time_ms([&] { blas_attention(shape, qv, kv, vv, view(out), kopt); });
-          break;
-        case Method::sparsed:
-          t = time_ms([&] { block_sparse_attention(shape, qv, kv, vv, *sd_mask, view(out), kopt); });
-          r.density = sd_mask->density();
-          break;
-        case Method::unisparse: {
-          double dens = 0;
-          t = time_ms([&] {
-            const BlockMask m = unisparse_select(shape, qv, kv, up, kopt);
-            block_sparse_attention(shape, qv, kv, vv, m, view(out), kopt);
-            dens = m.density();
-          });
-          r.density = dens;
-          break;
-        }
-        case Method::dpad_sparsed:
-          // Allocated (and zeroed, so paged in) before the clock starts, as
-          // the session's buffers are after its first step.
-          kc.resize(static_cast<size_t>(H * cshape.kv_len * d));
-          vc.resize(kc.size());
-          t = time_ms([&] {
-            compact_kv(shape, k, v, kept, kc, vc, threads);
-            compact_rows(q, H, N, d, kept, qc, threads);
-            block_sparse_attention(cshape, cview(qc, cshape.q_len), cview(kc, cshape.kv_len),
-                                   cview(vc, cshape.kv_len), *dpad_mask,
-                                   TensorView::heads_major(oc.data(), H, cshape.q_len, d), kopt);
-          });
-          {
-            const double share = double(cshape.kv_len) / double(N);
-            r.density = dpad_mask->density() * share * share;
-          }
-          if (rep == 0) {
-            // Accuracy over the kept tokens' rows: the rows the step produces.
-            std::vector<float> rc;
-            compact_rows(ref, H, N, d, kept, rc, threads);
-            accuracy(cshape, oc, rc, r.cosine, r.rel_l2);
-          }
-          std::vector<float>().swap(kc);
-          std::vector<float>().swap(vc);
-          std::vector<float>().swap(qc);
-          break;
-        case Method::window: {
-          double dens = 0;
-          t = time_ms([&] {
-            const BlockMask m = window_sink_mask(shape, wp);
-            block_sparse_attention(shape, qv, kv, vv, m, view(out), kopt);
-            dens = m.density();
-          });
-          r.density = dens;
-          break;
-        }
-      }
+      const double t = r.method == Method::flash ? tf : time_method(r, rep);
+      if (std::isnan(t)) continue;  // naive past its repetitions
+      if (r.method == Method::openblas) tb = t;
       r.ms.push_back(t);
       r.vs_flash.push_back(tf / t);
       if (r.method != Method::flash) progress(" %s %.1f", method_name(r.method), t);
       if (rep == 0) {
         if (r.method == Method::flash) r.cosine = 1.0, r.rel_l2 = 0.0;
-        else if (r.method != Method::dpad_sparsed) accuracy(shape, out, ref, r.cosine, r.rel_l2);
-        if (r.method == Method::sparsed && !exdir.empty())
-          save_npy((exdir / "out_sparsed.npy").string(), {H, N, d}, out.data());
+        else if (r.method != Method::dpad_sparsed) accuracy(shape_, out_, ref_, r.cosine, r.rel_l2);
+        if (r.method == Method::sparsed && !exdir_.empty())
+          save_npy((exdir_ / "out_sparsed.npy").string(), {H_, N_, d_}, out_.data());
       }
     }
-    if (std::isfinite(tb)) blas_ms.push_back(tb);
     // Ratios to OpenBLAS from the same repetition (flash's own run included).
     if (std::isfinite(tb))
-      for (Row& r : mine)
+      for (Row& r : mine_)
         if (r.skipped.empty() && static_cast<int>(r.ms.size()) == rep + 1) r.vs_blas.push_back(tb / r.ms.back());
     progress("%s", " ms\n");
   }
-  const double rss = peak_rss_mib();
-  for (Row& r : mine) r.peak_rss = rss;
-  progress("[%s] peak RSS so far %.0f MiB\n", tag.c_str(), rss);
 
-  if (!exdir.empty()) {
-    // The SparseD pattern as a dense 0/1 table, plus the inputs it is applied to.
-    const BlockMask& m = *sd_mask;
+  // One method on the applied step; NaN when it sits this repetition out.
+  double time_method(Row& r, int rep) {
+    const ConstTensorView qv = cview(q_, N_), kv = cview(k_, N_), vv = cview(v_, N_);
+    double dens = 1.0, t = kNaN;
+    switch (r.method) {
+      case Method::flash: break;
+      case Method::naive:
+        if (rep >= std::min(o_.reps, 3)) return kNaN;  // seconds to minutes per call
+        t = time_ms([&] { naive_attention(shape_, qv, kv, vv, view(out_), kopt_); });
+        break;
+      case Method::openblas: t = time_ms([&] { blas_attention(shape_, qv, kv, vv, view(out_), kopt_); }); break;
+      case Method::sparsed:
+        t = time_ms([&] { block_sparse_attention(shape_, qv, kv, vv, *sd_mask_, view(out_), kopt_); });
+        dens = sd_mask_->density();
+        break;
+      case Method::unisparse:
+      case Method::window:
+        t = time_ms([&] {
+          const BlockMask m = r.method == Method::unisparse ? unisparse_select(shape_, qv, kv, unisparse_params(), kopt_)
+                                                            : window_sink_mask(shape_, window_params());
+          block_sparse_attention(shape_, qv, kv, vv, m, view(out_), kopt_);
+          dens = m.density();
+        });
+        break;
+      case Method::dpad_sparsed: return time_dpad(r, rep);
+    }
+    r.density = dens;
+    return t;
+  }
+
+  double time_dpad(Row& r, int rep) {
+    // Allocated (and zeroed, so paged in) before the clock starts, as the
+    // session's buffers are after its first step.
+    kc_.resize(static_cast<size_t>(H_ * cshape_.kv_len * d_));
+    vc_.resize(kc_.size());
+    const double t = time_ms([&] {
+      compact_kv(shape_, k_, v_, kept_, kc_, vc_, threads_);
+      compact_rows(q_, H_, N_, d_, kept_, qc_, threads_);
+      block_sparse_attention(cshape_, cview(qc_, cshape_.q_len), cview(kc_, cshape_.kv_len), cview(vc_, cshape_.kv_len),
+                             *dpad_mask_, TensorView::heads_major(oc_.data(), H_, cshape_.q_len, d_), kopt_);
+    });
+    const double share = double(cshape_.kv_len) / double(N_);
+    r.density = dpad_mask_->density() * share * share;
+    if (rep == 0) {
+      // Accuracy over the kept tokens' rows: the rows the step produces.
+      std::vector<float> rc;
+      compact_rows(ref_, H_, N_, d_, kept_, rc, threads_);
+      accuracy(cshape_, oc_, rc, r.cosine, r.rel_l2);
+    }
+    std::vector<float>().swap(kc_);
+    std::vector<float>().swap(vc_);
+    std::vector<float>().swap(qc_);
+    return t;
+  }
+
+  UnisparseParams unisparse_params() const {
+    UnisparseParams up;
+    up.block = p_.block;
+    up.tau = o_.tau;
+    up.topk_ratio = p_.topk;
+    return up;
+  }
+  WindowSinkParams window_params() const {
+    WindowSinkParams wp;
+    wp.block = p_.block;
+    wp.sink_tokens = o_.sink_tokens;
+    wp.window_tokens = o_.window_tokens;
+    return wp;
+  }
+
+  // The SparseD pattern as a dense 0/1 table, plus the inputs it is applied to.
+  void export_pattern() {
+    const BlockMask& m = *sd_mask_;
     const int64_t qb = m.q_blocks(), kb = m.k_blocks();
-    std::vector<uint8_t> dense(static_cast<size_t>(H * qb * kb), 0);
-    for (int64_t h = 0; h < H; ++h)
+    std::vector<uint8_t> dense(static_cast<size_t>(H_ * qb * kb), 0);
+    for (int64_t h = 0; h < H_; ++h)
       for (int64_t b = 0; b < qb; ++b)
         for (int32_t c : m.row(h, b)) dense[(h * qb + b) * kb + c] = 1;
-    bench::save_npy_u8((exdir / "mask.npy").string(), {H, qb, kb}, dense.data());
-    save_npy((exdir / "q.npy").string(), {H, N, d}, q.data());
-    save_npy((exdir / "k.npy").string(), {H, N, d}, k.data());
-    save_npy((exdir / "v.npy").string(), {H, N, d}, v.data());
-    const double fms = median(flash_ms);
-    cli::Json meta{{"heads", H}, {"kv_heads", H}, {"seq_len", N}, {"head_dim", d}, {"block_size", p.block},
+    bench::save_npy_u8((exdir_ / "mask.npy").string(), {H_, qb, kb}, dense.data());
+    save_npy((exdir_ / "q.npy").string(), {H_, N_, d_}, q_.data());
+    save_npy((exdir_ / "k.npy").string(), {H_, N_, d_}, k_.data());
+    save_npy((exdir_ / "v.npy").string(), {H_, N_, d_}, v_.data());
+    cli::Json meta{{"heads", H_}, {"kv_heads", H_}, {"seq_len", N_}, {"head_dim", d_}, {"block_size", p_.block},
                    {"q_blocks", qb}, {"k_blocks", kb}, {"density", cli::number(m.density())},
-                   {"topk_ratio", cli::number(p.topk)}, {"scale", cli::number(shape.effective_scale())},
+                   {"topk_ratio", cli::number(p_.topk)}, {"scale", cli::number(shape_.effective_scale())},
                    {"layout", "heads-major [heads][seq_len][head_dim] float32; mask [heads][q_blocks][k_blocks] uint8"},
-                   {"record_step", record}, {"apply_step", apply}, {"threads", threads},
-                   {"isa", isa_name(active_isa())}, {"spattn_flash_ms", cli::number(fms)}};
+                   {"record_step", record_}, {"apply_step", apply_}, {"threads", threads_},
+                   {"isa", isa_name(active_isa())}, {"spattn_flash_ms", cli::number(median(flash_ms_))}};
     if (const Row* r = row_of(Method::sparsed)) {
       meta["spattn_sparsed_ms"] = cli::number(r->ms_step());
       meta["spattn_sparsed_cosine"] = cli::number(r->cosine);
     }
     if (const Row* r = row_of(Method::openblas); r && r->skipped.empty())
       meta["spattn_openblas_ms"] = cli::number(r->ms_step());
-    cli::write_json_file((exdir / "meta.json").string(), "spattn-compare", std::move(meta));
+    cli::write_json_file((exdir_ / "meta.json").string(), "spattn-compare", std::move(meta));
   }
-  for (Row& r : mine)
-    if (o.wants(r.method)) rows.push_back(std::move(r));
+
+  const Options& o_;
+  int64_t H_, N_, d_, S_;
+  ShapeParams p_;
+  SyntheticWorkload wl_;
+  AttentionShape shape_, cshape_;
+  std::string tag_;
+  KernelOptions kopt_;
+  int threads_ = 1;
+  int64_t w0_ = 0, w_sd_ = 0, record_ = 0, apply_ = 0;
+  std::vector<Row> mine_;
+  std::vector<float> q_, k_, v_, ref_, out_, lse_, kc_, vc_, qc_, oc_;
+  std::optional<BlockMask> sd_mask_, dpad_mask_;
+  std::vector<int32_t> kept_;
+  std::filesystem::path exdir_;
+  std::vector<double> flash_ms_;
+};
+
+void run_shape(const Options& o, int64_t H, int64_t N, const ShapeParams& p, std::vector<Row>& rows) {
+  ShapeRun(o, H, N, p).run(rows);
 }
 
-}  // namespace
-
-int compare_main(int argc, char** argv) {
-  const Options o = parse(argc, argv);
-  KernelOptions kopt;
-  kopt.threads = o.threads;
-  const int threads = resolve_threads(kopt);
+// Block size, top-k and warmup for one shape: the flags, or the profile's
+// nearest entry when --profile is given (a note says when none fits).
 #if SPATTN_HAS_YAML
-  std::optional<Profile> profile;
-  if (!o.profile.empty()) {
-    try {
-      profile = Profile::load_for_machine(o.profile, /*strict=*/false);
-    } catch (const Error& e) {
-      std::fprintf(stderr, "spattn-compare: --profile: %s\n", e.what());
-      return 2;
+using ProfilePtr = const Profile*;
+#else
+using ProfilePtr = const void*;  // no profiles in this build: always null
+#endif
+ShapeParams shape_params(const Options& o, int64_t H, int64_t N, ProfilePtr profile,
+                         std::vector<std::string>& notes) {
+  ShapeParams p;
+  p.block = o.block, p.topk = o.topk, p.warmup = o.warmup;
+#if SPATTN_HAS_YAML
+  if (profile != nullptr) {
+    const TunedShape ts{H, H, N, o.head_dim, o.steps};
+    const ProfileEntry* e = profile->lookup(ts, "sparsed");
+    if (e == nullptr) e = profile->lookup(ts);
+    if (e != nullptr) {
+      p.block = e->block_size, p.topk = e->topk_ratio, p.warmup = e->warmup_fraction;
+      p.source = "profile:" + e->policy + "@" + std::to_string(e->shape.seq_len);
+    } else {
+      notes.push_back("h" + std::to_string(H) + " N" + std::to_string(N) + ": no profile entry for head_dim " +
+                      std::to_string(o.head_dim) + ", flags used");
     }
   }
+#else
+  (void)H, (void)N, (void)profile, (void)notes;
 #endif
-  std::printf("spattn-compare: synthetic workload, head_dim %lld, %d threads, ISA %s, median of %d reps, "
-              "whole run %lld steps\n",
-              (long long)o.head_dim, threads, isa_name(active_isa()), o.reps, (long long)o.steps);
-  std::vector<Row> rows;
-  std::vector<std::string> notes;
-  try {
-    for (int64_t H : o.heads)
-      for (int64_t N : o.seq_lens) {
-        ShapeParams p;
-        p.block = o.block, p.topk = o.topk, p.warmup = o.warmup;
-#if SPATTN_HAS_YAML
-        if (profile) {
-          const TunedShape ts{H, H, N, o.head_dim, o.steps};
-          const ProfileEntry* e = profile->lookup(ts, "sparsed");
-          if (e == nullptr) e = profile->lookup(ts);
-          if (e != nullptr) {
-            p.block = e->block_size, p.topk = e->topk_ratio, p.warmup = e->warmup_fraction;
-            p.source = "profile:" + e->policy + "@" + std::to_string(e->shape.seq_len);
-          } else {
-            notes.push_back("h" + std::to_string(H) + " N" + std::to_string(N) +
-                            ": no profile entry for head_dim " + std::to_string(o.head_dim) + ", flags used");
-          }
-        }
-#endif
-        run_shape(o, H, N, p, rows);
-      }
-  } catch (const Error& e) {
-    std::fprintf(stderr, "spattn-compare: %s\n", e.what());
-    return 1;
-  }
+  return p;
+}
 
+// The table on stdout (one line per method and shape) and its records.
+std::vector<std::vector<Field>> print_table(const std::vector<Row>& rows, const Options& o, int threads,
+                                            std::vector<std::string>& notes) {
   // flash's median per shape: the whole-run baseline.
   auto flash_of = [&](const Row& r) {
     for (const Row& f : rows)
@@ -870,20 +806,39 @@ int compare_main(int argc, char** argv) {
                       ", top-k " + fmt("%.3f", r.params.topk) + ", warmup " + fmt("%.3f", r.params.warmup) +
                       " from " + r.params.source);
   }
+  return recs;
+}
+
+}  // namespace
+
+int compare_main(int argc, char** argv) {
+  const Options o = parse(argc, argv);
+  KernelOptions kopt;
+  kopt.threads = o.threads;
+  const int threads = resolve_threads(kopt);
+  ProfilePtr profile_ptr = nullptr;
+#if SPATTN_HAS_YAML
+  std::optional<Profile> profile;
+  if (!o.profile.empty()) profile = Profile::load_for_machine(o.profile, /*strict=*/false);
+  if (profile) profile_ptr = &*profile;
+#endif
+  std::printf("spattn-compare: synthetic workload, head_dim %lld, %d threads, ISA %s, median of %d reps, "
+              "whole run %lld steps\n",
+              (long long)o.head_dim, threads, isa_name(active_isa()), o.reps, (long long)o.steps);
+  std::vector<Row> rows;
+  std::vector<std::string> notes;
+  for (int64_t H : o.heads)
+    for (int64_t N : o.seq_lens) run_shape(o, H, N, shape_params(o, H, N, profile_ptr, notes), rows);
+  const std::vector<std::vector<Field>> recs = print_table(rows, o, threads, notes);
   for (const std::string& s : notes) std::printf("%s\n", s.c_str());
   std::printf("speedups: medians of per-rep ratios (each method's run follows a flash run of the same rep); "
               "cosine / rel-L2 against dense flash of the same step; run x = S x flash / whole-run\n");
   std::printf("peak RSS: %.0f MiB (largest shape: heads %lld, N %lld)\n", peak_rss_mib(),
               (long long)*std::max_element(o.heads.begin(), o.heads.end()),
               (long long)*std::max_element(o.seq_lens.begin(), o.seq_lens.end()));
-  try {
-    if (!o.json.empty()) write_json(o.json, recs);
-    if (!o.csv.empty()) write_csv(o.csv, recs);
-    if (!o.plot.empty()) write_plot(o.plot, rows, o.heads.front(), o.head_dim, threads);
-  } catch (const Error& e) {
-    std::fprintf(stderr, "%s\n", e.what());
-    return 1;
-  }
+  if (!o.json.empty()) write_json(o.json, recs);
+  if (!o.csv.empty()) write_csv(o.csv, recs);
+  if (!o.plot.empty()) write_plot(o.plot, rows, o.heads.front(), o.head_dim, threads);
   return 0;
 }
 

@@ -44,119 +44,165 @@ const char* kUsage = R"(usage: spattn-eval [flags]
   --quiet               no per-step lines
 )";
 
-}  // namespace
-
-int eval_main(int argc, char** argv) {
-  using namespace spattn;
-  cli::Args a{"spattn-eval", argc, argv};
-  SessionConfig cfg;
-  WorkloadSpec spec;
-  spec.synthetic.decode_block = 512;
-  EvalOptions eo;
+struct CliOptions {
+  spattn::SessionConfig cfg;
+  spattn::WorkloadSpec spec;
+  spattn::EvalOptions eo;
   std::string json_path, profile_path;
   bool quiet = false;
   bool set_block = false, set_topk = false, set_warmup = false, set_threads = false;
-  int64_t kv_heads = 0;  // 0: --heads (flag order must not matter)
   int64_t steps = 64;
-  cfg.dpad.window = 512;
-  cfg.dpad.sigma = 1024;
+  int64_t kv_heads = 0;  // 0: --heads (flag order must not matter)
+};
+
+CliOptions parse_options(int argc, char** argv) {
+  using namespace spattn;
+  cli::Args a{"spattn-eval", argc, argv};
+  CliOptions c;
+  c.spec.synthetic.decode_block = 512;
+  c.cfg.dpad.window = 512;
+  c.cfg.dpad.sigma = 1024;
   while (!a.done()) {
     const std::string f = a.flag();
     if (a.common(f, kUsage)) {
     } else if (f == "--policy") {
       const std::string p = a.value(f);
       try {
-        cfg.policy = parse_policy(p);
+        c.cfg.policy = parse_policy(p);
       } catch (const Error& e) {
         cli::usage_error(a.tool, e.what());
       }
     } else if (f == "--block-size") {
-      cfg.block_size = a.integer(f, 16, 128);
-      set_block = true;
-      if (!is_supported_block_size(cfg.block_size)) cli::usage_error(a.tool, std::string("--block-size ") + kBlockSizeRule);
+      c.cfg.block_size = a.integer(f, 16, 128);
+      c.set_block = true;
+      if (!is_supported_block_size(c.cfg.block_size)) cli::usage_error(a.tool, std::string("--block-size ") + kBlockSizeRule);
     } else if (f == "--topk-ratio") {
-      cfg.topk_ratio = cfg.unisparse.topk_ratio = a.real(f, 0.0, 1.0, true);
-      set_topk = true;
+      c.cfg.topk_ratio = c.cfg.unisparse.topk_ratio = a.real(f, 0.0, 1.0, true);
+      c.set_topk = true;
     } else if (f == "--warmup-fraction") {
-      cfg.warmup_fraction = a.real(f, 0.0, 0.999999);
-      set_warmup = true;
+      c.cfg.warmup_fraction = a.real(f, 0.0, 0.999999);
+      c.set_warmup = true;
     } else if (f == "--pooled-budget") {
-      cfg.pooled_budget = true;
+      c.cfg.pooled_budget = true;
     } else if (f == "--refresh") {
-      cfg.refresh_every = a.integer(f, 0, 1 << 30);
+      c.cfg.refresh_every = a.integer(f, 0, 1 << 30);
     } else if (f == "--tau") {
-      cfg.unisparse.tau = a.real(f, 0.0, 1.0, true);
+      c.cfg.unisparse.tau = a.real(f, 0.0, 1.0, true);
     } else if (f == "--unisparse-topk") {
-      cfg.unisparse.select = UnisparseParams::Select::topk;
+      c.cfg.unisparse.select = UnisparseParams::Select::topk;
     } else if (f == "--dpad-window") {
-      cfg.dpad.window = a.integer(f, 0, 1LL << 40);
+      c.cfg.dpad.window = a.integer(f, 0, 1LL << 40);
     } else if (f == "--dpad-sigma") {
-      cfg.dpad.sigma = a.real(f, 0.0, 1e12, true);
+      c.cfg.dpad.sigma = a.real(f, 0.0, 1e12, true);
     } else if (f == "--steps") {
-      steps = a.integer(f, 1, 1 << 20);
+      c.steps = a.integer(f, 1, 1 << 20);
     } else if (f == "--seq-len") {
-      spec.synthetic.seq_len = a.integer(f, 16, 1 << 22);
+      c.spec.synthetic.seq_len = a.integer(f, 16, 1 << 22);
     } else if (f == "--heads") {
-      spec.synthetic.heads = a.integer(f, 1, 1024);
+      c.spec.synthetic.heads = a.integer(f, 1, 1024);
     } else if (f == "--kv-heads") {
-      kv_heads = a.integer(f, 1, 1024);
+      c.kv_heads = a.integer(f, 1, 1024);
     } else if (f == "--head-dim") {
-      spec.synthetic.head_dim = a.integer(f, 16, 256);
+      c.spec.synthetic.head_dim = a.integer(f, 16, 256);
     } else if (f == "--seed") {
-      spec.synthetic.seed = static_cast<uint64_t>(a.integer(f, 0, 1LL << 62));
+      c.spec.synthetic.seed = static_cast<uint64_t>(a.integer(f, 0, 1LL << 62));
     } else if (f == "--decode-block") {
-      spec.synthetic.decode_block = a.integer(f, 0, 1 << 22);
+      c.spec.synthetic.decode_block = a.integer(f, 0, 1 << 22);
     } else if (f == "--npy") {
-      spec.npy_dir = a.value(f);
+      c.spec.npy_dir = a.value(f);
     } else if (f == "--layer") {
-      spec.layer = static_cast<int>(a.integer(f, 0, 1 << 20));
+      c.spec.layer = static_cast<int>(a.integer(f, 0, 1 << 20));
     } else if (f == "--threads") {
-      cfg.kernel.threads = a.threads(f);
-      set_threads = true;
+      c.cfg.kernel.threads = a.threads(f);
+      c.set_threads = true;
     } else if (f == "--no-recall") {
-      eo.recall = false;
+      c.eo.recall = false;
     } else if (f == "--profile") {
 #if SPATTN_HAS_YAML
-      profile_path = a.value(f);
+      c.profile_path = a.value(f);
 #else
       cli::usage_error(a.tool, "--profile: this build has no YAML profile support");
 #endif
     } else if (f == "--json") {
-      json_path = a.value(f);
+      c.json_path = a.value(f);
     } else if (f == "--quiet") {
-      quiet = true;
+      c.quiet = true;
     } else {
       cli::usage_error(a.tool, "unknown flag '" + f + "'");
     }
   }
-  spec.synthetic.kv_heads = kv_heads > 0 ? kv_heads : spec.synthetic.heads;
-  spec.synthetic.steps = steps;
-  eo.max_steps = steps;
-  // DPad's geometry on the synthetic workload: the prompt is its first half;
-  // decoding is at the block right after it.
+  c.spec.synthetic.kv_heads = c.kv_heads > 0 ? c.kv_heads : c.spec.synthetic.heads;
+  c.spec.synthetic.steps = c.steps;
+  c.eo.max_steps = c.steps;
+  return c;
+}
+
+#if SPATTN_HAS_YAML
+// The profile's nearest entry fills what the flags left unset.
+void apply_profile(CliOptions& c, const spattn::WorkloadSource& workload) {
+  using namespace spattn;
+  const AttentionShape shape = workload.shape();
+  const Profile profile = Profile::load_for_machine(c.profile_path, /*strict=*/false);
+  SessionConfig base = c.cfg;
+  base.total_steps = std::min(c.steps, workload.steps());
+  const SessionConfig from = session_config_from_profile(profile, shape, base);
+  if (!c.set_block) c.cfg.block_size = from.block_size;
+  if (!c.set_topk) c.cfg.topk_ratio = c.cfg.unisparse.topk_ratio = from.topk_ratio;
+  if (!c.set_warmup) c.cfg.warmup_fraction = from.warmup_fraction;
+  if (!c.set_threads) c.cfg.kernel.threads = from.kernel.threads;
+  c.cfg.kernel.q_block = from.kernel.q_block;
+  std::printf("profile %s: %s\n", c.profile_path.c_str(),
+              profile.lookup(TunedShape{shape.heads, shape.kv_heads, shape.kv_len, shape.head_dim, base.total_steps},
+                             policy_name(c.cfg.policy))
+                  ? "nearest entry applied"
+                  : "no entry for this head_dim and policy: documented defaults");
+}
+#endif
+
+void write_eval_json(const CliOptions& c, const spattn::WorkloadSource& workload, const spattn::EvalResult& r) {
+  using namespace spattn;
+  const AttentionShape shape = workload.shape();
+  cli::Json j;
+  j["policy"] = policy_name(c.cfg.policy);
+  j["workload"] = workload.describe();
+  j["seq_len"] = shape.kv_len;
+  j["heads"] = shape.heads;
+  j["kv_heads"] = shape.kv_heads;
+  j["head_dim"] = shape.head_dim;
+  j["block_size"] = c.cfg.block_size;
+  j["topk_ratio"] = c.cfg.topk_ratio;
+  j["warmup_fraction"] = c.cfg.warmup_fraction;
+  j["mean_cosine"] = cli::number(r.mean_cosine);
+  j["min_cosine"] = cli::number(r.min_cosine);
+  j["mean_density"] = cli::number(r.mean_density);
+  j["mean_rel_l2"] = cli::number(r.mean_rel_l2);
+  j["mean_recall"] = cli::number(r.mean_recall);
+  j["sparse_total_ms"] = cli::number(r.sparse_total_ms);
+  j["dense_total_ms"] = cli::number(r.dense_total_ms);
+  j["speedup_vs_dense"] = cli::number(r.speedup_vs_dense);
+  j["steps"] = cli::Json::array();
+  for (const StepEval& e : r.steps)
+    j["steps"].push_back({{"step", e.step}, {"path", step_path_name(e.path)}, {"density", cli::number(e.density)},
+                          {"recall", cli::number(e.recall)}, {"cosine", cli::number(e.cosine)},
+                          {"rel_l2", cli::number(e.rel_l2)}, {"ms", cli::number(e.ms)},
+                          {"dense_ms", cli::number(e.dense_ms)}});
+  cli::write_json_file(c.json_path, "spattn-eval", std::move(j));
+}
+
+}  // namespace
+
+int eval_main(int argc, char** argv) {
+  using namespace spattn;
+  CliOptions c = parse_options(argc, argv);
+  SessionConfig& cfg = c.cfg;
   try {
-    WorkloadSource workload(spec);
+    WorkloadSource workload(c.spec);
     const AttentionShape shape = workload.shape();
 #if SPATTN_HAS_YAML
-    if (!profile_path.empty()) {
-      const Profile profile = Profile::load_for_machine(profile_path, /*strict=*/false);
-      SessionConfig base = cfg;
-      base.total_steps = std::min(steps, workload.steps());
-      const SessionConfig from = session_config_from_profile(profile, shape, base);
-      if (!set_block) cfg.block_size = from.block_size;
-      if (!set_topk) cfg.topk_ratio = cfg.unisparse.topk_ratio = from.topk_ratio;
-      if (!set_warmup) cfg.warmup_fraction = from.warmup_fraction;
-      if (!set_threads) cfg.kernel.threads = from.kernel.threads;
-      cfg.kernel.q_block = from.kernel.q_block;
-      std::printf("profile %s: %s\n", profile_path.c_str(),
-                  profile.lookup(TunedShape{shape.heads, shape.kv_heads, shape.kv_len, shape.head_dim,
-                                            base.total_steps}, policy_name(cfg.policy))
-                      ? "nearest entry applied"
-                      : "no entry for this head_dim and policy: documented defaults");
-    }
-#else
-    (void)set_block, (void)set_topk, (void)set_warmup, (void)set_threads;
+    if (!c.profile_path.empty()) apply_profile(c, workload);
 #endif
+    // DPad's geometry on the synthetic workload: the prompt is its first half;
+    // decoding is at the block right after it.
     if (cfg.dpad.block_end == 0) {
       cfg.dpad.prefix_len = shape.kv_len / 2;
       cfg.dpad.block_start = shape.kv_len / 2;
@@ -166,48 +212,22 @@ int eval_main(int argc, char** argv) {
                 "block %lld, topk %.3f, warmup %.3f, ISA %s, threads %d\n",
                 policy_name(cfg.policy), workload.describe().c_str(), (long long)shape.heads,
                 (long long)shape.kv_heads, (long long)shape.kv_len, (long long)shape.head_dim,
-                (long long)std::min(steps, workload.steps()), (long long)cfg.block_size, cfg.topk_ratio,
+                (long long)std::min(c.steps, workload.steps()), (long long)cfg.block_size, cfg.topk_ratio,
                 cfg.warmup_fraction, isa_name(active_isa()), resolve_threads(cfg.kernel));
-    if (!quiet) std::printf("%5s  %-17s %8s %8s %9s %9s %10s %10s\n", "step", "path", "density", "recall",
-                            "cosine", "rel_l2", "ms", "dense_ms");
-    eo.on_step = [&](const StepEval& e) {
-      if (quiet) return;  // --quiet: nothing per step, on stdout or stderr
+    if (!c.quiet) std::printf("%5s  %-17s %8s %8s %9s %9s %10s %10s\n", "step", "path", "density", "recall",
+                              "cosine", "rel_l2", "ms", "dense_ms");
+    c.eo.on_step = [&](const StepEval& e) {
+      if (c.quiet) return;  // --quiet: nothing per step, on stdout or stderr
       std::printf("%5lld  %-17s %8.4f %8.4f %9.6f %9.2e %10.2f %10.2f\n", (long long)e.step,
                   step_path_name(e.path), e.density, e.recall, e.cosine, e.rel_l2, e.ms, e.dense_ms);
       std::fflush(stdout);
     };
-    const EvalResult r = evaluate(workload, cfg, eo);
+    const EvalResult r = evaluate(workload, cfg, c.eo);
     std::printf("overall: mean density %.4f, mean recall %.4f, mean cosine %.6f (min %.6f), "
                 "mean rel_l2 %.2e, time %.1f ms vs dense %.1f ms: %.2fx\n",
                 r.mean_density, r.mean_recall, r.mean_cosine, r.min_cosine, r.mean_rel_l2,
                 r.sparse_total_ms, r.dense_total_ms, r.speedup_vs_dense);
-    if (!json_path.empty()) {
-      cli::Json j;
-      j["policy"] = policy_name(cfg.policy);
-      j["workload"] = workload.describe();
-      j["seq_len"] = shape.kv_len;
-      j["heads"] = shape.heads;
-      j["kv_heads"] = shape.kv_heads;
-      j["head_dim"] = shape.head_dim;
-      j["block_size"] = cfg.block_size;
-      j["topk_ratio"] = cfg.topk_ratio;
-      j["warmup_fraction"] = cfg.warmup_fraction;
-      j["mean_cosine"] = cli::number(r.mean_cosine);
-      j["min_cosine"] = cli::number(r.min_cosine);
-      j["mean_density"] = cli::number(r.mean_density);
-      j["mean_rel_l2"] = cli::number(r.mean_rel_l2);
-      j["mean_recall"] = cli::number(r.mean_recall);
-      j["sparse_total_ms"] = cli::number(r.sparse_total_ms);
-      j["dense_total_ms"] = cli::number(r.dense_total_ms);
-      j["speedup_vs_dense"] = cli::number(r.speedup_vs_dense);
-      j["steps"] = cli::Json::array();
-      for (const StepEval& e : r.steps)
-        j["steps"].push_back({{"step", e.step}, {"path", step_path_name(e.path)}, {"density", cli::number(e.density)},
-                              {"recall", cli::number(e.recall)}, {"cosine", cli::number(e.cosine)},
-                              {"rel_l2", cli::number(e.rel_l2)}, {"ms", cli::number(e.ms)},
-                              {"dense_ms", cli::number(e.dense_ms)}});
-      cli::write_json_file(json_path, "spattn-eval", std::move(j));
-    }
+    if (!c.json_path.empty()) write_eval_json(c, workload, r);
   } catch (const Error& e) {  // the run failed (not the flags): exit 1, as run_tool does
     std::fprintf(stderr, "spattn-eval: %s\n", e.what());
     return 1;

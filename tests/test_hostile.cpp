@@ -70,7 +70,9 @@ TEST(Hostile, OutputOverlappingAnInputIsRefused) {
 // (before: NaN after reading past packed K, std::bad_alloc, a segfault).
 TEST(Hostile, SizesThatOverflowInt64AreRefused) {
   static float one[16] = {};
-  auto v = [](int64_t h, int64_t n, int64_t d) { return ConstTensorView::heads_major(one, h, n, d); };
+  // Built by hand: heads_major would compute tokens * head_dim, which is the
+  // very overflow under test.
+  auto v = [](int64_t h, int64_t n, int64_t d) { return ConstTensorView{one, h, n, d, d, d}; };
   const AttentionShape huge_kv{1, 1, 64, (int64_t{1} << 57) + 64, 128};
   TensorView out = TensorView::heads_major(new float[64 * 128], 1, 64, 128);
   BlockMask m;

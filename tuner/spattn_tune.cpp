@@ -103,257 +103,310 @@ struct Row {
   double density = 1;
 };
 
+struct CliOptions {
+  spattn::TuneOptions o;
+  std::string out_path, json_path;
+  bool save = true, table = true;
+  int64_t kv_heads = 0;  // 0: --heads (flag order must not matter)
+};
+
+CliOptions parse_options(int argc, char** argv) {
+  using namespace spattn;
+  cli::Args a{"spattn-tune", argc, argv};
+  CliOptions c;
+  c.o.workload.synthetic.seq_len = 4096;
+  c.o.steps = 64;
+  while (!a.done()) {
+    const std::string f = a.flag();
+    if (a.common(f, kUsage)) {
+    } else if (f == "--seq-len") {
+      c.o.workload.synthetic.seq_len = a.integer(f, 16, 1 << 22);
+    } else if (f == "--heads") {
+      c.o.workload.synthetic.heads = a.integer(f, 1, 1024);
+    } else if (f == "--kv-heads") {
+      c.kv_heads = a.integer(f, 1, 1024);
+    } else if (f == "--head-dim") {
+      c.o.workload.synthetic.head_dim = a.integer(f, 16, 256);
+    } else if (f == "--steps") {
+      c.o.steps = a.integer(f, 1, 1 << 20);
+    } else if (f == "--seed") {
+      c.o.workload.synthetic.seed = static_cast<uint64_t>(a.integer(f, 0, 1LL << 62));
+    } else if (f == "--npy") {
+      c.o.workload.npy_dir = a.value(f);
+    } else if (f == "--layer") {
+      c.o.workload.layer = static_cast<int>(a.integer(f, 0, 1 << 20));
+    } else if (f == "--min-mean-cosine") {
+      c.o.min_mean_cosine = a.real(f, -1.0, 1.0);
+    } else if (f == "--min-step-cosine") {
+      c.o.min_step_cosine = a.real(f, -1.0, 1.0);
+    } else if (f == "--block-sizes") {
+      c.o.block_sizes = parse_list<int64_t>(a.tool, f, a.value(f), 16, 128);
+      for (int64_t b : c.o.block_sizes)
+        if (!is_supported_block_size(b)) cli::usage_error(a.tool, std::string("--block-sizes: each ") + kBlockSizeRule);
+    } else if (f == "--topk-min") {
+      c.o.min_topk = a.real(f, 0.0, 1.0, true);
+    } else if (f == "--topk-max") {
+      c.o.max_topk = a.real(f, 0.0, 1.0, true);
+    } else if (f == "--warmup-fractions") {
+      c.o.warmup_fractions = parse_list<double>(a.tool, f, a.value(f), 0.0, 0.999999);
+    } else if (f == "--q-tiles") {
+      c.o.q_tiles = parse_list<int64_t>(a.tool, f, a.value(f), 16, 128);
+      for (int64_t b : c.o.q_tiles)
+        if (!is_supported_block_size(b)) cli::usage_error(a.tool, std::string("--q-tiles: each ") + kBlockSizeRule);
+    } else if (f == "--threads") {
+      c.o.threads = parse_list<int>(a.tool, f, a.value(f), 1, kMaxThreads);
+    } else if (f == "--no-pooled") {
+      c.o.try_pooled_budget = false;
+    } else if (f == "--samples") {
+      c.o.sample_steps = static_cast<int>(a.integer(f, 1, 64));
+    } else if (f == "--reps") {
+      c.o.reps = static_cast<int>(a.integer(f, 1, 1000));
+    } else if (f == "--budget-s") {
+      c.o.budget_s = a.real(f, 0.0, 1e7, true);
+    } else if (f == "--out") {
+      c.out_path = a.value(f);
+    } else if (f == "--no-save") {
+      c.save = false;
+    } else if (f == "--no-table") {
+      c.table = false;
+    } else if (f == "--json") {
+      c.json_path = a.value(f);
+    } else {
+      cli::usage_error(a.tool, "unknown flag '" + f + "'");
+    }
+  }
+  if (c.o.min_topk > c.o.max_topk) cli::usage_error(a.tool, "--topk-min is larger than --topk-max");
+  c.o.workload.synthetic.kv_heads = c.kv_heads > 0 ? c.kv_heads : c.o.workload.synthetic.heads;
+  c.o.workload.synthetic.steps = c.o.steps;
+  if (c.out_path.empty()) c.out_path = default_profile_path();
+  return c;
+}
+
+void print_search(const spattn::TuneResult& r, const spattn::TuneOptions& o) {
+  std::printf("\nsearched (best per warmup and block size; estimates from %d sample steps):\n", o.sample_steps);
+  std::printf("%6s %7s %8s %7s %9s %10s %10s %11s %12s\n", "block", "warmup", "blocks", "budget", "topk",
+              "est_cos", "est_min", "sparse_ms", "est_run_ms");
+  for (const spattn::TuneCandidate& c : r.candidates)
+    std::printf("%6lld %7lld %8lld %7s %9.4f %10.5f %10.5f %11.2f %12.1f%s\n", (long long)c.block_size,
+                (long long)c.warmup_steps, (long long)c.blocks_kept, c.pooled_budget ? "pooled" : "head",
+                c.topk_ratio, c.est_mean_cosine, c.est_min_cosine, c.sparse_step_ms, c.est_run_ms,
+                c.block_size == r.chosen.block_size && c.warmup_steps == r.chosen.warmup_steps &&
+                        c.pooled_budget == r.chosen.pooled_budget
+                    ? "  <- chosen"
+                    : "");
+  std::printf("%d accuracy checks in %.1f s%s\n", r.accuracy_evals, r.elapsed_s,
+              r.budget_hit ? " (search cut short by the budget)" : "");
+  if (!r.note.empty()) std::printf("note: %s\n", r.note.c_str());
+}
+
+// What the side-by-side table needs besides the rows.
+struct TableContext {
+  const spattn::WorkloadSource& probe;
+  spattn::AttentionShape shape;
+  int64_t steps;
+  int table_reps;
+  bool naive_row;
+};
+
+// Naive attention on the first KV group (query heads [0, group), kv head 0
+// lead their tensors), scaled to all heads: the full call would take minutes.
+Row naive_row_of(const spattn::AttentionShape& shape, const std::vector<float>& q, const std::vector<float>& kk,
+                 const std::vector<float>& v, const std::vector<double>& ref, int reps, int64_t steps,
+                 const spattn::KernelOptions& k) {
+  using namespace spattn;
+  const int64_t d = shape.head_dim, group = shape.heads / shape.kv_heads;
+  auto cv = [&](const std::vector<float>& t, int64_t h, int64_t n) { return ConstTensorView::heads_major(t.data(), h, n, d); };
+  AttentionShape g = shape;
+  g.heads = group;
+  g.kv_heads = 1;
+  const std::vector<double> gref(ref.begin(), ref.begin() + group * shape.q_len * d);
+  std::vector<float> out(static_cast<size_t>(group * shape.q_len * d));
+  Row row;
+  row.method = shape.kv_heads > 1 ? "dense naive*" : "dense naive";
+  row.ms_per_step = double(shape.kv_heads) * lab::median_ms(reps, [&] {
+    naive_attention(g, cv(q, group, shape.q_len), cv(kk, 1, shape.kv_len), cv(v, 1, shape.kv_len),
+                    TensorView::heads_major(out.data(), group, shape.q_len, d), k);
+  });
+  row.whole_run_ms = row.ms_per_step * double(steps);
+  row.mean_cosine = row.min_cosine = cosine_similarity(ConstTensorView::heads_major(out.data(), group, shape.q_len, d), gref);
+  return row;
+}
+
+// The dense baselines timed on the last step, next to the verified SparseD
+// run; returns the rows and flash's ms/step.
+std::vector<Row> time_table(const TableContext& t, const spattn::TuneResult& r, double& flash_ms) {
+  using namespace spattn;
+  const ProfileEntry& e = r.entry;
+  const AttentionShape& shape = t.shape;
+  const int64_t steps = t.steps;
+  const int table_reps = t.table_reps;
+  const bool naive_row = t.naive_row;
+  const WorkloadSource& probe = t.probe;
+  std::vector<Row> rows;
+  KernelOptions k;
+  k.threads = e.threads;
+  k.q_block = e.q_tile_rows;
+  std::vector<float> q, kk, v;
+  probe.step(steps - 1, q, kk, v);
+  const int64_t d = shape.head_dim;
+  auto cv = [&](const std::vector<float>& t, int64_t h, int64_t n) { return ConstTensorView::heads_major(t.data(), h, n, d); };
+  std::vector<float> flash_out(static_cast<size_t>(shape.heads * shape.q_len * d)), out(flash_out.size());
+  auto ov = [&](std::vector<float>& t) { return TensorView::heads_major(t.data(), shape.heads, shape.q_len, d); };
+  const ConstTensorView qv = cv(q, shape.heads, shape.q_len), kv = cv(kk, shape.kv_heads, shape.kv_len),
+                        vv = cv(v, shape.kv_heads, shape.kv_len);
+  using lab::median_ms;
+  std::fprintf(stderr, "timing the dense baselines for the table...\n");
+  flash_ms = median_ms(table_reps, [&] { dense_attention(shape, qv, kv, vv, ov(flash_out), k); });
+  const std::vector<double> ref(flash_out.begin(), flash_out.end());
+  auto dense_row = [&](const char* name, auto&& fn) {
+    Row row;
+    row.method = name;
+    row.ms_per_step = median_ms(table_reps, fn);
+    row.whole_run_ms = row.ms_per_step * double(steps);
+    row.mean_cosine = row.min_cosine = cosine_similarity(ov(out), ref);
+    rows.push_back(row);
+  };
+  if (naive_row) rows.push_back(naive_row_of(shape, q, kk, v, ref, table_reps, steps, k));
+  if (have_blas()) dense_row("dense OpenBLAS", [&] { blas_attention(shape, qv, kv, vv, ov(out), k); });
+  Row flash;
+  flash.method = "dense flash";
+  flash.ms_per_step = flash_ms;
+  flash.whole_run_ms = e.dense_ms;  // the verification run's dense steps
+  flash.whole_run_measured = true;
+  flash.mean_cosine = flash.min_cosine = 1.0;
+  rows.push_back(flash);
+  Row sp;
+  sp.method = "SparseD (tuned)";
+  sp.ms_per_step = r.chosen.sparse_step_ms;
+  sp.whole_run_ms = e.sparse_ms;
+  sp.whole_run_measured = true;
+  sp.mean_cosine = e.mean_cosine;
+  sp.min_cosine = e.min_cosine;
+  sp.density = r.chosen.topk_ratio;
+  rows.push_back(sp);
+  return rows;
+}
+
+void print_table(const TableContext& t, const std::vector<Row>& rows, const spattn::TuneResult& r, double flash_ms,
+                 int sparse_reps) {
+  using namespace spattn;
+  const ProfileEntry& e = r.entry;
+  const AttentionShape& shape = t.shape;
+  const int64_t steps = t.steps, group = shape.heads / shape.kv_heads;
+  const int table_reps = t.table_reps;
+  const bool naive_row = t.naive_row;
+  KernelOptions k;
+  k.threads = e.threads;
+  std::printf("\nside by side: heads %lld/%lld, N %lld, head_dim %lld, %lld steps, threads %d, ISA %s\n",
+              (long long)shape.heads, (long long)shape.kv_heads, (long long)shape.kv_len,
+              (long long)shape.head_dim, (long long)steps, resolve_threads(k), isa_name(active_isa()));
+  std::printf("%-16s %8s %11s %9s %13s %10s %10s %10s\n", "method", "density", "ms/step", "vs flash",
+              "whole run ms", "vs flash", "mean cos", "min cos");
+  for (const Row& row : rows) {
+    char whole[32];
+    std::snprintf(whole, sizeof whole, "%s%.0f", row.whole_run_measured ? "" : "~", row.whole_run_ms);
+    std::printf("%-16s %8.3f %11.2f %8.2fx %13s %9.2fx %10.5f %10.5f\n", row.method.c_str(), row.density,
+                row.ms_per_step, flash_ms / row.ms_per_step, whole, e.dense_ms / row.whole_run_ms,
+                row.mean_cosine, row.min_cosine);
+  }
+  std::printf("ms/step: median of %d runs on step %lld (sparse: of %d runs, on the sparse path). Whole run: the\n"
+              "verification run for flash and SparseD (same run, warmup and pattern build included);\n"
+              "~ = ms/step x %lld steps. Cosine: naive/OpenBLAS against flash on that step; SparseD over all steps.\n",
+              table_reps, (long long)steps - 1, sparse_reps, (long long)steps);
+  if (naive_row && shape.kv_heads > 1)
+    std::printf("* naive timed on one KV group (%lld of %lld query heads) and scaled by %lld: it is 15-30x flash.\n",
+                (long long)group, (long long)shape.heads, (long long)shape.kv_heads);
+}
+
+void write_tune_json(const std::string& path, const spattn::MachineInfo& machine, const spattn::TuneResult& r,
+                     const spattn::AttentionShape& shape, int64_t steps, const std::vector<Row>& rows, double total_s) {
+  using namespace spattn;
+  const ProfileEntry& e = r.entry;
+  cli::Json j;
+  j["machine"] = {{"cpu_model", machine.cpu_model}, {"isa", machine.isa}, {"cores", machine.cores}};
+  j["workload"] = e.workload;
+  j["shape"] = {{"heads", shape.heads}, {"kv_heads", shape.kv_heads}, {"seq_len", shape.kv_len},
+                {"head_dim", shape.head_dim}, {"steps", steps}};
+  j["chosen"] = {{"policy", e.policy}, {"block_size", e.block_size}, {"topk_ratio", cli::number(e.topk_ratio)},
+                 {"warmup_fraction", cli::number(e.warmup_fraction)}, {"q_tile_rows", e.q_tile_rows},
+                 {"threads", e.threads}, {"pooled_budget", e.pooled_budget}};
+  j["verified"] = {{"mean_cosine", cli::number(e.mean_cosine)}, {"min_cosine", cli::number(e.min_cosine)},
+                   {"mean_density", cli::number(e.mean_density)}, {"dense_ms", cli::number(e.dense_ms)},
+                   {"sparse_ms", cli::number(e.sparse_ms)}, {"speedup", cli::number(e.speedup)}};
+  j["elapsed_s"] = cli::number(total_s);
+  j["table"] = cli::Json::array();
+  for (const Row& row : rows)
+    j["table"].push_back({{"method", row.method}, {"density", cli::number(row.density)},
+                          {"ms_per_step", cli::number(row.ms_per_step)},
+                          {"whole_run_ms", cli::number(row.whole_run_ms)},
+                          {"whole_run_measured", row.whole_run_measured},
+                          {"mean_cosine", cli::number(row.mean_cosine)},
+                          {"min_cosine", cli::number(row.min_cosine)}});
+  cli::write_json_file(path, "spattn-tune", std::move(j));
+}
+
 }  // namespace
 
 int tune_main(int argc, char** argv) {
   using namespace spattn;
   using Clock = std::chrono::steady_clock;
-  cli::Args a{"spattn-tune", argc, argv};
-  TuneOptions o;
-  o.workload.synthetic.seq_len = 4096;
-  o.steps = 64;
-  std::string out_path, json_path;
-  bool save = true, table = true;
-  int64_t kv_heads = 0;  // 0: --heads (flag order must not matter)
-  while (!a.done()) {
-    const std::string f = a.flag();
-    if (a.common(f, kUsage)) {
-    } else if (f == "--seq-len") {
-      o.workload.synthetic.seq_len = a.integer(f, 16, 1 << 22);
-    } else if (f == "--heads") {
-      o.workload.synthetic.heads = a.integer(f, 1, 1024);
-    } else if (f == "--kv-heads") {
-      kv_heads = a.integer(f, 1, 1024);
-    } else if (f == "--head-dim") {
-      o.workload.synthetic.head_dim = a.integer(f, 16, 256);
-    } else if (f == "--steps") {
-      o.steps = a.integer(f, 1, 1 << 20);
-    } else if (f == "--seed") {
-      o.workload.synthetic.seed = static_cast<uint64_t>(a.integer(f, 0, 1LL << 62));
-    } else if (f == "--npy") {
-      o.workload.npy_dir = a.value(f);
-    } else if (f == "--layer") {
-      o.workload.layer = static_cast<int>(a.integer(f, 0, 1 << 20));
-    } else if (f == "--min-mean-cosine") {
-      o.min_mean_cosine = a.real(f, -1.0, 1.0);
-    } else if (f == "--min-step-cosine") {
-      o.min_step_cosine = a.real(f, -1.0, 1.0);
-    } else if (f == "--block-sizes") {
-      o.block_sizes = parse_list<int64_t>(a.tool, f, a.value(f), 16, 128);
-      for (int64_t b : o.block_sizes)
-        if (!is_supported_block_size(b)) cli::usage_error(a.tool, std::string("--block-sizes: each ") + kBlockSizeRule);
-    } else if (f == "--topk-min") {
-      o.min_topk = a.real(f, 0.0, 1.0, true);
-    } else if (f == "--topk-max") {
-      o.max_topk = a.real(f, 0.0, 1.0, true);
-    } else if (f == "--warmup-fractions") {
-      o.warmup_fractions = parse_list<double>(a.tool, f, a.value(f), 0.0, 0.999999);
-    } else if (f == "--q-tiles") {
-      o.q_tiles = parse_list<int64_t>(a.tool, f, a.value(f), 16, 128);
-      for (int64_t b : o.q_tiles)
-        if (!is_supported_block_size(b)) cli::usage_error(a.tool, std::string("--q-tiles: each ") + kBlockSizeRule);
-    } else if (f == "--threads") {
-      o.threads = parse_list<int>(a.tool, f, a.value(f), 1, kMaxThreads);
-    } else if (f == "--no-pooled") {
-      o.try_pooled_budget = false;
-    } else if (f == "--samples") {
-      o.sample_steps = static_cast<int>(a.integer(f, 1, 64));
-    } else if (f == "--reps") {
-      o.reps = static_cast<int>(a.integer(f, 1, 1000));
-    } else if (f == "--budget-s") {
-      o.budget_s = a.real(f, 0.0, 1e7, true);
-    } else if (f == "--out") {
-      out_path = a.value(f);
-    } else if (f == "--no-save") {
-      save = false;
-    } else if (f == "--no-table") {
-      table = false;
-    } else if (f == "--json") {
-      json_path = a.value(f);
-    } else {
-      cli::usage_error(a.tool, "unknown flag '" + f + "'");
-    }
-  }
-  if (o.min_topk > o.max_topk) cli::usage_error(a.tool, "--topk-min is larger than --topk-max");
-  o.workload.synthetic.kv_heads = kv_heads > 0 ? kv_heads : o.workload.synthetic.heads;
-  o.workload.synthetic.steps = o.steps;
-  if (out_path.empty()) out_path = default_profile_path();
+  CliOptions c = parse_options(argc, argv);
+  TuneOptions& o = c.o;
   // A destination the search could not write to is an error now, not after
   // minutes of searching.
-  if (save) check_profile_destination(out_path);
-  const int table_reps = std::min(o.reps, 3);
+  if (c.save) check_profile_destination(c.out_path);
+  const auto t_start = Clock::now();
+  const MachineInfo machine = MachineInfo::detect();
+  WorkloadSource probe(o.workload);
+  const AttentionShape shape = probe.shape();
+  const int64_t steps = std::min(o.steps, probe.steps());
+  // Naive attention is 15-30x dense flash: it is timed on one KV group of
+  // heads and scaled, and only up to N = 8192, so that it fits the budget.
+  const TableContext t{probe, shape, steps, std::min(o.reps, 3), c.table && shape.kv_len <= 8192};
+  if (c.table)
+    o.reserve_dense_steps = t.table_reps * (1.0 + (have_blas() ? 3.0 : 0.0) +
+                                            (t.naive_row ? 30.0 / double(shape.kv_heads) : 0.0));
+  std::printf("spattn-tune: %s, %d cores, ISA %s, %d NUMA node(s)\n", machine.cpu_model.c_str(), machine.cores,
+              machine.isa.c_str(), machine.numa_nodes);
+  std::printf("workload %s: heads %lld/%lld, N %lld, head_dim %lld, %lld steps; bound: mean cosine >= %.4g, "
+              "every step >= %.4g; budget %.0f s\n",
+              probe.describe().c_str(), (long long)shape.heads, (long long)shape.kv_heads, (long long)shape.kv_len,
+              (long long)shape.head_dim, (long long)steps, o.min_mean_cosine, o.min_step_cosine, o.budget_s);
+  std::fflush(stdout);
 
-  try {
-    const auto t_start = Clock::now();
-    const MachineInfo machine = MachineInfo::detect();
-    WorkloadSource probe(o.workload);
-    const AttentionShape shape = probe.shape();
-    const int64_t steps = std::min(o.steps, probe.steps());
-    // Naive attention is 15-30x dense flash: it is timed on one KV group of
-    // heads and scaled, and only up to N = 8192, so that it fits the budget.
-    const bool naive_row = table && shape.kv_len <= 8192;
-    const int64_t group = shape.heads / shape.kv_heads;
-    if (table)
-      o.reserve_dense_steps =
-          table_reps * (1.0 + (have_blas() ? 3.0 : 0.0) + (naive_row ? 30.0 / double(shape.kv_heads) : 0.0));
-    std::printf("spattn-tune: %s, %d cores, ISA %s, %d NUMA node(s)\n", machine.cpu_model.c_str(), machine.cores,
-                machine.isa.c_str(), machine.numa_nodes);
-    std::printf("workload %s: heads %lld/%lld, N %lld, head_dim %lld, %lld steps; bound: mean cosine >= %.4g, "
-                "every step >= %.4g; budget %.0f s\n",
-                probe.describe().c_str(), (long long)shape.heads, (long long)shape.kv_heads,
-                (long long)shape.kv_len, (long long)shape.head_dim, (long long)steps, o.min_mean_cosine,
-                o.min_step_cosine, o.budget_s);
-    std::fflush(stdout);
-
-    ProgressBar bar;
-    o.on_progress = [&](const TuneProgress& p) { bar(p); };
-    const TuneResult r = tune(o);
-    bar.finish();
-
-    std::printf("\nsearched (best per warmup and block size; estimates from %d sample steps):\n", o.sample_steps);
-    std::printf("%6s %7s %8s %7s %9s %10s %10s %11s %12s\n", "block", "warmup", "blocks", "budget", "topk",
-                "est_cos", "est_min", "sparse_ms", "est_run_ms");
-    for (const TuneCandidate& c : r.candidates)
-      std::printf("%6lld %7lld %8lld %7s %9.4f %10.5f %10.5f %11.2f %12.1f%s\n", (long long)c.block_size,
-                  (long long)c.warmup_steps, (long long)c.blocks_kept, c.pooled_budget ? "pooled" : "head",
-                  c.topk_ratio, c.est_mean_cosine, c.est_min_cosine, c.sparse_step_ms, c.est_run_ms,
-                  c.block_size == r.chosen.block_size && c.warmup_steps == r.chosen.warmup_steps &&
-                          c.pooled_budget == r.chosen.pooled_budget
-                      ? "  <- chosen"
-                      : "");
-    std::printf("%d accuracy checks in %.1f s%s\n", r.accuracy_evals, r.elapsed_s,
-                r.budget_hit ? " (search cut short by the budget)" : "");
-    if (!r.note.empty()) std::printf("note: %s\n", r.note.c_str());
-    if (!r.met) {
-      std::fprintf(stderr, "spattn-tune: no setting met the accuracy bound; the profile is not written. %s\n",
-                   r.note.c_str());
-      return 1;
-    }
-    const ProfileEntry& e = r.entry;
-    std::printf("\nchosen: block %lld, top-k %.4f (%lld blocks, %s budget), warmup %.2f (%lld of %lld steps dense), "
-                "q tile %lld, threads %d\n",
-                (long long)e.block_size, e.topk_ratio, (long long)r.chosen.blocks_kept,
-                e.pooled_budget ? "pooled" : "per-head", e.warmup_fraction,
-                (long long)r.chosen.warmup_steps, (long long)steps, (long long)e.q_tile_rows, e.threads);
-    std::printf("verified over all %lld steps: mean cosine %.5f, min %.5f, mean density %.3f; whole run %.0f ms "
-                "vs dense %.0f ms in the same run: %.2fx\n",
-                (long long)steps, e.mean_cosine, e.min_cosine, e.mean_density, e.sparse_ms, e.dense_ms, e.speedup);
-    if (save) {
-      const Profile written = merge_into_file(out_path, e, machine);
-      std::printf("profile: %s (%zu entr%s)\n", out_path.c_str(), written.entries.size(),
-                  written.entries.size() == 1 ? "y" : "ies");
-    }
-
-    std::vector<Row> rows;
-    if (table) {
-      KernelOptions k;
-      k.threads = e.threads;
-      k.q_block = e.q_tile_rows;
-      std::vector<float> q, kk, v;
-      probe.step(steps - 1, q, kk, v);
-      const int64_t d = shape.head_dim;
-      auto cv = [&](const std::vector<float>& t, int64_t h, int64_t n) { return ConstTensorView::heads_major(t.data(), h, n, d); };
-      std::vector<float> flash_out(static_cast<size_t>(shape.heads * shape.q_len * d)), out(flash_out.size());
-      auto ov = [&](std::vector<float>& t) { return TensorView::heads_major(t.data(), shape.heads, shape.q_len, d); };
-      const ConstTensorView qv = cv(q, shape.heads, shape.q_len), kv = cv(kk, shape.kv_heads, shape.kv_len),
-                            vv = cv(v, shape.kv_heads, shape.kv_len);
-      using lab::median_ms;
-      std::fprintf(stderr, "timing the dense baselines for the table...\n");
-      const double flash_ms = median_ms(table_reps, [&] { dense_attention(shape, qv, kv, vv, ov(flash_out), k); });
-      const std::vector<double> ref(flash_out.begin(), flash_out.end());
-      auto dense_row = [&](const char* name, auto&& fn) {
-        Row row;
-        row.method = name;
-        row.ms_per_step = median_ms(table_reps, fn);
-        row.whole_run_ms = row.ms_per_step * double(steps);
-        row.mean_cosine = row.min_cosine = cosine_similarity(ov(out), ref);
-        rows.push_back(row);
-      };
-      if (naive_row) {
-        // The first KV group: query heads [0, group) and kv head 0 lead their tensors.
-        AttentionShape g = shape;
-        g.heads = group;
-        g.kv_heads = 1;
-        const std::vector<double> gref(ref.begin(), ref.begin() + group * shape.q_len * d);
-        Row row;
-        row.method = shape.kv_heads > 1 ? "dense naive*" : "dense naive";
-        row.ms_per_step = double(shape.kv_heads) * median_ms(table_reps, [&] {
-          naive_attention(g, cv(q, group, shape.q_len), cv(kk, 1, shape.kv_len), cv(v, 1, shape.kv_len),
-                          TensorView::heads_major(out.data(), group, shape.q_len, d), k);
-        });
-        row.whole_run_ms = row.ms_per_step * double(steps);
-        row.mean_cosine = row.min_cosine =
-            cosine_similarity(ConstTensorView::heads_major(out.data(), group, shape.q_len, d), gref);
-        rows.push_back(row);
-      }
-      if (have_blas()) dense_row("dense OpenBLAS", [&] { blas_attention(shape, qv, kv, vv, ov(out), k); });
-      Row flash;
-      flash.method = "dense flash";
-      flash.ms_per_step = flash_ms;
-      flash.whole_run_ms = e.dense_ms;  // the verification run's dense steps
-      flash.whole_run_measured = true;
-      flash.mean_cosine = flash.min_cosine = 1.0;
-      rows.push_back(flash);
-      Row sp;
-      sp.method = "SparseD (tuned)";
-      sp.ms_per_step = r.chosen.sparse_step_ms;
-      sp.whole_run_ms = e.sparse_ms;
-      sp.whole_run_measured = true;
-      sp.mean_cosine = e.mean_cosine;
-      sp.min_cosine = e.min_cosine;
-      sp.density = r.chosen.topk_ratio;
-      rows.push_back(sp);
-
-      std::printf("\nside by side: heads %lld/%lld, N %lld, head_dim %lld, %lld steps, threads %d, ISA %s\n",
-                  (long long)shape.heads, (long long)shape.kv_heads, (long long)shape.kv_len,
-                  (long long)shape.head_dim, (long long)steps, resolve_threads(k), isa_name(active_isa()));
-      std::printf("%-16s %8s %11s %9s %13s %10s %10s %10s\n", "method", "density", "ms/step", "vs flash",
-                  "whole run ms", "vs flash", "mean cos", "min cos");
-      for (const Row& row : rows) {
-        char whole[32];
-        std::snprintf(whole, sizeof whole, "%s%.0f", row.whole_run_measured ? "" : "~", row.whole_run_ms);
-        std::printf("%-16s %8.3f %11.2f %8.2fx %13s %9.2fx %10.5f %10.5f\n", row.method.c_str(), row.density,
-                    row.ms_per_step, flash_ms / row.ms_per_step, whole, e.dense_ms / row.whole_run_ms,
-                    row.mean_cosine, row.min_cosine);
-      }
-      std::printf("ms/step: median of %d runs on step %lld (sparse: of %d runs, on the sparse path). Whole run: the\n"
-                  "verification run for flash and SparseD (same run, warmup and pattern build included);\n"
-                  "~ = ms/step x %lld steps. Cosine: naive/OpenBLAS against flash on that step; SparseD over all steps.\n",
-                  table_reps, (long long)steps - 1, o.reps, (long long)steps);
-      if (naive_row && shape.kv_heads > 1)
-        std::printf("* naive timed on one KV group (%lld of %lld query heads) and scaled by %lld: it is 15-30x flash.\n",
-                    (long long)group, (long long)shape.heads, (long long)shape.kv_heads);
-    }
-    const double total_s = std::chrono::duration<double>(Clock::now() - t_start).count();
-    std::printf("spattn-tune: done in %.1f s (budget %.0f s)\n", total_s, o.budget_s);
-
-    if (!json_path.empty()) {
-      cli::Json j;
-      j["machine"] = {{"cpu_model", machine.cpu_model}, {"isa", machine.isa}, {"cores", machine.cores}};
-      j["workload"] = e.workload;
-      j["shape"] = {{"heads", shape.heads}, {"kv_heads", shape.kv_heads}, {"seq_len", shape.kv_len},
-                    {"head_dim", shape.head_dim}, {"steps", steps}};
-      j["chosen"] = {{"policy", e.policy}, {"block_size", e.block_size}, {"topk_ratio", cli::number(e.topk_ratio)},
-                     {"warmup_fraction", cli::number(e.warmup_fraction)}, {"q_tile_rows", e.q_tile_rows},
-                     {"threads", e.threads}, {"pooled_budget", e.pooled_budget}};
-      j["verified"] = {{"mean_cosine", cli::number(e.mean_cosine)}, {"min_cosine", cli::number(e.min_cosine)},
-                       {"mean_density", cli::number(e.mean_density)}, {"dense_ms", cli::number(e.dense_ms)},
-                       {"sparse_ms", cli::number(e.sparse_ms)}, {"speedup", cli::number(e.speedup)}};
-      j["elapsed_s"] = cli::number(total_s);
-      j["table"] = cli::Json::array();
-      for (const Row& row : rows)
-        j["table"].push_back({{"method", row.method}, {"density", cli::number(row.density)},
-                              {"ms_per_step", cli::number(row.ms_per_step)},
-                              {"whole_run_ms", cli::number(row.whole_run_ms)},
-                              {"whole_run_measured", row.whole_run_measured},
-                              {"mean_cosine", cli::number(row.mean_cosine)},
-                              {"min_cosine", cli::number(row.min_cosine)}});
-      cli::write_json_file(json_path, "spattn-tune", std::move(j));
-    }
-  } catch (const Error& err) {  // the run failed (not the flags): exit 1, as run_tool does
-    std::fprintf(stderr, "\nspattn-tune: %s\n", err.what());
+  ProgressBar bar;
+  o.on_progress = [&](const TuneProgress& p) { bar(p); };
+  const TuneResult r = tune(o);
+  bar.finish();
+  print_search(r, o);
+  if (!r.met) {
+    std::fprintf(stderr, "spattn-tune: no setting met the accuracy bound; the profile is not written. %s\n",
+                 r.note.c_str());
     return 1;
   }
+  const ProfileEntry& e = r.entry;
+  std::printf("\nchosen: block %lld, top-k %.4f (%lld blocks, %s budget), warmup %.2f (%lld of %lld steps dense), "
+              "q tile %lld, threads %d\n",
+              (long long)e.block_size, e.topk_ratio, (long long)r.chosen.blocks_kept,
+              e.pooled_budget ? "pooled" : "per-head", e.warmup_fraction, (long long)r.chosen.warmup_steps,
+              (long long)steps, (long long)e.q_tile_rows, e.threads);
+  std::printf("verified over all %lld steps: mean cosine %.5f, min %.5f, mean density %.3f; whole run %.0f ms "
+              "vs dense %.0f ms in the same run: %.2fx\n",
+              (long long)steps, e.mean_cosine, e.min_cosine, e.mean_density, e.sparse_ms, e.dense_ms, e.speedup);
+  if (c.save) {
+    const Profile written = merge_into_file(c.out_path, e, machine);
+    std::printf("profile: %s (%zu entr%s)\n", c.out_path.c_str(), written.entries.size(),
+                written.entries.size() == 1 ? "y" : "ies");
+  }
+  std::vector<Row> rows;
+  if (c.table) {
+    double flash_ms = 0;
+    rows = time_table(t, r, flash_ms);
+    print_table(t, rows, r, flash_ms, o.reps);
+  }
+  const double total_s = std::chrono::duration<double>(Clock::now() - t_start).count();
+  std::printf("spattn-tune: done in %.1f s (budget %.0f s)\n", total_s, o.budget_s);
+  if (!c.json_path.empty()) write_tune_json(c.json_path, machine, r, shape, steps, rows, total_s);
   return 0;
 }
 

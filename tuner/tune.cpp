@@ -122,138 +122,152 @@ class ProgressReporter {
   Clock::time_point t0_;
 };
 
-}  // namespace
+// One search, its phases as member functions over the state they share:
+// dense tiles, warmup candidates, accuracy samples, the (warmup, block)
+// search, the pooled budget, threads, verification, the profile entry.
+class Search {
+ public:
+  explicit Search(const TuneOptions& o)
+      : o_(o), t0_(Clock::now()), progress_(o, t0_), spec_(workload_spec(o)), workload_(spec_),
+        S_(std::min(o.steps, workload_.steps())), P_{workload_, workload_.shape(), S_}, shape_(P_.shape),
+        out_(P_.out_size()), lse_(static_cast<size_t>(shape_.heads * shape_.q_len)), lse_out_(P_.out_size()) {}
 
-TuneResult tune(const TuneOptions& o) {
-  validate(o);
-  const auto t0 = Clock::now();
-  ProgressReporter progress(o, t0);
-  TuneResult res;
-
-  WorkloadSpec spec = o.workload;
-  if (spec.npy_dir.empty()) spec.synthetic.steps = std::max(spec.synthetic.steps, o.steps);
-  const WorkloadSource workload(spec);
-  const int64_t S = std::min(o.steps, workload.steps());
-  const Problem P{workload, workload.shape(), S};
-  const AttentionShape& shape = P.shape;
-  std::vector<int> thread_set = o.threads.empty() ? default_thread_candidates() : o.threads;
-  std::sort(thread_set.begin(), thread_set.end());
-  thread_set.erase(std::unique(thread_set.begin(), thread_set.end()), thread_set.end());
-
-  KernelOptions kopt;
-  kopt.threads = thread_set.back();
-
-  // --- Dense tiles, on the last step (also the first accuracy sample).
-  progress.report("loading the workload", 0);
-  const auto tl = Clock::now();
-  StepData last = P.load(S - 1);
-  const double load_s = seconds_since(tl);
-  std::vector<float> out(P.out_size());
-  double t_dense = std::numeric_limits<double>::infinity();
-  for (int64_t qt : o.q_tiles) {
-    KernelOptions k = kopt;
-    k.q_block = qt;
-    progress.report("timing dense tiles", 0);
-    const double t = median_ms(o.reps, [&] {
-      dense_attention(shape, P.q(last), P.k(last), P.v(last), P.out_view(out), k);
-    });
-    if (t < t_dense) {
-      t_dense = t;
-      kopt.q_block = qt;
-    }
-  }
-  auto compute_ref = [&](StepData& d) {
-    dense_attention(shape, P.q(d), P.k(d), P.v(d), P.out_view(out), kopt);
-    d.ref.assign(out.begin(), out.end());
-  };
-
-  // --- Warmup candidates (distinct warmup step counts that leave sparse steps).
-  std::vector<std::pair<double, int64_t>> warmups;  // (fraction, W)
-  {
-    std::vector<double> fr = o.warmup_fractions;
-    std::sort(fr.begin(), fr.end());
-    for (double f : fr) {
-      const int64_t W = warmup_steps_for(Policy::sparsed, f, S);
-      if (W >= S && S > 1) continue;  // no sparse step left: nothing to tune
-      if (!warmups.empty() && warmups.back().second == W) continue;
-      warmups.emplace_back(f, W);
-    }
-    if (warmups.empty()) warmups.emplace_back(o.warmup_fractions.front(), warmup_steps_for(Policy::sparsed, o.warmup_fractions.front(), S));
+  TuneResult run() {
+    choose_thread_candidates();
+    time_dense_tiles();
+    choose_warmups();
+    load_samples();
+    search_warmups_and_blocks();
+    if (!best_) return no_setting_found();
+    try_pooled_budget();
+    TuneCandidate chosen = choose_threads(*best_);
+    samples_.clear();  // free the cached inputs before the verification run
+    verify(chosen);
+    write_entry(chosen);
+    res_.elapsed_s = seconds_since(t0_);
+    progress_.report("done", 0);
+    return res_;
   }
 
-  // --- Accuracy samples: spread over [first warmup, S - 1], the last step included.
-  std::vector<StepData> samples;
-  {
-    const int64_t lo = std::min(warmups.front().second, S - 1);
-    const int64_t span = S - 1 - lo;
-    const int64_t per_sample =
-        static_cast<int64_t>((2 * shape.heads * shape.q_len + 2 * shape.kv_heads * shape.kv_len) *
-                             shape.head_dim * sizeof(float) + shape.heads * shape.q_len * shape.head_dim * 4);
-    int64_t m = std::min<int64_t>(o.sample_steps, span + 1);
-    m = std::max<int64_t>(1, std::min(m, o.sample_memory_bytes / std::max<int64_t>(1, per_sample)));
-    std::vector<int64_t> at;
-    for (int64_t i = 0; i < m; ++i)
-      at.push_back(m == 1 ? S - 1 : S - 1 - static_cast<int64_t>(std::llround(double(i) * double(span) / double(m - 1))));
-    std::sort(at.begin(), at.end());
-    at.erase(std::unique(at.begin(), at.end()), at.end());
-    for (int64_t s : at) {
-      progress.report("loading accuracy samples", double(at.size() - samples.size()) * (load_s + t_dense / 1e3));
-      if (s == S - 1) {
-        samples.push_back(std::move(last));
-      } else {
-        samples.push_back(P.load(s));
-      }
-      compute_ref(samples.back());
-    }
-  }
-  const StepData& timing_step = samples.back();  // step S - 1
-
-  // Accuracy of a mask on the samples at or after W; stops at the first step
-  // under the bound (samples are tried last step first: drift makes it the worst).
-  auto judge = [&](const BlockMask& mask, int64_t W, double& mean_cos, double& min_cos) {
-    double sum = 0;
-    int64_t n = 0;
-    min_cos = 1.0;
-    for (auto it = samples.rbegin(); it != samples.rend(); ++it) {
-      if (it->step < W) break;
-      block_sparse_attention(shape, P.q(*it), P.k(*it), P.v(*it), mask, P.out_view(out), kopt);
-      const double c = cosine_similarity(P.view(out, shape.heads, shape.q_len), it->ref);
-      ++res.accuracy_evals;
-      sum += c;
-      ++n;
-      min_cos = std::min(min_cos, c);
-      if (c < o.min_step_cosine) break;
-    }
-    // Dense steps match the reference; sparse steps are estimated by the samples' mean.
-    const double sparse_mean = n ? sum / double(n) : 1.0;
-    mean_cos = (double(W) + double(S - W) * sparse_mean) / double(S);
-    return min_cos >= o.min_step_cosine && mean_cos >= o.min_mean_cosine;
-  };
-
-  // Seconds the verification run is expected to take for a candidate.
-  auto verify_cost_s = [&](double sparse_ms) {
-    return double(S) * (load_s + (t_dense + sparse_ms) / 1e3) * 1.1;
-  };
-  auto model_run_ms = [&](int64_t W, double record_ms, double sparse_ms) {
-    return double(W - 1) * t_dense + record_ms + double(S - W) * sparse_ms;
-  };
-
-  auto select = [](const BlockMass& m, bool pooled, double ratio) {
-    return pooled ? sparsed_select_pooled(m, ratio) : sparsed_select(m, ratio);
-  };
-  // Key blocks per query block a top-k ratio keeps (sparsed_select's rule).
-  auto blocks_for = [](double ratio, int64_t nk) {
-    return blocks_for_ratio(ratio, nk);
-  };
-  // The smallest count in [lo, hi] whose mask meets the bound on the samples
-  // (accuracy is monotone in it), with its estimates; 0 when even hi misses.
-  // hi is tried first: a (warmup, block) that cannot reach the bound costs one check.
-  struct Found {
+ private:
+  struct Found {  // the smallest passing count of kept key blocks, with its estimates
     int64_t kept = 0;
     double mean = 0, min = 0;
   };
-  auto smallest_passing = [&](int64_t lo, int64_t hi, int64_t W, const std::function<BlockMask(int64_t)>& mask_for,
-                              const std::function<void(int64_t)>& report) {
+
+  static WorkloadSpec workload_spec(const TuneOptions& o) {
+    WorkloadSpec spec = o.workload;
+    if (spec.npy_dir.empty()) spec.synthetic.steps = std::max(spec.synthetic.steps, o.steps);
+    return spec;
+  }
+
+  void choose_thread_candidates() {
+    threads_ = o_.threads.empty() ? default_thread_candidates() : o_.threads;
+    std::sort(threads_.begin(), threads_.end());
+    threads_.erase(std::unique(threads_.begin(), threads_.end()), threads_.end());
+    kopt_.threads = threads_.back();
+  }
+
+  // Dense tiles, on the last step (also the first accuracy sample).
+  void time_dense_tiles() {
+    progress_.report("loading the workload", 0);
+    const auto tl = Clock::now();
+    last_ = P_.load(S_ - 1);
+    load_s_ = seconds_since(tl);
+    for (int64_t qt : o_.q_tiles) {
+      KernelOptions k = kopt_;
+      k.q_block = qt;
+      progress_.report("timing dense tiles", 0);
+      const double t = median_ms(o_.reps, [&] {
+        dense_attention(shape_, P_.q(last_), P_.k(last_), P_.v(last_), P_.out_view(out_), k);
+      });
+      if (t < t_dense_) {
+        t_dense_ = t;
+        kopt_.q_block = qt;
+      }
+    }
+  }
+
+  void compute_ref(StepData& d) {
+    dense_attention(shape_, P_.q(d), P_.k(d), P_.v(d), P_.out_view(out_), kopt_);
+    d.ref.assign(out_.begin(), out_.end());
+  }
+
+  // Distinct warmup step counts that leave sparse steps, ascending.
+  void choose_warmups() {
+    std::vector<double> fr = o_.warmup_fractions;
+    std::sort(fr.begin(), fr.end());
+    for (double f : fr) {
+      const int64_t W = warmup_steps_for(Policy::sparsed, f, S_);
+      if (W >= S_ && S_ > 1) continue;  // no sparse step left: nothing to tune
+      if (!warmups_.empty() && warmups_.back().second == W) continue;
+      warmups_.emplace_back(f, W);
+    }
+    if (warmups_.empty())
+      warmups_.emplace_back(o_.warmup_fractions.front(),
+                            warmup_steps_for(Policy::sparsed, o_.warmup_fractions.front(), S_));
+  }
+
+  // Accuracy samples: spread over [first warmup, S - 1], the last step included.
+  void load_samples() {
+    const int64_t lo = std::min(warmups_.front().second, S_ - 1);
+    const int64_t span = S_ - 1 - lo;
+    const int64_t per_sample =
+        static_cast<int64_t>((2 * shape_.heads * shape_.q_len + 2 * shape_.kv_heads * shape_.kv_len) *
+                                 shape_.head_dim * sizeof(float) +
+                             shape_.heads * shape_.q_len * shape_.head_dim * 4);
+    int64_t m = std::min<int64_t>(o_.sample_steps, span + 1);
+    m = std::max<int64_t>(1, std::min(m, o_.sample_memory_bytes / std::max<int64_t>(1, per_sample)));
+    std::vector<int64_t> at;
+    for (int64_t i = 0; i < m; ++i)
+      at.push_back(m == 1 ? S_ - 1
+                          : S_ - 1 - static_cast<int64_t>(std::llround(double(i) * double(span) / double(m - 1))));
+    std::sort(at.begin(), at.end());
+    at.erase(std::unique(at.begin(), at.end()), at.end());
+    for (int64_t s : at) {
+      progress_.report("loading accuracy samples", double(at.size() - samples_.size()) * (load_s_ + t_dense_ / 1e3));
+      samples_.push_back(s == S_ - 1 ? std::move(last_) : P_.load(s));
+      compute_ref(samples_.back());
+    }
+  }
+  const StepData& timing_step() const { return samples_.back(); }  // step S - 1
+
+  // Accuracy of a mask on the samples at or after W; stops at the first step
+  // under the bound (samples are tried last step first: drift makes it the worst).
+  bool judge(const BlockMask& mask, int64_t W, double& mean_cos, double& min_cos) {
+    double sum = 0;
+    int64_t n = 0;
+    min_cos = 1.0;
+    for (auto it = samples_.rbegin(); it != samples_.rend(); ++it) {
+      if (it->step < W) break;
+      block_sparse_attention(shape_, P_.q(*it), P_.k(*it), P_.v(*it), mask, P_.out_view(out_), kopt_);
+      const double c = cosine_similarity(P_.view(out_, shape_.heads, shape_.q_len), it->ref);
+      ++res_.accuracy_evals;
+      sum += c;
+      ++n;
+      min_cos = std::min(min_cos, c);
+      if (c < o_.min_step_cosine) break;
+    }
+    // Dense steps match the reference; sparse steps are estimated by the samples' mean.
+    const double sparse_mean = n ? sum / double(n) : 1.0;
+    mean_cos = (double(W) + double(S_ - W) * sparse_mean) / double(S_);
+    return min_cos >= o_.min_step_cosine && mean_cos >= o_.min_mean_cosine;
+  }
+
+  // Seconds the verification run is expected to take for a candidate.
+  double verify_cost_s(double sparse_ms) const { return double(S_) * (load_s_ + (t_dense_ + sparse_ms) / 1e3) * 1.1; }
+  double model_run_ms(int64_t W, double record_ms, double sparse_ms) const {
+    return double(W - 1) * t_dense_ + record_ms + double(S_ - W) * sparse_ms;
+  }
+  static BlockMask select(const BlockMass& m, bool pooled, double ratio) {
+    return pooled ? sparsed_select_pooled(m, ratio) : sparsed_select(m, ratio);
+  }
+
+  // The smallest count in [lo, hi] whose mask meets the bound on the samples
+  // (accuracy is monotone in it), with its estimates; 0 when even hi misses.
+  // hi is tried first: a (warmup, block) that cannot reach the bound costs one check.
+  Found smallest_passing(int64_t lo, int64_t hi, int64_t W, const std::function<BlockMask(int64_t)>& mask_for,
+                         const std::function<void(int64_t)>& report) {
     Found f;
     double mean_c = 0, min_c = 0;
     auto passes = [&](int64_t kept) {
@@ -268,219 +282,248 @@ TuneResult tune(const TuneOptions& o) {
       else lo = mid + 1;
     }
     return f;
-  };
+  }
+
   // Fills the candidate's timings for the mask it selects.
-  auto time_candidate = [&](TuneCandidate& c, const BlockMass& mass, double record_base_ms) {
+  void time_candidate(TuneCandidate& c, const BlockMass& mass, double record_base_ms) {
     BlockMask mask;
     const double t_select = median_ms(1, [&] { mask = select(mass, c.pooled_budget, c.topk_ratio); });
     c.record_ms = record_base_ms + t_select;
-    c.sparse_step_ms = median_ms(o.reps, [&] {
-      block_sparse_attention(shape, P.q(timing_step), P.k(timing_step), P.v(timing_step), mask,
-                             P.out_view(out), kopt);
+    const StepData& ts = timing_step();
+    c.sparse_step_ms = median_ms(o_.reps, [&] {
+      block_sparse_attention(shape_, P_.q(ts), P_.k(ts), P_.v(ts), mask, P_.out_view(out_), kopt_);
     });
     c.est_run_ms = model_run_ms(c.warmup_steps, c.record_ms, c.sparse_step_ms);
-  };
+  }
 
-  // --- The search: warmups ascending, block sizes inside; each (warmup, block)
-  // bisects the number of kept key blocks.
-  std::optional<TuneCandidate> best;
-  std::map<int64_t, int64_t> hi_kept;  // per block size: smallest passing count at a smaller warmup
-  const size_t pairs_total = warmups.size() * o.block_sizes.size();
-  size_t pairs_done = 0;
-  double pair_cost_s = 0;  // running mean of a (warmup, block) search
-  std::vector<float> lse(static_cast<size_t>(shape.heads * shape.q_len));
-  std::vector<float> lse_out(P.out_size());
-  for (const auto& fw : warmups) {
-    const double fraction = fw.first;  // named copies: lambdas below capture them
-    const int64_t W = fw.second;
-    // A larger warmup only adds dense steps: once they alone cost more than the best run, stop.
-    if (best && double(W - 1) * t_dense >= best->est_run_ms) break;
-    progress.report("recording the pattern at step " + std::to_string(W - 1),
-                    double(pairs_total - pairs_done) * pair_cost_s + verify_cost_s(t_dense * 0.2));
-    StepData rec = P.load(W - 1);
-    const double t_lse = median_ms(1, [&] {
-      dense_attention_with_lse(shape, P.q(rec), P.k(rec), P.v(rec), P.out_view(lse_out), lse.data(), kopt);
+  // The dense pass with LSE at step W - 1 (its time), then the block masses.
+  double record_lse(const StepData& rec, const KernelOptions& k) {
+    return median_ms(1, [&] {
+      dense_attention_with_lse(shape_, P_.q(rec), P_.k(rec), P_.v(rec), P_.out_view(lse_out_), lse_.data(), k);
     });
-    for (int64_t b : o.block_sizes) {
-      const auto tp = Clock::now();
-      const double remaining = double(pairs_total - pairs_done) * pair_cost_s;
-      const double reserve = verify_cost_s(best ? best->sparse_step_ms : t_dense * 0.2) +
-                             o.reserve_dense_steps * t_dense / 1e3;
-      if (seconds_since(t0) + std::max(pair_cost_s, 0.0) + reserve > o.budget_s && best) {
-        res.budget_hit = true;
-        break;
-      }
-      BlockMass mass;
-      const double t_mass = median_ms(1, [&] {
-        mass = block_attention_mass_from_lse(shape, P.q(rec), P.k(rec), lse.data(), b, b, kopt);
-      });
-      const int64_t nk = mass.k_blocks();
-      int64_t hi = blocks_for(o.max_topk, nk);
-      if (auto it = hi_kept.find(b); it != hi_kept.end()) hi = std::min(hi, it->second);
-      const Found f = smallest_passing(
-          std::min(blocks_for(o.min_topk, nk), hi), hi, W,
-          [&](int64_t kept) { return sparsed_select(mass, ratio_for(kept, nk)); },
-          [&](int64_t kept) {
-            progress.report("block " + std::to_string(b) + ", warmup " + std::to_string(W) + "/" +
-                                std::to_string(S) + " steps, trying " + std::to_string(kept) + "/" +
-                                std::to_string(nk) + " key blocks",
-                            remaining + reserve);
-          });
-      if (f.kept == 0) {  // even the largest allowed budget misses the bound here
-        ++pairs_done;
-        continue;
-      }
-      hi_kept[b] = f.kept;
-      TuneCandidate c;
-      c.block_size = b;
-      c.warmup_fraction = fraction;
-      c.warmup_steps = W;
-      c.blocks_kept = f.kept;
-      c.topk_ratio = ratio_for(f.kept, nk);
-      c.est_mean_cosine = f.mean;
-      c.est_min_cosine = f.min;
-      time_candidate(c, mass, t_lse + t_mass);
-      res.candidates.push_back(c);
-      if (!best || c.est_run_ms < best->est_run_ms) best = c;
-      ++pairs_done;
-      const double took = seconds_since(tp);
-      pair_cost_s = pair_cost_s == 0 ? took : 0.7 * pair_cost_s + 0.3 * took;
+  }
+  BlockMass masses(const StepData& rec, int64_t block, const KernelOptions& k) {
+    return block_attention_mass_from_lse(shape_, P_.q(rec), P_.k(rec), lse_.data(), block, block, k);
+  }
+
+  // Warmups ascending, block sizes inside; each (warmup, block) bisects the
+  // number of kept key blocks.
+  void search_warmups_and_blocks() {
+    pairs_total_ = warmups_.size() * o_.block_sizes.size();
+    for (const auto& [fraction, W] : warmups_) {
+      // A larger warmup only adds dense steps: once they alone cost more than the best run, stop.
+      if (best_ && double(W - 1) * t_dense_ >= best_->est_run_ms) break;
+      progress_.report("recording the pattern at step " + std::to_string(W - 1),
+                       double(pairs_total_ - pairs_done_) * pair_cost_s_ + verify_cost_s(t_dense_ * 0.2));
+      const StepData rec = P_.load(W - 1);
+      const double t_lse = record_lse(rec, kopt_);
+      for (int64_t b : o_.block_sizes)
+        if (!search_block(fraction, W, b, rec, t_lse)) break;
+      if (res_.budget_hit) break;
     }
-    if (res.budget_hit) break;
   }
 
-  if (!best) {
-    res.elapsed_s = seconds_since(t0);
-    res.note = "no setting in the search space (top-k ratio up to " + std::to_string(o.max_topk) +
-               ", warmup up to " + std::to_string(warmups.back().first) +
-               ") met the accuracy bound on the sample steps";
-    return res;
+  // One (warmup, block) pair; false when the budget stops the search.
+  bool search_block(double fraction, int64_t W, int64_t b, const StepData& rec, double t_lse) {
+    const auto tp = Clock::now();
+    const double remaining = double(pairs_total_ - pairs_done_) * pair_cost_s_;
+    const double reserve = verify_cost_s(best_ ? best_->sparse_step_ms : t_dense_ * 0.2) +
+                           o_.reserve_dense_steps * t_dense_ / 1e3;
+    if (seconds_since(t0_) + std::max(pair_cost_s_, 0.0) + reserve > o_.budget_s && best_) {
+      res_.budget_hit = true;
+      return false;
+    }
+    BlockMass mass;
+    const double t_mass = median_ms(1, [&] { mass = masses(rec, b, kopt_); });
+    const int64_t nk = mass.k_blocks();
+    int64_t hi = blocks_for_ratio(o_.max_topk, nk);
+    if (auto it = hi_kept_.find(b); it != hi_kept_.end()) hi = std::min(hi, it->second);
+    const Found f = smallest_passing(
+        std::min(blocks_for_ratio(o_.min_topk, nk), hi), hi, W,
+        [&](int64_t kept) { return sparsed_select(mass, ratio_for(kept, nk)); },
+        [&](int64_t kept) {
+          progress_.report("block " + std::to_string(b) + ", warmup " + std::to_string(W) + "/" +
+                               std::to_string(S_) + " steps, trying " + std::to_string(kept) + "/" +
+                               std::to_string(nk) + " key blocks",
+                           remaining + reserve);
+        });
+    ++pairs_done_;
+    if (f.kept == 0) return true;  // even the largest allowed budget misses the bound here
+    hi_kept_[b] = f.kept;
+    TuneCandidate c;
+    c.block_size = b;
+    c.warmup_fraction = fraction;
+    c.warmup_steps = W;
+    c.blocks_kept = f.kept;
+    c.topk_ratio = ratio_for(f.kept, nk);
+    c.est_mean_cosine = f.mean;
+    c.est_min_cosine = f.min;
+    time_candidate(c, mass, t_lse + t_mass);
+    res_.candidates.push_back(c);
+    if (!best_ || c.est_run_ms < best_->est_run_ms) best_ = c;
+    const double took = seconds_since(tp);
+    pair_cost_s_ = pair_cost_s_ == 0 ? took : 0.7 * pair_cost_s_ + 0.3 * took;
+    return true;
   }
 
-  // --- The best (warmup, block) again with the budget pooled across heads.
-  if (o.try_pooled_budget && best->blocks_kept > 1) {
-    const int64_t W = best->warmup_steps, b = best->block_size;
-    progress.report("block " + std::to_string(b) + ", pooled budget", verify_cost_s(best->sparse_step_ms));
-    StepData rec = P.load(W - 1);
-    dense_attention_with_lse(shape, P.q(rec), P.k(rec), P.v(rec), P.out_view(lse_out), lse.data(), kopt);
-    const BlockMass mass = block_attention_mass_from_lse(shape, P.q(rec), P.k(rec), lse.data(), b, b, kopt);
+  TuneResult no_setting_found() {
+    res_.elapsed_s = seconds_since(t0_);
+    res_.note = "no setting in the search space (top-k ratio up to " + std::to_string(o_.max_topk) +
+                ", warmup up to " + std::to_string(warmups_.back().first) +
+                ") met the accuracy bound on the sample steps";
+    return res_;
+  }
+
+  // The best (warmup, block) again with the budget pooled across heads.
+  void try_pooled_budget() {
+    if (!o_.try_pooled_budget || best_->blocks_kept <= 1) return;
+    const int64_t W = best_->warmup_steps, b = best_->block_size;
+    progress_.report("block " + std::to_string(b) + ", pooled budget", verify_cost_s(best_->sparse_step_ms));
+    const StepData rec = P_.load(W - 1);
+    (void)record_lse(rec, kopt_);
+    const BlockMass mass = masses(rec, b, kopt_);
     const int64_t nk = mass.k_blocks();
     // It must beat the per-head count to matter.
     const Found f = smallest_passing(
-        std::min(blocks_for(o.min_topk, nk), best->blocks_kept - 1), best->blocks_kept - 1, W,
+        std::min(blocks_for_ratio(o_.min_topk, nk), best_->blocks_kept - 1), best_->blocks_kept - 1, W,
         [&](int64_t kept) { return sparsed_select_pooled(mass, ratio_for(kept, nk)); }, [](int64_t) {});
-    if (f.kept > 0) {
-      TuneCandidate c = *best;
-      c.pooled_budget = true;
-      c.blocks_kept = f.kept;
-      c.topk_ratio = ratio_for(f.kept, nk);
-      c.est_mean_cosine = f.mean;
-      c.est_min_cosine = f.min;
-      // The dense pass and block masses are the per-head candidate's (one noisy
-      // run each); only the selection differs.
-      time_candidate(c, mass, best->record_ms);
-      res.candidates.push_back(c);
-      if (c.est_run_ms < best->est_run_ms) best = c;
-    }
+    if (f.kept == 0) return;
+    TuneCandidate c = *best_;
+    c.pooled_budget = true;
+    c.blocks_kept = f.kept;
+    c.topk_ratio = ratio_for(f.kept, nk);
+    c.est_mean_cosine = f.mean;
+    c.est_min_cosine = f.min;
+    // The dense pass and block masses are the per-head candidate's (one noisy
+    // run each); only the selection differs.
+    time_candidate(c, mass, best_->record_ms);
+    res_.candidates.push_back(c);
+    if (c.est_run_ms < best_->est_run_ms) best_ = c;
   }
 
-  // --- Threads for the chosen setting: the whole-run model per thread count.
-  TuneCandidate chosen = *best;
-  {
-    progress.report("timing threads", verify_cost_s(chosen.sparse_step_ms) + o.reserve_dense_steps * t_dense / 1e3);
-    StepData rec = P.load(chosen.warmup_steps - 1);
+  // Threads for the chosen setting: the whole-run model per thread count.
+  TuneCandidate choose_threads(TuneCandidate chosen) {
+    progress_.report("timing threads", verify_cost_s(chosen.sparse_step_ms) + o_.reserve_dense_steps * t_dense_ / 1e3);
+    const StepData rec = P_.load(chosen.warmup_steps - 1);
+    const StepData& ts = timing_step();
     double best_run = std::numeric_limits<double>::infinity();
-    int best_threads = kopt.threads;
-    for (int th : thread_set) {
-      KernelOptions k = kopt;
+    int best_threads = kopt_.threads;
+    for (int th : threads_) {
+      KernelOptions k = kopt_;
       k.threads = th;
-      const double td = median_ms(o.reps, [&] {
-        dense_attention(shape, P.q(timing_step), P.k(timing_step), P.v(timing_step), P.out_view(out), k);
+      const double td = median_ms(o_.reps, [&] {
+        dense_attention(shape_, P_.q(ts), P_.k(ts), P_.v(ts), P_.out_view(out_), k);
       });
       BlockMask mask;
       const double trec = median_ms(1, [&] {
-        dense_attention_with_lse(shape, P.q(rec), P.k(rec), P.v(rec), P.out_view(lse_out), lse.data(), k);
-        const BlockMass m = block_attention_mass_from_lse(shape, P.q(rec), P.k(rec), lse.data(),
-                                                          chosen.block_size, chosen.block_size, k);
-        mask = select(m, chosen.pooled_budget, chosen.topk_ratio);
+        (void)record_lse(rec, k);
+        mask = select(masses(rec, chosen.block_size, k), chosen.pooled_budget, chosen.topk_ratio);
       });
-      const double ts = median_ms(o.reps, [&] {
-        block_sparse_attention(shape, P.q(timing_step), P.k(timing_step), P.v(timing_step), mask,
-                               P.out_view(out), k);
+      const double tsp = median_ms(o_.reps, [&] {
+        block_sparse_attention(shape_, P_.q(ts), P_.k(ts), P_.v(ts), mask, P_.out_view(out_), k);
       });
-      const double run = double(chosen.warmup_steps - 1) * td + trec + double(S - chosen.warmup_steps) * ts;
+      const double run = double(chosen.warmup_steps - 1) * td + trec + double(S_ - chosen.warmup_steps) * tsp;
       if (run < best_run) {
         best_run = run;
         best_threads = th;
-        t_dense = td;
+        t_dense_ = td;
         chosen.record_ms = trec;
-        chosen.sparse_step_ms = ts;
+        chosen.sparse_step_ms = tsp;
         chosen.est_run_ms = run;
       }
     }
-    kopt.threads = best_threads;
+    kopt_.threads = best_threads;
+    return chosen;
   }
-  samples.clear();  // free the cached inputs before the verification run
 
-  // --- Verification: the real session over every step; step the top-k up if
-  // a step the samples did not see falls below the bound.
-  SessionConfig cfg;
-  cfg.policy = Policy::sparsed;
-  cfg.total_steps = S;
-  cfg.block_size = chosen.block_size;
-  cfg.warmup_fraction = chosen.warmup_fraction;
-  cfg.pooled_budget = chosen.pooled_budget;
-  cfg.kernel = kopt;
-  const int64_t nk = (shape.kv_len + chosen.block_size - 1) / chosen.block_size;
-  for (int attempt = 0; attempt <= o.verify_retries; ++attempt) {
-    cfg.topk_ratio = chosen.topk_ratio;
-    EvalOptions eo;
-    eo.max_steps = S;
-    eo.recall = false;
-    const double vc = verify_cost_s(chosen.sparse_step_ms);
-    eo.on_step = [&](const StepEval& e) {
-      progress.report("verifying on all " + std::to_string(S) + " steps, step " + std::to_string(e.step + 1),
-                      vc * double(S - e.step - 1) / double(S) + o.reserve_dense_steps * t_dense / 1e3);
-    };
-    res.verify = evaluate(workload, cfg, eo);
-    res.met = res.verify.mean_cosine >= o.min_mean_cosine && res.verify.min_cosine >= o.min_step_cosine;
-    if (res.met || chosen.blocks_kept >= nk) break;
-    if (attempt == o.verify_retries || seconds_since(t0) + vc > o.budget_s * 1.25) break;
-    // Step up by ~25% (at least one block) and re-verify.
-    chosen.blocks_kept = std::min(nk, std::max(chosen.blocks_kept + 1, (chosen.blocks_kept * 5 + 3) / 4));
-    chosen.topk_ratio = ratio_for(chosen.blocks_kept, nk);
-    res.note += "verification missed the bound at " + std::to_string(res.verify.min_cosine) +
-                " (min step cosine); stepped top-k up to " + std::to_string(chosen.blocks_kept) + "/" +
-                std::to_string(nk) + " blocks. ";
+  // The real session over every step; the top-k steps up when a step the
+  // samples did not see falls below the bound.
+  void verify(TuneCandidate& chosen) {
+    SessionConfig cfg;
+    cfg.policy = Policy::sparsed;
+    cfg.total_steps = S_;
+    cfg.block_size = chosen.block_size;
+    cfg.warmup_fraction = chosen.warmup_fraction;
+    cfg.pooled_budget = chosen.pooled_budget;
+    cfg.kernel = kopt_;
+    const int64_t nk = (shape_.kv_len + chosen.block_size - 1) / chosen.block_size;
+    for (int attempt = 0; attempt <= o_.verify_retries; ++attempt) {
+      cfg.topk_ratio = chosen.topk_ratio;
+      EvalOptions eo;
+      eo.max_steps = S_;
+      eo.recall = false;
+      const double vc = verify_cost_s(chosen.sparse_step_ms);
+      eo.on_step = [&](const StepEval& e) {
+        progress_.report("verifying on all " + std::to_string(S_) + " steps, step " + std::to_string(e.step + 1),
+                         vc * double(S_ - e.step - 1) / double(S_) + o_.reserve_dense_steps * t_dense_ / 1e3);
+      };
+      res_.verify = evaluate(workload_, cfg, eo);
+      res_.met = res_.verify.mean_cosine >= o_.min_mean_cosine && res_.verify.min_cosine >= o_.min_step_cosine;
+      if (res_.met || chosen.blocks_kept >= nk) break;
+      if (attempt == o_.verify_retries || seconds_since(t0_) + vc > o_.budget_s * 1.25) break;
+      // Step up by ~25% (at least one block) and re-verify.
+      chosen.blocks_kept = std::min(nk, std::max(chosen.blocks_kept + 1, (chosen.blocks_kept * 5 + 3) / 4));
+      chosen.topk_ratio = ratio_for(chosen.blocks_kept, nk);
+      res_.note += "verification missed the bound at " + std::to_string(res_.verify.min_cosine) +
+                   " (min step cosine); stepped top-k up to " + std::to_string(chosen.blocks_kept) + "/" +
+                   std::to_string(nk) + " blocks. ";
+    }
+    if (!res_.met) res_.note += "the chosen setting did not meet the bound on every step of the verification run";
+    if (res_.budget_hit) res_.note += "the search stopped early to keep within the time budget. ";
   }
-  if (!res.met)
-    res.note += "the chosen setting did not meet the bound on every step of the verification run";
-  if (res.budget_hit) res.note += "the search stopped early to keep within the time budget. ";
 
-  res.chosen = chosen;
-  res.dense_step_ms = t_dense;
-  ProfileEntry& e = res.entry;
-  e.shape = TunedShape{shape.heads, shape.kv_heads, shape.kv_len, shape.head_dim, S};
-  e.workload = workload.describe();
-  e.policy = policy_name(Policy::sparsed);
-  e.min_mean_cosine = o.min_mean_cosine;
-  e.min_step_cosine = o.min_step_cosine;
-  e.block_size = chosen.block_size;
-  e.topk_ratio = chosen.topk_ratio;
-  e.warmup_fraction = chosen.warmup_fraction;
-  e.q_tile_rows = kopt.q_block;
-  e.threads = kopt.threads;
-  e.pooled_budget = chosen.pooled_budget;
-  e.dense_ms = res.verify.dense_total_ms;
-  e.sparse_ms = res.verify.sparse_total_ms;
-  e.speedup = res.verify.speedup_vs_dense;
-  e.mean_cosine = res.verify.mean_cosine;
-  e.min_cosine = res.verify.min_cosine;
-  e.mean_density = res.verify.mean_density;
-  e.tuned_at = utc_timestamp_now();
-  res.elapsed_s = seconds_since(t0);
-  progress.report("done", 0);
-  return res;
+  void write_entry(const TuneCandidate& chosen) {
+    res_.chosen = chosen;
+    res_.dense_step_ms = t_dense_;
+    ProfileEntry& e = res_.entry;
+    e.shape = TunedShape{shape_.heads, shape_.kv_heads, shape_.kv_len, shape_.head_dim, S_};
+    e.workload = workload_.describe();
+    e.policy = policy_name(Policy::sparsed);
+    e.min_mean_cosine = o_.min_mean_cosine;
+    e.min_step_cosine = o_.min_step_cosine;
+    e.block_size = chosen.block_size;
+    e.topk_ratio = chosen.topk_ratio;
+    e.warmup_fraction = chosen.warmup_fraction;
+    e.q_tile_rows = kopt_.q_block;
+    e.threads = kopt_.threads;
+    e.pooled_budget = chosen.pooled_budget;
+    e.dense_ms = res_.verify.dense_total_ms;
+    e.sparse_ms = res_.verify.sparse_total_ms;
+    e.speedup = res_.verify.speedup_vs_dense;
+    e.mean_cosine = res_.verify.mean_cosine;
+    e.min_cosine = res_.verify.min_cosine;
+    e.mean_density = res_.verify.mean_density;
+    e.tuned_at = utc_timestamp_now();
+  }
+
+  const TuneOptions& o_;
+  Clock::time_point t0_;
+  ProgressReporter progress_;
+  WorkloadSpec spec_;
+  WorkloadSource workload_;
+  int64_t S_;
+  Problem P_;
+  const AttentionShape& shape_;
+  TuneResult res_;
+  std::vector<int> threads_;
+  KernelOptions kopt_;
+  StepData last_;
+  double load_s_ = 0;
+  double t_dense_ = std::numeric_limits<double>::infinity();
+  std::vector<std::pair<double, int64_t>> warmups_;  // (fraction, W)
+  std::vector<StepData> samples_;
+  std::vector<float> out_, lse_, lse_out_;
+  std::optional<TuneCandidate> best_;
+  std::map<int64_t, int64_t> hi_kept_;  // per block size: smallest passing count at a smaller warmup
+  size_t pairs_total_ = 0, pairs_done_ = 0;
+  double pair_cost_s_ = 0;  // running mean of a (warmup, block) search
+};
+
+}  // namespace
+
+TuneResult tune(const TuneOptions& o) {
+  validate(o);
+  return Search(o).run();
 }
 
 }  // namespace spattn
