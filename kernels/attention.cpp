@@ -88,7 +88,7 @@ void dense_attention(const AttentionShape& shape, ConstTensorView q, ConstTensor
                      ConstTensorView v, TensorView out, const KernelOptions& opts) {
   detail::check_views("dense_attention", shape, q, k, v, out);
   detail::check_kernel_limits("dense_attention", shape, opts.q_block, opts.k_block);
-  detail::check_finite_inputs("dense_attention", opts, q, k, v);
+  detail::check_finite_inputs("dense_attention", opts, shape, q, k, v);
   detail::dense_attention_unchecked(shape, q, k, v, out, opts.q_block, opts.k_block,
                                     resolve_threads(opts));
 }
@@ -99,7 +99,7 @@ void dense_attention_with_lse(const AttentionShape& shape, ConstTensorView q, Co
   detail::check_views("dense_attention_with_lse", shape, q, k, v, out);
   detail::check_kernel_limits("dense_attention_with_lse", shape, opts.q_block, opts.k_block);
   if (lse == nullptr) throw_bad_argument("dense_attention_with_lse", "lse", "nullptr", "must not be null");
-  detail::check_finite_inputs("dense_attention_with_lse", opts, q, k, v);
+  detail::check_finite_inputs("dense_attention_with_lse", opts, shape, q, k, v);
   detail::dense_attention_unchecked(shape, q, k, v, out, opts.q_block, opts.k_block,
                                     resolve_threads(opts), lse);
 }
@@ -120,7 +120,7 @@ void block_sparse_attention(const AttentionShape& shape, ConstTensorView q, Cons
   if (mask.kv_len != shape.kv_len)
     throw_bad_argument(where, "mask.kv_len", std::to_string(mask.kv_len),
                        "must equal shape.kv_len " + std::to_string(shape.kv_len));
-  detail::check_finite_inputs(where, opts, q, k, v);
+  detail::check_finite_inputs(where, opts, shape, q, k, v);
   const int threads = resolve_threads(opts);
   const detail::KVPlan kv(shape, k, v, mask.k_block, threads);
   detail::attend(shape, q, kv, out, mask.q_block, [&](int64_t h, int64_t qb) { return mask.row(h, qb); },
@@ -134,7 +134,7 @@ void gathered_attention(const AttentionShape& shape, ConstTensorView q, ConstTen
   detail::check_views(where, shape, q, k, v, out);
   detail::check_kernel_limits(where, shape, opts.q_block, opts.k_block);
   check_kept(where, kept, shape.kv_len);
-  detail::check_finite_inputs(where, opts, q, k, v);
+  detail::check_finite_inputs(where, opts, shape, q, k, v);
   const int threads = resolve_threads(opts);
   if (kept.empty()) {  // every key dropped: attention over nothing is zero
     for (int64_t h = 0; h < shape.heads; ++h)

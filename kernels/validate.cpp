@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <cstdint>
 #include <utility>
 #include <string>
@@ -30,13 +31,18 @@ void check_view(const char* where, const char* name, ConstTensorView t, int64_t 
     bad(".head_stride", t.head_stride, "heads overlap: must be >= head_dim " + std::to_string(head_dim));
 }
 
-void check_finite_view(const char* where, const char* name, ConstTensorView t) {
+// Throws at the first non-finite element; returns the largest magnitude.
+double check_finite_view(const char* where, const char* name, ConstTensorView t) {
+  float max_abs = 0.0f;
   for (int64_t h = 0; h < t.heads; ++h)
     for (int64_t tok = 0; tok < t.tokens; ++tok) {
       const float* row = t.row(h, tok);
       // Branch-free scan of a row; locate the element only on failure.
       bool ok = true;
-      for (int64_t c = 0; c < t.head_dim; ++c) ok &= std::isfinite(row[c]);
+      for (int64_t c = 0; c < t.head_dim; ++c) {
+        ok &= std::isfinite(row[c]);
+        max_abs = std::max(max_abs, std::fabs(row[c]));
+      }
       if (ok) [[likely]]
         continue;
       int64_t c = 0;
@@ -48,6 +54,7 @@ void check_finite_view(const char* where, const char* name, ConstTensorView t) {
                              std::to_string(tok) + ", element " + std::to_string(c) +
                              " (KernelOptions::check_finite)");
     }
+  return max_abs;
 }
 
 // [first byte, one past the last byte) of a view's extent.
@@ -99,12 +106,17 @@ void check_kernel_limits(const char* where, const AttentionShape& shape, int64_t
   check_block_size(where, "k_block", k_block);
 }
 
-void check_finite_inputs(const char* where, const KernelOptions& opts, ConstTensorView q,
-                         ConstTensorView k, ConstTensorView v) {
+void check_finite_inputs(const char* where, const KernelOptions& opts, const AttentionShape& shape,
+                         ConstTensorView q, ConstTensorView k, ConstTensorView v) {
   if (!opts.check_finite) return;
-  check_finite_view(where, "q", q);
-  check_finite_view(where, "k", k);
+  const double max_q = check_finite_view(where, "q", q);
+  const double max_k = check_finite_view(where, "k", k);
   check_finite_view(where, "v", v);
+  const double bound = static_cast<double>(shape.head_dim) * max_q * max_k * shape.effective_scale();
+  if (bound > std::numeric_limits<float>::max())
+    throw_bad_argument(where, "q, k", "max |q| " + std::to_string(max_q) + ", max |k| " + std::to_string(max_k),
+                       "the logits scale * q.k may overflow fp32 (head_dim x max|q| x max|k| x scale = " +
+                           std::to_string(bound) + " > 3.4e38; KernelOptions::check_finite)");
 }
 
 }  // namespace spattn::detail

@@ -18,9 +18,10 @@ void check_input_views(const char* where, const AttentionShape& shape, ConstTens
 void check_kernel_limits(const char* where, const AttentionShape& shape, int64_t q_block,
                          int64_t k_block);
 // With opts.check_finite: throws naming the tensor, head, token and element of
-// the first NaN / Inf in q, then k, then v (views already checked). No-op
-// otherwise.
-void check_finite_inputs(const char* where, const KernelOptions& opts, ConstTensorView q,
-                         ConstTensorView k, ConstTensorView v);
+// the first NaN / Inf in q, then k, then v (views already checked), and when
+// the logits could overflow fp32 (head_dim x max|q| x max|k| x scale, the
+// Cauchy-Schwarz bound on |scale q.k|, above FLT_MAX). No-op otherwise.
+void check_finite_inputs(const char* where, const KernelOptions& opts, const AttentionShape& shape,
+                         ConstTensorView q, ConstTensorView k, ConstTensorView v);
 
 }  // namespace spattn::detail

@@ -59,7 +59,7 @@ class SparsedSteps final : public StepPolicy {
   // Dense step with LSE, then the block masses and the selection; returns
   // the milliseconds of the part after the dense pass.
   double record_pattern(const StepTensors& t) {
-    check_finite_inputs("DiffusionAttention::step", c_.kernel, t.q, t.k, t.v);
+    check_finite_inputs("DiffusionAttention::step", c_.kernel, t.shape, t.q, t.k, t.v);
     const int threads = resolve_threads(c_.kernel);
     lse_.resize(static_cast<size_t>(t.shape.heads * t.shape.q_len));
     const KVPlan kv(t.shape, t.k, t.v, c_.kernel.k_block, threads);

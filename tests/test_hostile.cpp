@@ -126,5 +126,21 @@ TEST(Hostile, GatherTokensChecksKeptRows) {
   expect_error([&] { gather_tokens(x, unsorted, dst); }, {"strictly increasing"});
 }
 
+// Item 14: finite inputs whose logits overflow fp32 (entries of 1e20) give
+// NaN rows as any fp32 attention does; check_finite refuses them up front.
+TEST(Hostile, CheckFiniteRefusesInputsWhoseLogitsOverflow) {
+  const AttentionShape s{1, 1, 16, 16, 128};
+  Qkv x(s, 3);
+  for (float& f : x.q.data) f *= 1e20f;
+  for (float& f : x.k.data) f *= 1e20f;
+  Tensor out(1, 16, 128);
+  KernelOptions o;
+  o.check_finite = true;
+  expect_error([&] { dense_attention(s, x.q, x.k, x.v, out.view, o); }, {"overflow fp32", "check_finite"});
+  for (float& f : x.q.data) f *= 1e-20f;  // back in range: accepted
+  for (float& f : x.k.data) f *= 1e-20f;
+  EXPECT_NO_THROW(dense_attention(s, x.q, x.k, x.v, out.view, o));
+}
+
 }  // namespace
 }  // namespace spattn::test

@@ -1,0 +1,115 @@
+// The engine (kernels/engine/): the one parallel loop, the packed K/V plan and
+// the passes the policies call, each against what it must equal.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cmath>
+#include <numeric>
+#include <vector>
+
+#include "kernels/engine/engine.hpp"
+#include "test_util.hpp"
+
+namespace spattn::test {
+namespace {
+
+using detail::KVPlan;
+using detail::Schedule;
+
+// Every index in [0, n) is visited exactly once, for any thread count,
+// schedule and n (empty, fewer items than threads, uneven splits).
+TEST(EngineParallelFor, VisitsEveryItemExactlyOnce) {
+  for (const Schedule sched : {Schedule::contiguous, Schedule::dynamic})
+    for (int threads = 1; threads <= 5; ++threads)
+      for (int64_t n : {0, 1, 2, 3, 7, 37}) {
+        std::vector<std::atomic<int>> seen(static_cast<size_t>(n));
+        std::atomic<int> calls{0};
+        detail::parallel_for(
+            threads, n,
+            [&](int64_t b, int64_t e) {
+              ++calls;
+              ASSERT_LT(b, e);
+              for (int64_t i = b; i < e; ++i) ++seen[static_cast<size_t>(i)];
+            },
+            sched);
+        for (int64_t i = 0; i < n; ++i) EXPECT_EQ(seen[static_cast<size_t>(i)].load(), 1) << i;
+        if (sched == Schedule::contiguous) {
+          EXPECT_LE(calls.load(), std::max(1, threads));
+        } else {
+          EXPECT_EQ(calls.load(), n) << "one item per call";
+        }
+      }
+}
+
+// attend over every key block of a plan is the dense kernel, bit for bit;
+// one plan serves the LSE pass and the block-mass pass (SparseD's record step).
+TEST(EnginePasses, AttendRowLseAndBlockMassShareOnePlan) {
+  const AttentionShape s{4, 2, 77, 130, 32};
+  Qkv x(s, 11);
+  Tensor dense(4, 77, 32), out(4, 77, 32);
+  std::vector<float> lse_dense(4 * 77), lse(4 * 77);
+  KernelOptions o;
+  o.threads = 2;
+  o.q_block = 32;
+  o.k_block = 32;
+  dense_attention_with_lse(s, x.q, x.k, x.v, dense.view, lse_dense.data(), o);
+  const KVPlan kv(s, x.k, x.v, 32, 2);
+  EXPECT_EQ(kv.k_blocks(), 5);
+  const std::vector<int32_t> all = detail::all_key_blocks(kv);
+  detail::attend(s, x.q, kv, out.view, 32, [&](int64_t, int64_t) { return std::span<const int32_t>(all); }, 2,
+                 lse.data());
+  EXPECT_EQ(out.data, dense.data);
+  EXPECT_EQ(lse, lse_dense);
+  const std::vector<float> lse2 = detail::row_lse(s, x.q, kv, 32, 2);
+  for (size_t i = 0; i < lse.size(); ++i) EXPECT_NEAR(lse2[i], lse[i], 1e-5) << i;
+  std::vector<float> mass(static_cast<size_t>(4 * 3 * 5));
+  detail::block_mass(s, x.q, kv, lse.data(), 32, 2, mass.data());
+  for (int64_t r = 0; r < 4 * 3; ++r) {
+    const double sum = std::accumulate(mass.begin() + r * 5, mass.begin() + r * 5 + 5, 0.0);
+    EXPECT_NEAR(sum, 1.0, 1e-5) << "row " << r;
+  }
+  const BlockMass pub = block_attention_mass(s, x.q, x.k, 32, 32, o);
+  for (size_t i = 0; i < mass.size(); ++i) EXPECT_NEAR(mass[i], pub.mass[i], 1e-6) << i;
+}
+
+// key_softmax_rows hands every tile of rows over exactly once, each row a
+// distribution over the plan's keys (the last key biased as asked).
+TEST(EnginePasses, KeySoftmaxRowsEmitsEveryTileOnceAsDistributions) {
+  const AttentionShape s{2, 1, 21, 45, 16};
+  Qkv x(s, 5);
+  const KVPlan kv(s, x.k, ConstTensorView{}, 64, 2);
+  std::vector<std::atomic<int>> rows_seen(static_cast<size_t>(2 * 21));
+  detail::key_softmax_rows(s, x.q, kv, 8, std::log(0.5f), 2,
+                           [&](int64_t h, int64_t r0, int rows, const float* p, int64_t ld) {
+                             for (int r = 0; r < rows; ++r) {
+                               ++rows_seen[static_cast<size_t>(h * 21 + r0 + r)];
+                               double sum = 0;
+                               for (int64_t j = 0; j < 45; ++j) sum += p[r * ld + j];
+                               EXPECT_NEAR(sum, 1.0, 1e-5);
+                             }
+                           });
+  for (auto& c : rows_seen) EXPECT_EQ(c.load(), 1);
+}
+
+// The DPad compaction: gather then scatter restores the kept rows and zeroes
+// the others.
+TEST(EnginePasses, GatherThenScatterRestoresKeptRows) {
+  Tensor x(3, 50, 16);
+  fill_normal(x, 9);
+  const std::vector<int32_t> kept{0, 3, 4, 17, 49};
+  std::vector<float> buf;
+  const ConstTensorView c = detail::gather_tokens(x, kept, 2, buf);
+  ASSERT_EQ(c.tokens, 5);
+  Tensor back(3, 50, 16);
+  std::fill(back.data.begin(), back.data.end(), 7.0f);
+  detail::scatter_tokens(c, kept, back.view, 2);
+  for (int64_t h = 0; h < 3; ++h)
+    for (int64_t t = 0; t < 50; ++t) {
+      const bool is_kept = std::find(kept.begin(), kept.end(), t) != kept.end();
+      for (int64_t d = 0; d < 16; ++d)
+        EXPECT_EQ(back.view.row(h, t)[d], is_kept ? x.view.row(h, t)[d] : 0.0f);
+    }
+}
+
+}  // namespace
+}  // namespace spattn::test
