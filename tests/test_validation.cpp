@@ -330,7 +330,8 @@ TEST(Validation, SessionStepChecksViewsFirst) {
 // overflow in the compaction) and q_len > kv_len gave rows of zeros.
 TEST(Validation, DpadNeedsQueriesAndKeysToBeTheSameTokens) {
   for (const Policy p : {Policy::dpad, Policy::dpad_sparsed})
-    for (const auto& [ql, kl] : {std::pair<int64_t, int64_t>{32, 256}, {256, 32}}) {
+    for (const auto& lens : {std::pair<int64_t, int64_t>{32, 256}, {256, 32}}) {
+      const int64_t ql = lens.first, kl = lens.second;  // clang 14 cannot capture structured bindings
       SessionConfig cfg = base_config();
       cfg.policy = p;
       cfg.warmup_fraction = 0;
