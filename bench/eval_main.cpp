@@ -22,6 +22,11 @@ const char* kUsage = R"(usage: spattn-eval [flags]
   --topk-ratio R        SparseD / UniSparse top-k share of key blocks, (0, 1] (default 0.1)
   --warmup-fraction W   share of steps run dense first, [0, 1) (default 0.2)
   --pooled-budget       SparseD: pool the top-k budget across heads (diffuse heads get more)
+  --mass-tau T          SparseD: adaptive budget, per row the fewest blocks holding T of its
+                        mass (instead of --topk-ratio)
+  --max-block-share S   with --mass-tau: a row keeps at most this share of key blocks (default 1)
+  --dense-head-share D  with --mass-tau: a head keeping more than this share runs dense (default 1: never)
+  --record-on-new-block SparseD: re-record the pattern when the decoded block moves
   --refresh R           re-record the SparseD pattern every R sparse steps (default 0: never)
   --tau T               UniSparse: keep blocks until estimated mass T (default 0.95; used
                         unless --unisparse-topk)
@@ -84,6 +89,17 @@ CliOptions parse_options(int argc, char** argv) {
       c.set_warmup = true;
     } else if (f == "--pooled-budget") {
       c.cfg.pooled_budget = true;
+    } else if (f == "--mass-tau") {
+      if (!c.cfg.mass_budget) c.cfg.mass_budget.emplace();
+      c.cfg.mass_budget->tau = a.real(f, 0.0, 1.0, true);
+    } else if (f == "--max-block-share") {
+      if (!c.cfg.mass_budget) c.cfg.mass_budget.emplace();
+      c.cfg.mass_budget->max_share = a.real(f, 0.0, 1.0, true);
+    } else if (f == "--dense-head-share") {
+      if (!c.cfg.mass_budget) c.cfg.mass_budget.emplace();
+      c.cfg.mass_budget->dense_head_share = a.real(f, 0.0, 1.0, true);
+    } else if (f == "--record-on-new-block") {
+      c.cfg.record_on_new_block = true;
     } else if (f == "--refresh") {
       c.cfg.refresh_every = a.integer(f, 0, 1 << 30);
     } else if (f == "--tau") {
@@ -185,7 +201,8 @@ void write_eval_json(const CliOptions& c, const spattn::WorkloadSource& workload
     j["steps"].push_back({{"step", e.step}, {"path", step_path_name(e.path)}, {"density", cli::number(e.density)},
                           {"recall", cli::number(e.recall)}, {"cosine", cli::number(e.cosine)},
                           {"rel_l2", cli::number(e.rel_l2)}, {"ms", cli::number(e.ms)},
-                          {"dense_ms", cli::number(e.dense_ms)}});
+                          {"dense_ms", cli::number(e.dense_ms)}, {"dense_heads", e.dense_heads},
+                          {"head_cosine", e.head_cosine}, {"head_recall", e.head_recall}});
   cli::write_json_file(c.json_path, "spattn-eval", std::move(j));
 }
 
@@ -214,12 +231,22 @@ int eval_main(int argc, char** argv) {
                 (long long)shape.kv_heads, (long long)shape.kv_len, (long long)shape.head_dim,
                 (long long)std::min(c.steps, workload.steps()), (long long)cfg.block_size, cfg.topk_ratio,
                 cfg.warmup_fraction, isa_name(active_isa()), resolve_threads(cfg.kernel));
-    if (!c.quiet) std::printf("%5s  %-17s %8s %8s %9s %9s %10s %10s\n", "step", "path", "density", "recall",
-                              "cosine", "rel_l2", "ms", "dense_ms");
+    if (!c.quiet) std::printf("%5s  %-17s %8s %8s %9s %9s %10s %10s %6s\n", "step", "path", "density", "recall",
+                              "cosine", "rel_l2", "ms", "dense_ms", "dense_h");
     c.eo.on_step = [&](const StepEval& e) {
       if (c.quiet) return;  // --quiet: nothing per step, on stdout or stderr
-      std::printf("%5lld  %-17s %8.4f %8.4f %9.6f %9.2e %10.2f %10.2f\n", (long long)e.step,
-                  step_path_name(e.path), e.density, e.recall, e.cosine, e.rel_l2, e.ms, e.dense_ms);
+      std::printf("%5lld  %-17s %8.4f %8.4f %9.6f %9.2e %10.2f %10.2f %6lld\n", (long long)e.step,
+                  step_path_name(e.path), e.density, e.recall, e.cosine, e.rel_l2, e.ms, e.dense_ms,
+                  (long long)e.dense_heads);
+      if (!e.head_cosine.empty()) {
+        std::printf("       per head: cosine");
+        for (double x : e.head_cosine) std::printf(" %.4f", x);
+        if (!e.head_recall.empty()) {
+          std::printf("; recall");
+          for (double x : e.head_recall) std::printf(" %.3f", x);
+        }
+        std::printf("\n");
+      }
       std::fflush(stdout);
     };
     const EvalResult r = evaluate(workload, cfg, c.eo);

@@ -163,6 +163,14 @@ spattn::SessionConfig to_config(const char* where, const spattn_session_config* 
   cfg.block_size = c->block_size;
   cfg.topk_ratio = c->topk_ratio;
   cfg.pooled_budget = c->pooled_budget != 0;
+  if (c->mass_tau != 0.0) {  // 0: off; anything else is checked by the session
+    spattn::MassBudget b;
+    b.tau = c->mass_tau;
+    b.max_share = c->max_block_share;
+    b.dense_head_share = c->dense_head_share;
+    cfg.mass_budget = b;
+  }
+  cfg.record_on_new_block = c->record_on_new_block != 0;
   cfg.unisparse.topk_ratio = c->topk_ratio;
   cfg.unisparse.tau = c->unisparse_tau;
   cfg.window.sink_tokens = c->window_sink_tokens;
@@ -277,6 +285,11 @@ spattn_status spattn_session_config_default(spattn_session_config* config) {
     config->block_size = d.block_size;
     config->topk_ratio = d.topk_ratio;
     config->pooled_budget = d.pooled_budget ? 1 : 0;
+    const spattn::MassBudget b;
+    config->mass_tau = 0.0;
+    config->max_block_share = b.max_share;
+    config->dense_head_share = b.dense_head_share;
+    config->record_on_new_block = d.record_on_new_block ? 1 : 0;
     config->unisparse_tau = d.unisparse.tau;
     config->window_sink_tokens = d.window.sink_tokens;
     config->window_tokens = d.window.window_tokens;
@@ -316,6 +329,14 @@ spattn_status spattn_session_step(spattn_session* session, const float* q, const
     if (report != nullptr)
       *report = spattn_step_report{r.step, static_cast<spattn_step_path>(r.path), r.ms, r.select_ms,
                                    r.density};
+    return SPATTN_OK;
+  });
+}
+
+spattn_status spattn_session_set_decoding_block(spattn_session* session, int64_t begin, int64_t end) {
+  return guarded([&] {
+    require_non_null("spattn_session_set_decoding_block", "session", session);
+    session->impl.set_decoding_block(begin, end);
     return SPATTN_OK;
   });
 }

@@ -66,6 +66,11 @@ void SessionConfig::validate() const {
   check_block_size(w, "block_size", block_size);
   if (!(topk_ratio > 0.0 && topk_ratio <= 1.0))
     throw_bad_argument(w, "topk_ratio", std::to_string(topk_ratio), "must be in (0, 1]");
+  if (mass_budget) {
+    mass_budget->validate(w, "mass_budget.");
+    if (pooled_budget)
+      throw_bad_argument(w, "pooled_budget", "true", "cannot be combined with mass_budget (choose one budget)");
+  }
   if (dpad.window < 0) throw_bad_argument(w, "dpad.window", std::to_string(dpad.window), "must be >= 0");
   if (!(dpad.sigma > 0.0) || !std::isfinite(dpad.sigma))
     throw_bad_argument(w, "dpad.sigma", std::to_string(dpad.sigma), "must be positive and finite");
@@ -119,6 +124,14 @@ int64_t warmup_steps_for(Policy policy, double warmup_fraction, int64_t total_st
 
 int64_t DiffusionAttention::warmup_steps() const {
   return warmup_steps_for(config_.policy, config_.warmup_fraction, config_.total_steps);
+}
+
+void DiffusionAttention::set_decoding_block(int64_t begin, int64_t end) {
+  if (begin < 0 || end <= begin || end > shape_.kv_len)
+    throw_bad_argument("DiffusionAttention::set_decoding_block", "block",
+                       "[" + std::to_string(begin) + ", " + std::to_string(end) + ")",
+                       "must satisfy 0 <= begin < end <= kv_len " + std::to_string(shape_.kv_len));
+  policy_->set_decoding_block(begin, end);
 }
 
 void DiffusionAttention::set_dpad(const DpadParams& params) {

@@ -8,6 +8,7 @@
 
 #include "kernels/engine/engine.hpp"
 #include "kernels/validate.hpp"
+#include "patterns/validate_params.hpp"
 #include "spattn/error.hpp"
 #include "spattn/patterns.hpp"
 
@@ -50,13 +51,12 @@ BlockMass block_attention_mass_from_lse(const AttentionShape& shape, ConstTensor
   return mass_on_plan(shape, q, kv, lse, q_block, threads);
 }
 
-BlockMask sparsed_select(const BlockMass& mass, double topk_ratio) {
-  if (!(topk_ratio > 0.0 && topk_ratio <= 1.0))
-    throw_bad_argument("sparsed_select", "topk_ratio", std::to_string(topk_ratio),
-                       "must be in (0, 1]");
+namespace detail {
+
+void validate_block_mass(const char* where, const BlockMass& mass) {
   // q_blocks() / k_blocks() divide by the block sizes: check them first.
-  auto positive = [](const char* field, int64_t v) {
-    if (v <= 0) throw_bad_argument("sparsed_select", field, std::to_string(v), "must be positive");
+  auto positive = [&](const char* field, int64_t v) {
+    if (v <= 0) throw_bad_argument(where, field, std::to_string(v), "must be positive");
   };
   positive("mass.heads", mass.heads);
   positive("mass.q_len", mass.q_len);
@@ -65,8 +65,18 @@ BlockMask sparsed_select(const BlockMass& mass, double topk_ratio) {
   positive("mass.k_block", mass.k_block);
   const int64_t kbs = mass.k_blocks(), rows = mass.heads * mass.q_blocks();
   if (static_cast<int64_t>(mass.mass.size()) != rows * kbs)
-    throw_bad_argument("sparsed_select", "mass.mass.size()", std::to_string(mass.mass.size()),
+    throw_bad_argument(where, "mass.mass.size()", std::to_string(mass.mass.size()),
                        "must be heads * q_blocks * k_blocks = " + std::to_string(rows * kbs));
+}
+
+}  // namespace detail
+
+BlockMask sparsed_select(const BlockMass& mass, double topk_ratio) {
+  if (!(topk_ratio > 0.0 && topk_ratio <= 1.0))
+    throw_bad_argument("sparsed_select", "topk_ratio", std::to_string(topk_ratio),
+                       "must be in (0, 1]");
+  detail::validate_block_mass("sparsed_select", mass);
+  const int64_t kbs = mass.k_blocks(), rows = mass.heads * mass.q_blocks();
   const int64_t keep = blocks_for_ratio(topk_ratio, kbs);
   BlockMask m{mass.heads, mass.q_len, mass.kv_len, mass.q_block, mass.k_block, {}, {}};
   m.row_ptr.resize(rows + 1);

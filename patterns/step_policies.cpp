@@ -37,7 +37,9 @@ class SparsedSteps final : public StepPolicy {
   StepReport run(int64_t s, const StepTensors& t) override {
     StepReport r;
     const int64_t R = c_.refresh_every;
-    const bool record = s == warm_ - 1 || (s >= warm_ && !pattern_) || (R > 0 && s >= warm_ && s - last_record_ > R);
+    const bool record = s == warm_ - 1 || (s >= warm_ && !pattern_) || (R > 0 && s >= warm_ && s - last_record_ > R) ||
+                        (s >= warm_ && block_moved_);
+    block_moved_ = false;
     if (s < warm_ - 1) {
       dense_attention(t.shape, t.q, t.k, t.v, t.out, c_.kernel);
     } else if (record) {
@@ -48,8 +50,15 @@ class SparsedSteps final : public StepPolicy {
       block_sparse_attention(t.shape, t.q, t.k, t.v, *pattern_, t.out, c_.kernel);
       r.path = StepPath::sparse_cached;
       r.density = pattern_->density();
+      r.dense_heads = dense_heads_;
     }
     return r;
+  }
+  void set_decoding_block(int64_t begin, int64_t end) override {
+    if (!c_.record_on_new_block) return;
+    if (begin != block_begin_ || end != block_end_) block_moved_ = block_begin_ >= 0;  // the first block is no move
+    block_begin_ = begin;
+    block_end_ = end;
   }
   const BlockMask* cached_pattern() const override { return pattern_ ? &*pattern_ : nullptr; }
   const BlockMask* last_mask() const override { return pattern_ ? &*pattern_ : nullptr; }
@@ -75,14 +84,28 @@ class SparsedSteps final : public StepPolicy {
       const KVPlan keys(t.shape, t.k, ConstTensorView{}, c_.block_size, threads);
       block_mass(t.shape, t.q, keys, lse_.data(), c_.block_size, threads, mass.mass.data());
     }
-    pattern_ = c_.pooled_budget ? sparsed_select_pooled(mass, c_.topk_ratio) : sparsed_select(mass, c_.topk_ratio);
+    pattern_ = select(mass);
     return ms_since(t1);
+  }
+
+  BlockMask select(const BlockMass& mass) {
+    dense_heads_ = 0;
+    if (c_.mass_budget) {
+      std::vector<uint8_t> dense;
+      BlockMask m = sparsed_select_mass(mass, *c_.mass_budget, &dense);
+      for (uint8_t d : dense) dense_heads_ += d;
+      return m;
+    }
+    return c_.pooled_budget ? sparsed_select_pooled(mass, c_.topk_ratio) : sparsed_select(mass, c_.topk_ratio);
   }
 
   SessionConfig c_;
   int64_t warm_;
   int64_t last_record_ = -1;
   std::optional<BlockMask> pattern_;
+  int64_t dense_heads_ = 0;
+  int64_t block_begin_ = -1, block_end_ = -1;
+  bool block_moved_ = false;
   std::vector<float> lse_;
 };
 
@@ -159,6 +182,7 @@ class DpadSteps final : public StepPolicy {
   }
   const BlockMask* cached_pattern() const override { return inner_->cached_pattern(); }
   const std::vector<int32_t>& dpad_kept() const override { return kept_; }
+  void set_decoding_block(int64_t begin, int64_t end) override { inner_->set_decoding_block(begin, end); }
   void set_dpad(const DpadParams& p) override {
     c_.dpad = p;
     dirty_ = true;

@@ -34,6 +34,8 @@ class StepPolicy {
   virtual void set_dpad(const DpadParams&) {}
   // The keys changed under the policy (DPad kept a new set): forget patterns.
   virtual void reset_pattern() {}
+  // A block-wise sampler moved to another block.
+  virtual void set_decoding_block(int64_t /*begin*/, int64_t /*end*/) {}
 };
 
 std::unique_ptr<StepPolicy> make_step_policy(const SessionConfig& config);

@@ -10,6 +10,8 @@
 namespace spattn::detail {
 
 void validate_unisparse_params(const char* where, const std::string& prefix, const UnisparseParams& p);
+// A BlockMass's fields and table size (the selections read it by rows).
+void validate_block_mass(const char* where, const BlockMass& mass);
 void validate_window_sink_params(const char* where, const std::string& prefix,
                                  const WindowSinkParams& p);
 

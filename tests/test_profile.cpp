@@ -762,3 +762,45 @@ TEST(ProfileHostile, UnreadableSpattnProfileIsAnError) {
     EXPECT_NE(msg->find(p), std::string::npos) << *msg;
   }
 }
+
+// Schema 3: per-layer entries (a layer may run dense) and the adaptive
+// budget round-trip; a schema-2 file still reads with the old defaults.
+TEST(ProfileSchema3, LayersAndMassBudgetRoundTripAndDriveSessions) {
+  TempDir d;
+  Profile p = make_profile(0);
+  ProfileEntry sparse = make_entry(4, 4, 4096, 128, 3);
+  sparse.layer = 1;
+  sparse.mass_tau = 0.95;
+  sparse.max_block_share = 0.5;
+  sparse.dense_head_share = 0.6;
+  ProfileEntry dense = make_entry(4, 4, 4096, 128, 3, "dense");
+  dense.layer = 0;
+  p.entries = {sparse, dense};
+  const std::string path = d.file("layers.yaml");
+  p.save(path);
+  const Profile back = Profile::load(path);
+  EXPECT_EQ(back, p);
+  const AttentionShape s{4, 4, 4096, 4096, 128};
+  SessionConfig base;
+  base.total_steps = 3;
+  const SessionConfig l1 = session_config_for_layer(back, s, 1, base);
+  EXPECT_EQ(l1.policy, Policy::sparsed);
+  ASSERT_TRUE(l1.mass_budget.has_value());
+  EXPECT_DOUBLE_EQ(l1.mass_budget->tau, 0.95);
+  EXPECT_DOUBLE_EQ(l1.mass_budget->max_share, 0.5);
+  EXPECT_DOUBLE_EQ(l1.mass_budget->dense_head_share, 0.6);
+  EXPECT_EQ(session_config_for_layer(back, s, 0, base).policy, Policy::dense);
+  // Layer 2 has no entry and no layer-free entry exists: the documented defaults.
+  const SessionConfig l2 = session_config_for_layer(back, s, 2, base);
+  EXPECT_FALSE(l2.mass_budget.has_value());
+  EXPECT_EQ(l2.block_size, Profile::default_entry({}).block_size);
+  // A layer-free lookup does not pick a layer's entry.
+  EXPECT_EQ(back.lookup({4, 4, 4096, 128, 3}, "sparsed"), nullptr);
+  const Profile old = Profile::from_yaml_string(kValid, "v1.yaml");  // kValid is schema 1
+  EXPECT_EQ(old.entries[0].layer, -1);
+  EXPECT_EQ(old.entries[0].mass_tau, 0.0);
+  write_text(path, replaced(kValid, "      threads: 0\n", "      threads: 0\n      mass_tau: 1.5\n"));
+  const auto msg = error_of([&] { Profile::load(path); });
+  ASSERT_TRUE(msg.has_value());
+  EXPECT_NE(msg->find("mass_tau"), std::string::npos) << *msg;
+}

@@ -242,3 +242,71 @@ TEST(SessionFromProfile, NearestEntryElseDefaults) {
 
 }  // namespace
 }  // namespace spattn
+
+namespace {
+
+// A trace folder as spattn-tune --npy reads it: stepXXXX/layerL/{q,k,v}.npy,
+// here from the synthetic workload (two "layers" from two seeds).
+std::string write_trace(const std::string& dir, int64_t n, int64_t steps) {
+  std::filesystem::remove_all(dir);
+  for (int layer = 0; layer < 2; ++layer) {
+    spattn::SyntheticConfig c;
+    c.heads = c.kv_heads = 2;
+    c.seq_len = n;
+    c.head_dim = 32;
+    c.steps = steps;
+    c.seed = 7 + static_cast<uint64_t>(layer);
+    const spattn::SyntheticWorkload w(c);
+    for (int64_t s = 0; s < steps; ++s) {
+      char step[32];
+      std::snprintf(step, sizeof step, "/step%04lld/layer%d", static_cast<long long>(s), layer);
+      const std::string f = dir + step;
+      std::filesystem::create_directories(f);
+      std::vector<float> q, k, v;
+      w.step(s, q, k, v);
+      spattn::save_npy(f + "/q.npy", {2, n, 32}, q.data());
+      spattn::save_npy(f + "/k.npy", {2, n, 32}, k.data());
+      spattn::save_npy(f + "/v.npy", {2, n, 32}, v.data());
+    }
+  }
+  return dir;
+}
+
+}  // namespace
+
+// Every layer gets its own entry; a chosen sparse setting meets the bound on
+// every step, and a bound no sparse setting can meet makes the layer dense.
+TEST(TuneLayers, EachLayerMeetsTheBoundOrRunsDense) {
+  const std::string dir =
+      write_trace((std::filesystem::temp_directory_path() / "spattn_tune_layers").string(), 512, 3);
+  spattn::LayerTuneOptions o;
+  o.npy_dir = dir;
+  o.block_size = 32;
+  o.min_mean_cosine = 0.99;
+  o.min_step_cosine = 0.98;
+  o.kernel.threads = 1;
+  const spattn::LayerTuneResult r = spattn::tune_layers(o);
+  ASSERT_EQ(r.layers.size(), 2u);
+  ASSERT_EQ(r.entries.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    const spattn::LayerChoice& l = r.layers[i];
+    EXPECT_EQ(l.layer, static_cast<int>(i));
+    EXPECT_EQ(r.entries[i].layer, l.layer);
+    EXPECT_EQ(r.entries[i].policy, l.dense ? "dense" : "sparsed");
+    if (!l.dense) {
+      EXPECT_GE(l.result.mean_cosine, o.min_mean_cosine);
+      EXPECT_GE(l.result.min_cosine, o.min_step_cosine);
+      EXPECT_DOUBLE_EQ(r.entries[i].mass_tau, l.tau);
+    }
+  }
+  o.layers = {1};
+  o.min_mean_cosine = o.min_step_cosine = 1.0;  // only dense is exact
+  o.taus = {0.5};
+  const spattn::LayerTuneResult d = spattn::tune_layers(o);
+  ASSERT_EQ(d.layers.size(), 1u);
+  EXPECT_TRUE(d.layers[0].dense);
+  EXPECT_EQ(d.entries[0].policy, "dense");
+  o.taus = {1.5};
+  EXPECT_THROW(spattn::tune_layers(o), spattn::Error);
+  std::filesystem::remove_all(dir);
+}

@@ -49,6 +49,34 @@ std::string WorkloadSource::describe() const {
   return spec_.npy_dir.empty() ? "synthetic" : "npy:" + spec_.npy_dir;
 }
 
+namespace {
+
+// The row-wise mean cosine of each head on its own.
+std::vector<double> head_cosines(ConstTensorView out, const std::vector<double>& ref) {
+  std::vector<double> c(static_cast<size_t>(out.heads));
+  const size_t per_head = static_cast<size_t>(out.tokens * out.head_dim);
+  for (int64_t h = 0; h < out.heads; ++h) {
+    const ConstTensorView one{out.row(h, 0), 1, out.tokens, out.head_dim, out.head_stride, out.token_stride};
+    const std::vector<double> r(ref.begin() + static_cast<std::ptrdiff_t>(h * per_head),
+                                ref.begin() + static_cast<std::ptrdiff_t>((h + 1) * per_head));
+    c[static_cast<size_t>(h)] = cosine_similarity(one, r);
+  }
+  return c;
+}
+
+// mask_recall per head: the mean over its query blocks of the mass kept.
+std::vector<double> head_recalls(const BlockMass& mass, const BlockMask& mask) {
+  std::vector<double> r(static_cast<size_t>(mass.heads), 0.0);
+  for (int64_t h = 0; h < mass.heads; ++h) {
+    for (int64_t qb = 0; qb < mass.q_blocks(); ++qb)
+      for (int32_t kb : mask.row(h, qb)) r[static_cast<size_t>(h)] += mass.row(h, qb)[kb];
+    r[static_cast<size_t>(h)] /= static_cast<double>(mass.q_blocks());
+  }
+  return r;
+}
+
+}  // namespace
+
 void summarize_steps(EvalResult& res) {
   const double n = static_cast<double>(res.steps.size());
   res.mean_cosine = res.mean_rel_l2 = res.sparse_total_ms = res.dense_total_ms = 0.0;
@@ -100,10 +128,11 @@ EvalResult evaluate(const WorkloadSource& workload, SessionConfig config, const 
     StepEval e;
     e.step = s;
     e.dense_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    const auto [start, end] = workload.decoding_block(s);
+    if (end > start) session.set_decoding_block(start, end);  // the session re-records on a new block if asked
     if (config.policy == Policy::dpad || config.policy == Policy::dpad_sparsed) {
       // Block-wise decoding: DPad's prefix is everything before the block being
       // decoded, its current block that block, the suffix the rest.
-      const auto [start, end] = workload.decoding_block(s);
       if (end > start && (session.config().dpad.block_start != start || session.config().dpad.block_end != end)) {
         DpadParams p = session.config().dpad;
         p.prefix_len = p.block_start = start;
@@ -116,6 +145,7 @@ EvalResult evaluate(const WorkloadSource& workload, SessionConfig config, const 
     e.ms = r.ms;
     e.select_ms = r.select_ms;
     e.density = r.density;
+    e.dense_heads = r.dense_heads;
     const std::vector<int32_t>& kept = session.dpad_kept();
     if (r.path == StepPath::gathered || (config.policy == Policy::dpad_sparsed && !kept.empty())) {
       // DPad drops the far suffix from the step: only the kept tokens' rows
@@ -138,14 +168,16 @@ EvalResult evaluate(const WorkloadSource& workload, SessionConfig config, const 
       const ConstTensorView ov = view(out, shape.heads, shape.q_len);
       e.cosine = cosine_similarity(ov, ref);
       e.rel_l2 = relative_l2_error(ov, ref);
+      e.head_cosine = head_cosines(ov, ref);
     }
     e.recall = std::numeric_limits<double>::quiet_NaN();
     if (r.path == StepPath::dense || r.path == StepPath::dense_record) {
       e.recall = 1.0;
     } else if (const BlockMask* m = session.last_mask(); m != nullptr && opts.recall) {
-      e.recall = mask_recall(block_attention_mass_from_lse(shape, qv, kv, lse.data(), m->q_block,
-                                                           m->k_block, config.kernel),
-                             *m);
+      const BlockMass mass =
+          block_attention_mass_from_lse(shape, qv, kv, lse.data(), m->q_block, m->k_block, config.kernel);
+      e.recall = mask_recall(mass, *m);
+      e.head_recall = head_recalls(mass, *m);
     }
     res.steps.push_back(e);
     if (opts.on_step) opts.on_step(e);

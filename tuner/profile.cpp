@@ -89,13 +89,14 @@ const ProfileEntry* Profile::find(const TunedShape& shape, std::string_view work
   return nullptr;
 }
 
-const ProfileEntry* Profile::lookup(const TunedShape& shape, std::string_view policy) const {
+const ProfileEntry* Profile::lookup(const TunedShape& shape, std::string_view policy, int layer) const {
   const ProfileEntry* best = nullptr;
   bool best_heads = false;
   double best_seq = 0.0, best_steps = 0.0;
   for (const ProfileEntry& e : entries) {
     if (e.shape.head_dim != shape.head_dim) continue;
     if (!policy.empty() && e.policy != policy) continue;
+    if (e.layer != layer) continue;
     const bool heads = e.shape.heads == shape.heads && e.shape.kv_heads == shape.kv_heads;
     const double seq = shape.seq_len > 0 ? log_distance(shape.seq_len, e.shape.seq_len) : 0.0;
     const double steps = shape.steps > 0 ? log_distance(shape.steps, e.shape.steps) : 0.0;

@@ -212,7 +212,7 @@ bool valid_policy_name(const std::string& p) {
 
 ProfileEntry read_entry(const Reader& r, const YAML::Node& n, const std::string& name) {
   MapReader m(r, n, name);
-  m.check_keys({"shape", "workload", "policy", "accuracy_bound", "chosen", "measured", "tuned_at"});
+  m.check_keys({"shape", "workload", "policy", "layer", "accuracy_bound", "chosen", "measured", "tuned_at"});
   ProfileEntry e;
 
   const YAML::Node shape_node = m.required("shape");
@@ -243,13 +243,17 @@ ProfileEntry read_entry(const Reader& r, const YAML::Node& n, const std::string&
     r.fail(pol, in_quotes(m.child("policy")) + " = " + in_quotes(e.policy) +
                     " must be a policy name such as 'sparsed' ([a-z0-9_+-], not empty)");
 
+  // Schema 3; absent before (an entry for any layer).
+  if (const YAML::Node ly = m.optional("layer"); ly.IsDefined())
+    e.layer = static_cast<int>(r.integer(ly, m.child("layer"), -1, 1 << 20));
   MapReader a(r, m.required("accuracy_bound"), m.child("accuracy_bound"));
   a.check_keys({"min_mean_cosine", "min_step_cosine"});
   e.min_mean_cosine = r.number(a.required("min_mean_cosine"), a.child("min_mean_cosine"), -1, false, 1, false);
   e.min_step_cosine = r.number(a.required("min_step_cosine"), a.child("min_step_cosine"), -1, false, 1, false);
 
   MapReader c(r, m.required("chosen"), m.child("chosen"));
-  c.check_keys({"block_size", "topk_ratio", "warmup_fraction", "q_tile_rows", "threads", "pooled_budget"});
+  c.check_keys({"block_size", "topk_ratio", "warmup_fraction", "q_tile_rows", "threads", "pooled_budget", "mass_tau",
+                "max_block_share", "dense_head_share"});
   const YAML::Node bs = c.required("block_size");
   e.block_size = r.integer(bs, c.child("block_size"), 1);
   if (!is_supported_block_size(e.block_size))
@@ -268,6 +272,13 @@ ProfileEntry read_entry(const Reader& r, const YAML::Node& n, const std::string&
   // Schema 2; absent in schema 1 files (per-head budget, SparseD's own rule).
   if (const YAML::Node pb = c.optional("pooled_budget"); pb.IsDefined())
     e.pooled_budget = r.boolean(pb, c.child("pooled_budget"));
+  // Schema 3; absent before (the fixed top-k budget).
+  if (const YAML::Node n = c.optional("mass_tau"); n.IsDefined())
+    e.mass_tau = r.number(n, c.child("mass_tau"), 0, false, 1, false);
+  if (const YAML::Node n = c.optional("max_block_share"); n.IsDefined())
+    e.max_block_share = r.number(n, c.child("max_block_share"), 0, true, 1, false);
+  if (const YAML::Node n = c.optional("dense_head_share"); n.IsDefined())
+    e.dense_head_share = r.number(n, c.child("dense_head_share"), 0, true, 1, false);
 
   MapReader ms(r, m.required("measured"), m.child("measured"));
   ms.check_keys({"dense_ms", "sparse_ms", "speedup", "mean_cosine", "min_cosine", "mean_density"});
@@ -399,6 +410,7 @@ std::string Profile::to_yaml() const {
     out << YAML::EndMap;
     out << YAML::Key << "workload" << YAML::Value << e.workload;
     out << YAML::Key << "policy" << YAML::Value << e.policy;
+    if (e.layer >= 0) out << YAML::Key << "layer" << YAML::Value << e.layer;
     out << YAML::Key << "accuracy_bound" << YAML::Value << YAML::Flow << YAML::BeginMap;
     out << YAML::Key << "min_mean_cosine" << YAML::Value << num(e.min_mean_cosine);
     out << YAML::Key << "min_step_cosine" << YAML::Value << num(e.min_step_cosine);
@@ -410,6 +422,11 @@ std::string Profile::to_yaml() const {
     out << YAML::Key << "q_tile_rows" << YAML::Value << e.q_tile_rows;
     out << YAML::Key << "threads" << YAML::Value << e.threads;
     out << YAML::Key << "pooled_budget" << YAML::Value << e.pooled_budget;
+    if (e.mass_tau > 0) {
+      out << YAML::Key << "mass_tau" << YAML::Value << num(e.mass_tau);
+      out << YAML::Key << "max_block_share" << YAML::Value << num(e.max_block_share);
+      out << YAML::Key << "dense_head_share" << YAML::Value << num(e.dense_head_share);
+    }
     out << YAML::EndMap;
     out << YAML::Key << "measured" << YAML::Value << YAML::BeginMap;
     out << YAML::Key << "dense_ms" << YAML::Value << num(e.dense_ms);

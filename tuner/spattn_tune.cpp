@@ -31,6 +31,11 @@ workload (default: the built-in synthetic one, heads 8, N 4096, head_dim 128, 64
   --seq-len N --heads H --kv-heads G --head-dim D --steps S --seed X
   --npy DIR             captured steps DIR/stepXXXX[/layerL]/{q,k,v}.npy instead
   --layer L             layer folder of --npy (default: the first)
+  --layers all|L,L,...  with --npy: tune every listed layer of the model on its own (adaptive
+                        SparseD budget per layer, or dense where none keeps the bound faster);
+                        the bound defaults to mean cosine >= 0.995, every step >= 0.99 here;
+                        writes one profile entry per layer
+  --taus T,T,...        with --layers: adaptive budgets tried per layer (default 0.8,0.85,0.9,0.93,0.95,0.97,0.98,0.99)
 accuracy bound (cosine similarity to dense attention)
   --min-mean-cosine C   over all steps (default 0.99)
   --min-step-cosine C   every single step (default 0.98)
@@ -105,6 +110,10 @@ struct Row {
 
 struct CliOptions {
   spattn::TuneOptions o;
+  bool per_layer = false;          // --layers: tune_layers instead of tune
+  std::vector<int> layers;         // empty with per_layer: every layer
+  std::vector<double> taus;        // empty: tune_layers' default
+  bool bound_given = false;
   std::string out_path, json_path;
   bool save = true, table = true;
   int64_t kv_heads = 0;  // 0: --heads (flag order must not matter)
@@ -135,10 +144,18 @@ CliOptions parse_options(int argc, char** argv) {
       c.o.workload.npy_dir = a.value(f);
     } else if (f == "--layer") {
       c.o.workload.layer = static_cast<int>(a.integer(f, 0, 1 << 20));
+    } else if (f == "--layers") {
+      c.per_layer = true;
+      const std::string v = a.value(f);
+      if (v != "all") c.layers = parse_list<int>(a.tool, f, v, 0, 1 << 20);
+    } else if (f == "--taus") {
+      c.taus = parse_list<double>(a.tool, f, a.value(f), 1e-6, 1.0);
     } else if (f == "--min-mean-cosine") {
       c.o.min_mean_cosine = a.real(f, -1.0, 1.0);
+      c.bound_given = true;
     } else if (f == "--min-step-cosine") {
       c.o.min_step_cosine = a.real(f, -1.0, 1.0);
+      c.bound_given = true;
     } else if (f == "--block-sizes") {
       c.o.block_sizes = parse_list<int64_t>(a.tool, f, a.value(f), 16, 128);
       for (int64_t b : c.o.block_sizes)
@@ -176,6 +193,8 @@ CliOptions parse_options(int argc, char** argv) {
     }
   }
   if (c.o.min_topk > c.o.max_topk) cli::usage_error(a.tool, "--topk-min is larger than --topk-max");
+  if (c.per_layer && c.o.workload.npy_dir.empty()) cli::usage_error(a.tool, "--layers needs --npy DIR");
+  if (!c.per_layer && !c.taus.empty()) cli::usage_error(a.tool, "--taus needs --layers");
   c.o.workload.synthetic.kv_heads = c.kv_heads > 0 ? c.kv_heads : c.o.workload.synthetic.heads;
   c.o.workload.synthetic.steps = c.o.steps;
   if (c.out_path.empty()) c.out_path = default_profile_path();
@@ -345,6 +364,39 @@ void write_tune_json(const std::string& path, const spattn::MachineInfo& machine
   cli::write_json_file(path, "spattn-tune", std::move(j));
 }
 
+// --layers: one setting per layer of the trace, a table, the profile entries.
+int tune_model(const CliOptions& c) {
+  using namespace spattn;
+  LayerTuneOptions lo;
+  lo.npy_dir = c.o.workload.npy_dir;
+  lo.layers = c.layers;
+  lo.steps = c.o.steps;
+  if (c.bound_given) lo.min_mean_cosine = c.o.min_mean_cosine, lo.min_step_cosine = c.o.min_step_cosine;
+  if (!c.taus.empty()) lo.taus = c.taus;
+  if (!c.o.threads.empty()) lo.kernel.threads = c.o.threads.back();
+  lo.on_progress = [](const std::string& s) { std::fprintf(stderr, "spattn-tune: %s\n", s.c_str()); };
+  std::printf("spattn-tune: per layer of %s; bound: mean cosine >= %.4g, every step >= %.4g\n", lo.npy_dir.c_str(),
+              lo.min_mean_cosine, lo.min_step_cosine);
+  const LayerTuneResult r = tune_layers(lo);
+  std::printf("%5s %8s %7s %9s %10s %10s %12s %12s %8s\n", "layer", "choice", "tau", "density", "mean_cos",
+              "min_cos", "attn_ms", "dense_ms", "vs dense");
+  for (const LayerChoice& l : r.layers)
+    std::printf("%5d %8s %7s %9.4f %10.5f %10.5f %12.1f %12.1f %7.2fx\n", l.layer, l.dense ? "dense" : "sparsed",
+                l.dense ? "-" : std::to_string(l.tau).substr(0, 5).c_str(), l.result.mean_density,
+                l.result.mean_cosine, l.result.min_cosine, l.result.sparse_total_ms, l.result.dense_total_ms,
+                l.result.speedup_vs_dense);
+  std::printf("all layers: attention %.1f ms vs dense %.1f ms in the same runs: %.2fx\n", r.sparse_total_ms,
+              r.dense_total_ms, r.sparse_total_ms > 0 ? r.dense_total_ms / r.sparse_total_ms : 0.0);
+  if (c.save) {
+    Profile p;
+    p.machine = MachineInfo::detect();
+    p.entries = r.entries;
+    const Profile written = p.save_merged(c.out_path);
+    std::printf("profile: %s (%zu entries)\n", c.out_path.c_str(), written.entries.size());
+  }
+  return 0;
+}
+
 }  // namespace
 
 int tune_main(int argc, char** argv) {
@@ -355,6 +407,7 @@ int tune_main(int argc, char** argv) {
   // A destination the search could not write to is an error now, not after
   // minutes of searching.
   if (c.save) check_profile_destination(c.out_path);
+  if (c.per_layer) return tune_model(c);
   const auto t_start = Clock::now();
   const MachineInfo machine = MachineInfo::detect();
   WorkloadSource probe(o.workload);

@@ -358,6 +358,15 @@ std::vector<std::string> list_npy_steps(const std::string& dir) {
   return out;
 }
 
+std::vector<int> list_npy_layers(const std::string& dir) {
+  const std::vector<std::string> steps = list_npy_steps(dir);
+  if (steps.empty()) throw Error("spattn: list_npy_layers: '" + dir + "': no stepXXXX folders");
+  std::vector<int> layers;
+  for (const std::string& n : qkv_subfolders(steps.front())) layers.push_back(static_cast<int>(trailing_number(n)));
+  std::sort(layers.begin(), layers.end());
+  return layers;
+}
+
 NpyStep load_npy_step(const std::string& step_dir, int layer) {
   const std::string where = "spattn: load_npy_step: '" + step_dir + "': ";
   std::error_code ec;

@@ -2,6 +2,7 @@
 // Sparse-pattern policies: each turns Q/K (or positions) into a BlockMask or a
 // list of kept key tokens that the kernels in attention.hpp then run on.
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "spattn/attention.hpp"
@@ -45,6 +46,24 @@ BlockMask sparsed_select(const BlockMass& mass, double topk_ratio);
 // head), motivated by the captured traces, where a fixed per-head top-k
 // starves diffuse heads.
 BlockMask sparsed_select_pooled(const BlockMass& mass, double topk_ratio);
+
+// An adaptive SparseD budget (an extension of SparseD, for learned attention
+// whose heads range from sharp to diffuse): per (head, query block) keep the
+// fewest key blocks whose mass reaches tau of the row's mass (largest first,
+// ties to the lower index), at least min_blocks and at most
+// max(min_blocks, ceil(max_share * k_blocks)). A head whose kept share over
+// all its query blocks exceeds dense_head_share keeps every block: it runs
+// dense, since selection and gathers buy nothing there.
+struct MassBudget {
+  double tau = 0.95;              // share of each row's mass to keep, (0, 1]
+  double max_share = 1.0;         // cap: share of key blocks a row may keep, (0, 1]
+  int64_t min_blocks = 1;         // floor: blocks a row keeps at least, >= 1
+  double dense_head_share = 1.0;  // a head above this kept share runs dense, (0, 1] (1: never)
+  void validate(const char* where, const std::string& prefix) const;  // throws spattn::Error
+};
+// dense_heads, when given, receives one flag per head: 1 if it runs dense.
+BlockMask sparsed_select_mass(const BlockMass& mass, const MassBudget& budget,
+                              std::vector<uint8_t>* dense_heads = nullptr);
 
 // UniSparse: composite tokens (Q and K mean-pooled at several granularities)
 // estimate block importance cheaply; per query block keep either the top

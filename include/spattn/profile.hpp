@@ -17,7 +17,9 @@
 namespace spattn {
 
 // The newest profile schema this build reads and the one it writes.
-inline constexpr int kProfileSchemaVersion = 2;  // 2 added chosen.pooled_budget; 1 still reads
+// 3 added the entry's layer and chosen.mass_tau / max_block_share /
+// dense_head_share; 2 added chosen.pooled_budget. Older schemas still read.
+inline constexpr int kProfileSchemaVersion = 3;
 
 // What a profile was measured on.
 struct MachineInfo {
@@ -53,7 +55,8 @@ struct TunedShape {
 struct ProfileEntry {
   TunedShape shape;
   std::string workload = "synthetic";  // "synthetic" or "npy:<dir>"
-  std::string policy = "sparsed";      // policy_name() of the session policy
+  std::string policy = "sparsed";      // policy_name() of the session policy ("dense": run this layer dense)
+  int layer = -1;                      // the model layer it was tuned on (-1: any layer)
   // Accuracy bound the choice had to meet (cosine similarity to dense).
   double min_mean_cosine = 0.99;  // mean over steps
   double min_step_cosine = 0.98;  // worst single step
@@ -64,6 +67,10 @@ struct ProfileEntry {
   int64_t q_tile_rows = 64;
   int threads = 0;  // 0: library default (SPATTN_NUM_THREADS / OpenMP)
   bool pooled_budget = false;  // SparseD budget pooled across heads (sparsed_select_pooled)
+  // SparseD's adaptive budget (sparsed_select_mass) when mass_tau > 0.
+  double mass_tau = 0.0;
+  double max_block_share = 1.0;
+  double dense_head_share = 1.0;
   // Measured with the chosen parameters (0 where not measured).
   double dense_ms = 0.0;   // whole session, all steps dense
   double sparse_ms = 0.0;  // whole session with the chosen parameters
@@ -75,7 +82,7 @@ struct ProfileEntry {
 
   // Entries with the same key are the same tuning problem: merge replaces.
   bool same_key(const ProfileEntry& o) const {
-    return shape == o.shape && workload == o.workload && policy == o.policy;
+    return shape == o.shape && workload == o.workload && policy == o.policy && layer == o.layer;
   }
   bool operator==(const ProfileEntry&) const = default;
 };
@@ -114,9 +121,10 @@ struct Profile {
   // same (heads, kv_heads) are preferred; then the nearest seq_len by
   // |log(seq_len / entry.seq_len)| (ties: the larger seq_len), then the
   // nearest steps (same measure), then file order. policy, when not empty,
-  // restricts to that policy. nullptr when nothing has this head_dim: use
+  // restricts to that policy. Only entries of this layer are considered
+  // (-1: entries tuned for any layer). nullptr when nothing fits: use
   // default_entry().
-  const ProfileEntry* lookup(const TunedShape& shape, std::string_view policy = {}) const;
+  const ProfileEntry* lookup(const TunedShape& shape, std::string_view policy = {}, int layer = -1) const;
   // The documented defaults: block 64, topk 0.1, warmup 0.2, q_tile_rows 64,
   // threads 0, policy sparsed, workload synthetic, nothing measured.
   static ProfileEntry default_entry(const TunedShape& shape);
@@ -149,6 +157,10 @@ std::optional<Profile> load_default_profile(bool strict = false);
 // base with the parameters entry chose: block size, top-k ratio, warmup
 // fraction, query tile rows and threads (policy and steps stay base's).
 SessionConfig apply_profile_entry(const ProfileEntry& entry, SessionConfig base);
+// The session of one model layer: the entry tuned for that layer (policy
+// sparsed or dense) if the profile has one, else session_config_from_profile.
+SessionConfig session_config_for_layer(const Profile& profile, const AttentionShape& shape, int layer,
+                                       SessionConfig base = {});
 // base with the parameters of profile.lookup() for this shape, base.total_steps
 // and base.policy; Profile::default_entry()'s when nothing matches head_dim.
 // What a DiffusionAttention built from a profile runs with.

@@ -5,6 +5,7 @@
 // or applies UniSparse / DPad / window+sink, and reports what ran and how long.
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,13 @@ struct SessionConfig {
   int64_t block_size = 64;       // query and key block size of the sparse paths
   double topk_ratio = 0.1;       // SparseD: share of key blocks kept per query block
   bool pooled_budget = false;    // SparseD: pool that budget across heads (sparsed_select_pooled)
+  // SparseD: an adaptive budget instead of topk_ratio (sparsed_select_mass):
+  // per row the blocks holding mass_budget->tau of its mass, heads above
+  // dense_head_share run dense. Not with pooled_budget.
+  std::optional<MassBudget> mass_budget;
+  // SparseD: re-record the pattern at the first step of each new decoding
+  // block (set_decoding_block), as a block-wise sampler moves on.
+  bool record_on_new_block = false;
   UnisparseParams unisparse;     // its block is overridden by block_size
   DpadParams dpad;               // DPad's prefix / current block / window / sigma
   WindowSinkParams window;       // its block is overridden by block_size
@@ -55,6 +63,7 @@ struct StepReport {
   double ms = 0.0;         // whole step, selection included
   double select_ms = 0.0;  // pattern building / selection part of ms
   double density = 1.0;    // share of (query block, key block) pairs visited
+  int64_t dense_heads = 0;  // sparse steps: heads that visited every key block (adaptive budget)
 };
 
 class DiffusionAttention {
@@ -70,6 +79,10 @@ class DiffusionAttention {
   // DPad's current block moves as decoding goes on; a change re-records the
   // dpad+sparsed pattern at the next step.
   void set_dpad(const DpadParams& params);
+  // The block a block-wise sampler decodes now, [begin, end). With
+  // record_on_new_block, a change re-records the SparseD pattern at the next
+  // step (sparsed and dpad+sparsed). Tokens, not blocks; begin < end <= kv_len.
+  void set_decoding_block(int64_t begin, int64_t end);
 
   int64_t warmup_steps() const;  // ceil(warmup_fraction * total_steps), >= 1 for SparseD policies
   int64_t steps_done() const { return static_cast<int64_t>(reports_.size()); }

@@ -134,6 +134,14 @@ typedef struct spattn_session_config {
   int threads;         /* 0: SPATTN_NUM_THREADS, else OpenMP's default */
   int check_finite;    /* nonzero: refuse NaN / Inf in q, k, v (see top of file) */
   int pooled_budget;   /* nonzero: SparseD's top-k budget pooled across heads (0) */
+  /* SparseD's adaptive budget: with mass_tau > 0 each row keeps the fewest key
+   * blocks holding mass_tau of its mass (instead of topk_ratio), at most
+   * max_block_share of the blocks; a head keeping more than dense_head_share
+   * runs dense. 0 (default): off. Not with pooled_budget. */
+  double mass_tau;
+  double max_block_share;     /* (0, 1] (1) */
+  double dense_head_share;    /* (0, 1] (1: never) */
+  int record_on_new_block;    /* nonzero: re-record the SparseD pattern when the decoded block moves (0) */
 } spattn_session_config;
 
 /* Fills the defaults named above. */
@@ -171,6 +179,10 @@ spattn_status spattn_session_step(spattn_session* session, const float* q, const
                                   const float* v, float* out, spattn_step_report* report);
 
 /* DPad's current block moved: the next step re-derives the kept tokens. */
+/* The block a block-wise sampler decodes now, [begin, end) in tokens; with
+ * record_on_new_block a change re-records the SparseD pattern next step. */
+spattn_status spattn_session_set_decoding_block(spattn_session* session, int64_t begin, int64_t end);
+
 spattn_status spattn_session_set_dpad_block(spattn_session* session, int64_t prefix_len,
                                             int64_t block_start, int64_t block_end);
 

@@ -44,6 +44,8 @@ struct StepEval {
   StepPath path = StepPath::dense;
   double ms = 0, dense_ms = 0, select_ms = 0;
   double density = 1, recall = 1, cosine = 1, rel_l2 = 0;  // recall: NaN where no mask applies
+  int64_t dense_heads = 0;  // heads that visited every key block on a sparse step
+  std::vector<double> head_cosine, head_recall;  // per query head (recall: steps on a mask over all keys)
 };
 
 struct EvalResult {

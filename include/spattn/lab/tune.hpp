@@ -90,4 +90,42 @@ struct TuneResult {
 // Throws spattn::Error on bad options or workload. Never writes files.
 TuneResult tune(const TuneOptions& options);
 
+// ---------------------------------------------------------------------------
+// A whole model: one setting per layer of a captured trace (spattn-tune --npy
+// DIR --layers ...). Learned attention differs by layer (some diffuse, some
+// drifting across decoding blocks), so each layer gets the cheapest adaptive
+// budget that keeps the bound on every step, or runs dense when none does or
+// when sparse is not faster. The pattern is recorded at the first step the
+// way the session does it (warmup_fraction), and every candidate is judged by
+// a real session over all the trace's steps next to dense.
+struct LayerTuneOptions {
+  std::string npy_dir;
+  std::vector<int> layers;  // empty: every layer found
+  int64_t steps = 0;        // 0: every step folder
+  double min_mean_cosine = 0.995;
+  double min_step_cosine = 0.99;
+  int64_t block_size = 64;
+  double warmup_fraction = 0.0;  // 0: the pattern is recorded at step 0
+  std::vector<double> taus = {0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99};  // tried ascending
+  double dense_head_share = 1.0;  // MassBudget::dense_head_share of every candidate
+  KernelOptions kernel;
+  std::function<void(const std::string&)> on_progress;  // one line per candidate
+};
+
+struct LayerChoice {
+  int layer = -1;
+  bool dense = false;   // no candidate met the bound faster than dense
+  double tau = 0;       // the chosen adaptive budget (when !dense)
+  EvalResult result;    // the chosen setting's run (dense: the dense run)
+  std::vector<std::pair<double, EvalResult>> tried;  // every candidate, by tau
+};
+
+struct LayerTuneResult {
+  std::vector<LayerChoice> layers;
+  double sparse_total_ms = 0, dense_total_ms = 0;  // attention over all layers and steps
+  std::vector<ProfileEntry> entries;               // one per layer (policy sparsed or dense)
+};
+
+LayerTuneResult tune_layers(const LayerTuneOptions& options);
+
 }  // namespace spattn

@@ -197,6 +197,9 @@ struct NpyStep {
 // either itself or in layer subfolders (dir/stepXXXX/layerL/{q,k,v}.npy).
 // Throws spattn::Error if dir is not a directory; no step folders give {}.
 std::vector<std::string> list_npy_steps(const std::string& dir);
+// The layer numbers of dir's first step folder (layerL subfolders), ascending;
+// empty when the step folder holds q/k/v itself.
+std::vector<int> list_npy_layers(const std::string& dir);
 
 // Loads one step folder. With layer folders, layer -1 takes the first one (in
 // natural order) and layer L the folder whose name ends in the number L
