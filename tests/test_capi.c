@@ -245,6 +245,8 @@ static void test_sessions(void) {
   CHECK(spattn_session_steps_done(sess, &done) == SPATTN_OK && done == cfg.total_steps);
   MISUSE("step past total_steps", spattn_session_step(sess, q, k, v, out, NULL), INVALID, "total_steps");
   MISUSE("step NULL q", spattn_session_step(sess, NULL, k, v, out, NULL), INVALID, "'q'");
+  MISUSE("decoding block empty", spattn_session_set_decoding_block(sess, 5, 5), INVALID, "block");
+  MISUSE("decoding block NULL", spattn_session_set_decoding_block(NULL, 0, 1), INVALID, "'session'");
   MISUSE("step out overlaps k", spattn_session_step(sess, q, k, v, k, NULL), INVALID, "'out'");
   MISUSE("steps_done NULL steps", spattn_session_steps_done(sess, NULL), INVALID, "'steps'");
   spattn_session_destroy(sess);
@@ -340,6 +342,9 @@ static void test_sessions(void) {
   CASE("q_tile_rows 48", "config->q_tile_rows", c->q_tile_rows = 48);
   CASE("threads -1", "config->threads", c->threads = -1);
   CASE("threads 100000", "config->threads", c->threads = 100000);
+  CASE("mass_tau 1.5", "mass_budget.tau", c->mass_tau = 1.5);
+  CASE("mass_tau with pooled", "pooled_budget", (c->mass_tau = 0.9, c->pooled_budget = 1));
+  CASE("dense_head_share 0", "dense_head_share", (c->mass_tau = 0.9, c->dense_head_share = 0.0));
   /* DPad drops tokens as queries and keys: q_len must equal kv_len (before:
      a heap overflow in the compaction, or rows of zeros). */
   CASE("dpad q_len != kv_len", "q_len", (c->policy = SPATTN_POLICY_DPAD, sh->q_len = 32));
