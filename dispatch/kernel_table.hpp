@@ -26,6 +26,13 @@ struct QueryBlockJob {
   float* out = nullptr;  // first output row
   int64_t out_stride = 0;
   float* lse = nullptr;      // optional: per-row log-sum-exp (-inf for an empty row)
+  // Optional, for SparseD's record step fused into the flash pass: per row r
+  // and visited block i, block_max[r * n_key_blocks + i] = the row's running
+  // max after block i and block_sum[...] = sum over the block of
+  // exp(logit - that max). The block's softmax mass of row r is then
+  // exp(block_max - lse) * block_sum, exactly, with no second QK pass.
+  float* block_max = nullptr;
+  float* block_sum = nullptr;
   float* scratch = nullptr;  // scratch_floats(rows, k_block, head_dim) floats
 };
 

@@ -65,19 +65,27 @@ class SparsedSteps final : public StepPolicy {
   void reset_pattern() override { pattern_.reset(); }
 
  private:
-  // Dense step with LSE, then the block masses and the selection; returns
-  // the milliseconds of the part after the dense pass.
+  // Dense step with LSE and the block masses, then the selection; returns
+  // the milliseconds of the part after the dense pass (with the fused pass:
+  // the selection only).
   double record_pattern(const StepTensors& t) {
     check_finite_inputs("DiffusionAttention::step", c_.kernel, t.shape, t.q, t.k, t.v);
     const int threads = resolve_threads(c_.kernel);
     lse_.resize(static_cast<size_t>(t.shape.heads * t.shape.q_len));
     const KVPlan kv(t.shape, t.k, t.v, c_.kernel.k_block, threads);
+    BlockMass mass{t.shape.heads, t.shape.q_len, t.shape.kv_len, c_.block_size, c_.block_size, {}};
+    mass.mass.resize(static_cast<size_t>(mass.heads * mass.q_blocks() * mass.k_blocks()));
+    if (c_.kernel.q_block == c_.block_size && c_.kernel.k_block == c_.block_size) {
+      // The tiles are the pattern's blocks: one pass gives output, LSE and masses.
+      attend_with_block_mass(t.shape, t.q, kv, t.out, c_.block_size, threads, lse_.data(), mass.mass.data());
+      const auto t1 = Clock::now();
+      pattern_ = select(mass);
+      return ms_since(t1);
+    }
     const std::vector<int32_t> all = all_key_blocks(kv);
     attend(t.shape, t.q, kv, t.out, c_.kernel.q_block,
            [&](int64_t, int64_t) { return std::span<const int32_t>(all); }, threads, lse_.data());
     const auto t1 = Clock::now();
-    BlockMass mass{t.shape.heads, t.shape.q_len, t.shape.kv_len, c_.block_size, c_.block_size, {}};
-    mass.mass.resize(static_cast<size_t>(mass.heads * mass.q_blocks() * mass.k_blocks()));
     if (c_.kernel.k_block == c_.block_size) {  // the flash pass's packing serves the mass pass too
       block_mass(t.shape, t.q, kv, lse_.data(), c_.block_size, threads, mass.mass.data());
     } else {

@@ -72,6 +72,34 @@ TEST(EnginePasses, AttendRowLseAndBlockMassShareOnePlan) {
   for (size_t i = 0; i < mass.size(); ++i) EXPECT_NEAR(mass[i], pub.mass[i], 1e-6) << i;
 }
 
+// SparseD's fused record step: the same output and LSE as the flash pass, bit
+// for bit, and the block masses of the two-pass route, within fp32 rounding;
+// on every ISA (the per-block sums are in the generic micro-kernel).
+class EngineFusedMass : public PerIsa {};
+TEST_P(EngineFusedMass, OnePassGivesOutputLseAndTheBlockMasses) {
+  for (const AttentionShape s : {AttentionShape{4, 2, 77, 130, 32}, AttentionShape{2, 2, 128, 128, 64},
+                                 AttentionShape{1, 1, 16, 300, 16}}) {
+    Qkv x(s, 17);
+    for (const int64_t b : {16, 32}) {
+      const KVPlan kv(s, x.k, x.v, b, 2);
+      const int64_t qbs = (s.q_len + b - 1) / b, nk = kv.k_blocks();
+      Tensor out(s.heads, s.q_len, s.head_dim), ref(s.heads, s.q_len, s.head_dim);
+      std::vector<float> lse(static_cast<size_t>(s.heads * s.q_len)), lse_ref(lse.size());
+      std::vector<float> mass(static_cast<size_t>(s.heads * qbs * nk)), mass_ref(mass.size());
+      detail::attend_with_block_mass(s, x.q, kv, out.view, b, 2, lse.data(), mass.data());
+      const std::vector<int32_t> all = detail::all_key_blocks(kv);
+      detail::attend(s, x.q, kv, ref.view, b, [&](int64_t, int64_t) { return std::span<const int32_t>(all); }, 2,
+                     lse_ref.data());
+      detail::block_mass(s, x.q, kv, lse_ref.data(), b, 2, mass_ref.data());
+      EXPECT_EQ(out.data, ref.data);
+      EXPECT_EQ(lse, lse_ref);
+      for (size_t i = 0; i < mass.size(); ++i)
+        ASSERT_NEAR(mass[i], mass_ref[i], 2e-6 + 1e-4 * mass_ref[i]) << "block " << b << " entry " << i;
+    }
+  }
+}
+SPATTN_INSTANTIATE_PER_ISA(EngineFusedMass);
+
 // key_softmax_rows hands every tile of rows over exactly once, each row a
 // distribution over the plan's keys (the last key biased as asked).
 TEST(EnginePasses, KeySoftmaxRowsEmitsEveryTileOnceAsDistributions) {

@@ -48,34 +48,69 @@ std::vector<int32_t> all_key_blocks(const KVPlan& kv) {
   return all;
 }
 
+namespace {
+
+// The flash job of one work item over the given key blocks.
+QueryBlockJob flash_job(const AttentionShape& shape, ConstTensorView q, const KVPlan& kv, TensorView out,
+                        const WorkItem& w, std::span<const int32_t> blocks, float* lse, float* scratch) {
+  const int64_t kvh = w.head / shape.group_size();
+  QueryBlockJob job;
+  job.q = q.row(w.head, w.r0);
+  job.q_stride = q.token_stride;
+  job.rows = w.rows;
+  job.k_packed = kv.key_block(kvh, 0);
+  job.v = kv.values(kvh);
+  job.v_stride = kv.v_stride();
+  job.kv_len = kv.kv_len();
+  job.head_dim = static_cast<int>(shape.head_dim);
+  job.k_block = static_cast<int>(kv.k_block());
+  job.scale = shape.effective_scale();
+  job.key_blocks = blocks.data();
+  job.n_key_blocks = static_cast<int64_t>(blocks.size());
+  job.out = out.row(w.head, w.r0);
+  job.out_stride = out.token_stride;
+  job.lse = lse != nullptr ? lse + w.head * shape.q_len + w.r0 : nullptr;
+  job.scratch = scratch;
+  return job;
+}
+
+}  // namespace
+
 void attend(const AttentionShape& shape, ConstTensorView q, const KVPlan& kv, TensorView out, int64_t q_block,
             KeyBlocksFn key_blocks, int threads, float* lse) {
   const KernelTable& kt = active_kernels();
-  const int64_t d = shape.head_dim, group = shape.group_size();
-  const float scale = shape.effective_scale();
+  for_each_work_item(shape.heads, shape.q_len, q_block, threads, Schedule::contiguous, &kv.numa(),
+                     scratch_floats(q_block, kv.k_block(), shape.head_dim), [&](const WorkItem& w, float* scratch) {
+                       kt.attend_query_block(
+                           flash_job(shape, q, kv, out, w, key_blocks(w.head, w.tile), lse, scratch));
+                     });
+}
+
+void attend_with_block_mass(const AttentionShape& shape, ConstTensorView q, const KVPlan& kv, TensorView out,
+                            int64_t q_block, int threads, float* lse, float* mass) {
+  const KernelTable& kt = active_kernels();
+  const std::vector<int32_t> all = all_key_blocks(kv);
+  const int64_t nk = kv.k_blocks(), q_blocks = (shape.q_len + q_block - 1) / q_block;
+  const int64_t flash_floats = scratch_floats(q_block, kv.k_block(), shape.head_dim);
   for_each_work_item(
-      shape.heads, shape.q_len, q_block, threads, Schedule::contiguous, &kv.numa(),
-      scratch_floats(q_block, kv.k_block(), d), [&](const WorkItem& w, float* scratch) {
-        const int64_t kvh = w.head / group;
-        const std::span<const int32_t> blocks = key_blocks(w.head, w.tile);
-        QueryBlockJob job;
-        job.q = q.row(w.head, w.r0);
-        job.q_stride = q.token_stride;
-        job.rows = w.rows;
-        job.k_packed = kv.key_block(kvh, 0);
-        job.v = kv.values(kvh);
-        job.v_stride = kv.v_stride();
-        job.kv_len = kv.kv_len();
-        job.head_dim = static_cast<int>(d);
-        job.k_block = static_cast<int>(kv.k_block());
-        job.scale = scale;
-        job.key_blocks = blocks.data();
-        job.n_key_blocks = static_cast<int64_t>(blocks.size());
-        job.out = out.row(w.head, w.r0);
-        job.out_stride = out.token_stride;
-        job.lse = lse != nullptr ? lse + w.head * shape.q_len + w.r0 : nullptr;
-        job.scratch = scratch;
+      shape.heads, shape.q_len, q_block, threads, Schedule::contiguous, &kv.numa(), flash_floats + 2 * q_block * nk,
+      [&](const WorkItem& w, float* scratch) {
+        QueryBlockJob job = flash_job(shape, q, kv, out, w, all, lse, scratch);
+        job.block_max = scratch + flash_floats;
+        job.block_sum = job.block_max + q_block * nk;
         kt.attend_query_block(job);
+        // mass of block b = mean over rows of exp(max_rb - lse_r) * sum_rb.
+        float* dst = mass + (w.head * q_blocks + w.tile) * nk;
+        const float* row_lse = lse + w.head * shape.q_len + w.r0;
+        for (int64_t b = 0; b < nk; ++b) {
+          double total = 0.0;
+          for (int r = 0; r < w.rows; ++r) {
+            const float m = job.block_max[r * nk + b], l = row_lse[r];
+            if (m == -INFINITY || l == -INFINITY) continue;  // nothing seen yet, or an empty row
+            total += std::exp(static_cast<double>(m) - static_cast<double>(l)) * job.block_sum[r * nk + b];
+          }
+          dst[b] = static_cast<float>(total / w.rows);
+        }
       });
 }
 

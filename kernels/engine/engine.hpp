@@ -7,6 +7,7 @@
 //   attend           flash attention over the listed key blocks -> out (+ LSE)
 //   row_lse          log-sum-exp of every query row over all keys (QK only)
 //   block_mass       per (head, query block, key block) softmax mass, given LSE
+//   attend_with_block_mass  dense attend + LSE + block masses in one pass
 //   key_softmax_rows softmax of every query row over all keys of the plan,
 //                    handed to the caller per work item (UniSparse scoring
 //                    over pooled keys)
@@ -32,6 +33,12 @@ using KeyBlocksFn = FunctionRef<std::span<const int32_t>(int64_t head, int64_t q
 // lse[h * q_len + t].
 void attend(const AttentionShape& shape, ConstTensorView q, const KVPlan& kv, TensorView out, int64_t q_block,
             KeyBlocksFn key_blocks, int threads, float* lse = nullptr);
+// SparseD's record step in one pass: dense flash attention with each row's
+// LSE (required) and the block masses block_mass would give, from the same
+// logits (the kernel keeps per-block sums relative to the running max). Query
+// blocks of the mass are the work items' q_block rows; key blocks the plan's.
+void attend_with_block_mass(const AttentionShape& shape, ConstTensorView q, const KVPlan& kv, TensorView out,
+                            int64_t q_block, int threads, float* lse, float* mass);
 // Every key block of the plan, for dense passes.
 std::vector<int32_t> all_key_blocks(const KVPlan& kv);
 

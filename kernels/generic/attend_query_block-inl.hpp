@@ -14,6 +14,23 @@ inline void prefetch_key_block(const QueryBlockJob& job, int32_t block) {
     for (int c = 0; c < job.head_dim; c += kLine) __builtin_prefetch(job.v + t * job.v_stride + c);
 }
 
+// Per row: the running max after block i and the sum of the block's
+// probabilities relative to it (valid columns only; see QueryBlockJob).
+inline void record_block_sums(const QueryBlockJob& job, const float* s, int rows, int valid, const float* row_max,
+                              int64_t i) {
+  constexpr int W = Ops::W;
+  for (int r = 0; r < rows; ++r) {
+    const float* row = s + static_cast<int64_t>(r) * job.k_block;
+    typename Ops::V acc = Ops::zero();
+    int j = 0;
+    for (; j + W <= valid; j += W) acc = Ops::add(acc, Ops::load(row + j));
+    float t = Ops::hsum(acc);
+    for (; j < valid; ++j) t += row[j];
+    job.block_sum[r * job.n_key_blocks + i] = t;
+    job.block_max[r * job.n_key_blocks + i] = row_max[r];
+  }
+}
+
 inline void attend_query_block(const QueryBlockJob& job) {
   constexpr int W = Ops::W;
   constexpr float kNegInf = -__builtin_inff();
@@ -39,6 +56,7 @@ inline void attend_query_block(const QueryBlockJob& job) {
     qk_scores(job.q, job.q_stride, rows, job.k_packed + b * block_floats, kb, cols, d, job.scale, s,
               kb);
     online_softmax_update(s, kb, rows, valid, row_max, row_sum, rescale);
+    if (job.block_sum != nullptr) record_block_sums(job, s, rows, valid, row_max, i);
     pv_accumulate(o, d, rows, rescale, s, kb, valid, job.v + t0 * job.v_stride, job.v_stride, d);
   }
 
