@@ -258,7 +258,7 @@ std::string write_trace(const std::string& dir, int64_t n, int64_t steps) {
     c.seed = 7 + static_cast<uint64_t>(layer);
     const spattn::SyntheticWorkload w(c);
     for (int64_t s = 0; s < steps; ++s) {
-      char step[32];
+      char step[64];
       std::snprintf(step, sizeof step, "/step%04lld/layer%d", static_cast<long long>(s), layer);
       const std::string f = dir + step;
       std::filesystem::create_directories(f);
