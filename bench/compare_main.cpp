@@ -681,14 +681,14 @@ class ShapeRun {
 
   UnisparseParams unisparse_params() const {
     UnisparseParams up;
-    up.block = p_.block;
+    up.block_size = p_.block;
     up.tau = o_.tau;
     up.topk_ratio = p_.topk;
     return up;
   }
   WindowSinkParams window_params() const {
     WindowSinkParams wp;
-    wp.block = p_.block;
+    wp.block_size = p_.block;
     wp.sink_tokens = o_.sink_tokens;
     wp.window_tokens = o_.window_tokens;
     return wp;

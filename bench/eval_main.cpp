@@ -166,7 +166,7 @@ void apply_profile(CliOptions& c, const spattn::WorkloadSource& workload) {
   if (!c.set_topk) c.cfg.topk_ratio = c.cfg.unisparse.topk_ratio = from.topk_ratio;
   if (!c.set_warmup) c.cfg.warmup_fraction = from.warmup_fraction;
   if (!c.set_threads) c.cfg.kernel.threads = from.kernel.threads;
-  c.cfg.kernel.q_block = from.kernel.q_block;
+  c.cfg.kernel.q_tile_rows = from.kernel.q_tile_rows;
   std::printf("profile %s: %s\n", c.profile_path.c_str(),
               profile.lookup(TunedShape{shape.heads, shape.kv_heads, shape.kv_len, shape.head_dim, base.total_steps},
                              policy_name(c.cfg.policy))

@@ -151,7 +151,7 @@ spattn::Policy read_policy(const char* where, const spattn_session_config* c) {
 
 spattn::SessionConfig to_config(const char* where, const spattn_session_config* c) {
   const spattn::Policy policy = read_policy(where, c);
-  // Fields whose C++ names differ (kernel.q_block, kernel.threads) are checked
+  // Fields the C++ config nests (kernel.q_tile_rows, kernel.threads) are checked
   // here, so the message names what the C caller set.
   spattn::check_block_size(where, "config->q_tile_rows", c->q_tile_rows);
   spattn::check_thread_count(where, "config->threads", c->threads);
@@ -181,7 +181,7 @@ spattn::SessionConfig to_config(const char* where, const spattn_session_config* 
   cfg.dpad.window = c->dpad_window;
   cfg.dpad.sigma = c->dpad_sigma;
   cfg.dpad.seed = c->dpad_seed;
-  cfg.kernel.q_block = c->q_tile_rows;
+  cfg.kernel.q_tile_rows = c->q_tile_rows;
   cfg.kernel.threads = c->threads;
   cfg.kernel.check_finite = c->check_finite != 0;
   return cfg;
@@ -299,7 +299,7 @@ spattn_status spattn_session_config_default(spattn_session_config* config) {
     config->dpad_window = d.dpad.window;
     config->dpad_sigma = d.dpad.sigma;
     config->dpad_seed = d.dpad.seed;
-    config->q_tile_rows = d.kernel.q_block;
+    config->q_tile_rows = d.kernel.q_tile_rows;
     config->threads = d.kernel.threads;
     config->check_finite = d.kernel.check_finite ? 1 : 0;
     return SPATTN_OK;

@@ -87,9 +87,9 @@ void dense_attention_unchecked(const AttentionShape& shape, ConstTensorView q, C
 void dense_attention(const AttentionShape& shape, ConstTensorView q, ConstTensorView k,
                      ConstTensorView v, TensorView out, const KernelOptions& opts) {
   detail::check_views("dense_attention", shape, q, k, v, out);
-  detail::check_kernel_limits("dense_attention", shape, opts.q_block, opts.k_block);
+  detail::check_kernel_limits("dense_attention", shape, opts.q_tile_rows, opts.k_block);
   detail::check_finite_inputs("dense_attention", opts, shape, q, k, v);
-  detail::dense_attention_unchecked(shape, q, k, v, out, opts.q_block, opts.k_block,
+  detail::dense_attention_unchecked(shape, q, k, v, out, opts.q_tile_rows, opts.k_block,
                                     resolve_threads(opts));
 }
 
@@ -97,10 +97,10 @@ void dense_attention_with_lse(const AttentionShape& shape, ConstTensorView q, Co
                               ConstTensorView v, TensorView out, float* lse,
                               const KernelOptions& opts) {
   detail::check_views("dense_attention_with_lse", shape, q, k, v, out);
-  detail::check_kernel_limits("dense_attention_with_lse", shape, opts.q_block, opts.k_block);
+  detail::check_kernel_limits("dense_attention_with_lse", shape, opts.q_tile_rows, opts.k_block);
   if (lse == nullptr) throw_bad_argument("dense_attention_with_lse", "lse", "nullptr", "must not be null");
   detail::check_finite_inputs("dense_attention_with_lse", opts, shape, q, k, v);
-  detail::dense_attention_unchecked(shape, q, k, v, out, opts.q_block, opts.k_block,
+  detail::dense_attention_unchecked(shape, q, k, v, out, opts.q_tile_rows, opts.k_block,
                                     resolve_threads(opts), lse);
 }
 
@@ -132,7 +132,7 @@ void gathered_attention(const AttentionShape& shape, ConstTensorView q, ConstTen
                         const KernelOptions& opts) {
   const char* where = "gathered_attention";
   detail::check_views(where, shape, q, k, v, out);
-  detail::check_kernel_limits(where, shape, opts.q_block, opts.k_block);
+  detail::check_kernel_limits(where, shape, opts.q_tile_rows, opts.k_block);
   check_kept(where, kept, shape.kv_len);
   detail::check_finite_inputs(where, opts, shape, q, k, v);
   const int threads = resolve_threads(opts);
@@ -147,7 +147,7 @@ void gathered_attention(const AttentionShape& shape, ConstTensorView q, ConstTen
   const ConstTensorView vv = detail::gather_tokens(v, kept, threads, vc);
   AttentionShape compact = shape;
   compact.kv_len = static_cast<int64_t>(kept.size());
-  detail::dense_attention_unchecked(compact, q, kk, vv, out, opts.q_block, opts.k_block, threads);
+  detail::dense_attention_unchecked(compact, q, kk, vv, out, opts.q_tile_rows, opts.k_block, threads);
 }
 
 ConstTensorView gather_tokens(ConstTensorView x, std::span<const int32_t> kept, std::vector<float>& dst,

@@ -81,16 +81,16 @@ void SessionConfig::validate() const {
   // Kernel options and the selected policy's parameters are checked here too,
   // so a bad value fails at construction, not at the first step that uses it.
   check_thread_count(w, "kernel.threads", kernel.threads);
-  check_block_size(w, "kernel.q_block", kernel.q_block);
+  check_block_size(w, "kernel.q_tile_rows", kernel.q_tile_rows);
   check_block_size(w, "kernel.k_block", kernel.k_block);
   if (policy == Policy::unisparse) {
     UnisparseParams u = unisparse;
-    u.block = block_size;  // the session overrides it
+    u.block_size = block_size;  // the session overrides it
     detail::validate_unisparse_params(w, "unisparse.", u);
   }
   if (policy == Policy::window) {
     WindowSinkParams p = window;
-    p.block = block_size;
+    p.block_size = block_size;
     detail::validate_window_sink_params(w, "window.", p);
   }
 }
@@ -100,9 +100,9 @@ DiffusionAttention::DiffusionAttention(const AttentionShape& shape, const Sessio
   shape_.validate();
   config_.validate();
   // Every path runs the hand-vectorized kernels: refuse what they cannot run now.
-  detail::check_kernel_limits("DiffusionAttention", shape_, config_.kernel.q_block, config_.kernel.k_block);
-  config_.unisparse.block = config_.block_size;
-  config_.window.block = config_.block_size;
+  detail::check_kernel_limits("DiffusionAttention", shape_, config_.kernel.q_tile_rows, config_.kernel.k_block);
+  config_.unisparse.block_size = config_.block_size;
+  config_.window.block_size = config_.block_size;
   if (uses_dpad(config_.policy)) {
     // DPad drops tokens from the step as queries and as keys: both are the
     // same sequence, as in a diffusion LM. Anything else is refused here, not

@@ -75,7 +75,7 @@ class SparsedSteps final : public StepPolicy {
     const KVPlan kv(t.shape, t.k, t.v, c_.kernel.k_block, threads);
     BlockMass mass{t.shape.heads, t.shape.q_len, t.shape.kv_len, c_.block_size, c_.block_size, {}};
     mass.mass.resize(static_cast<size_t>(mass.heads * mass.q_blocks() * mass.k_blocks()));
-    if (c_.kernel.q_block == c_.block_size && c_.kernel.k_block == c_.block_size) {
+    if (c_.kernel.q_tile_rows == c_.block_size && c_.kernel.k_block == c_.block_size) {
       // The tiles are the pattern's blocks: one pass gives output, LSE and masses.
       attend_with_block_mass(t.shape, t.q, kv, t.out, c_.block_size, threads, lse_.data(), mass.mass.data());
       const auto t1 = Clock::now();
@@ -83,7 +83,7 @@ class SparsedSteps final : public StepPolicy {
       return ms_since(t1);
     }
     const std::vector<int32_t> all = all_key_blocks(kv);
-    attend(t.shape, t.q, kv, t.out, c_.kernel.q_block,
+    attend(t.shape, t.q, kv, t.out, c_.kernel.q_tile_rows,
            [&](int64_t, int64_t) { return std::span<const int32_t>(all); }, threads, lse_.data());
     const auto t1 = Clock::now();
     if (c_.kernel.k_block == c_.block_size) {  // the flash pass's packing serves the mass pass too

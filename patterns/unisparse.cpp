@@ -88,16 +88,16 @@ void validate_params(const UnisparseParams& p) { detail::validate_unisparse_para
 namespace detail {
 
 void validate_unisparse_params(const char* where, const std::string& prefix, const UnisparseParams& p) {
-  check_block_size(where, prefix + "block", p.block);
+  check_block_size(where, prefix + "block", p.block_size);
   if (p.granularities.empty())
     throw_bad_argument(where, (prefix + "granularities").c_str(), "{}", "must list at least one pooling width");
   for (size_t i = 0; i < p.granularities.size(); ++i) {
     const int64_t g = p.granularities[i];
     const std::string arg = prefix + "granularities[" + std::to_string(i) + "]";
     if (g <= 0) throw_bad_argument(where, arg.c_str(), std::to_string(g), "must be positive");
-    if (g % p.block != 0 && p.block % g != 0)
+    if (g % p.block_size != 0 && p.block_size % g != 0)
       throw_bad_argument(where, arg.c_str(), std::to_string(g),
-                         "must divide or be a multiple of " + prefix + "block = " + std::to_string(p.block));
+                         "must divide or be a multiple of " + prefix + "block = " + std::to_string(p.block_size));
   }
   if (p.select != UnisparseParams::Select::topk && p.select != UnisparseParams::Select::threshold)
     throw_bad_argument(where, (prefix + "select").c_str(), std::to_string(static_cast<int>(p.select)),
@@ -288,10 +288,10 @@ BlockMask unisparse_select(const AttentionShape& shape, ConstTensorView q, Const
                            const UnisparseParams& params, const KernelOptions& opts) {
   validate_params(params);
   detail::check_input_views(kWhere, shape, q, k);  // V is not read
-  detail::check_kernel_limits(kWhere, shape, params.block, params.block);
+  detail::check_kernel_limits(kWhere, shape, params.block_size, params.block_size);
   const int threads = resolve_threads(opts);
 
-  const int64_t block = params.block;
+  const int64_t block = params.block_size;
   const int64_t q_blocks = (shape.q_len + block - 1) / block;
   const int64_t k_blocks = (shape.kv_len + block - 1) / block;
   std::vector<float> est(static_cast<size_t>(shape.heads * q_blocks * k_blocks), 0.0f);

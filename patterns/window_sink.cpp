@@ -29,7 +29,7 @@ void validate_window_sink_params(const char* where, const std::string& prefix,
   auto bad = [&](const char* field, int64_t v, const char* why) {
     throw_bad_argument(where, (prefix + field).c_str(), std::to_string(v), why);
   };
-  check_block_size(where, prefix + "block", p.block);
+  check_block_size(where, prefix + "block", p.block_size);
   if (p.sink_tokens < 0) bad("sink_tokens", p.sink_tokens, "must be >= 0");
   if (p.window_tokens < 0) bad("window_tokens", p.window_tokens, "must be >= 0");
 }
@@ -45,7 +45,7 @@ BlockMask window_sink_mask(const AttentionShape& shape, const WindowSinkParams& 
     throw Error(std::string(e.what()) + " (in " + where + ")");
   }
 
-  const int64_t block = params.block;
+  const int64_t block = params.block_size;
   const int64_t q_blocks = (shape.q_len + block - 1) / block;
   const int64_t offset = shape.kv_len - shape.q_len;
   const int64_t last_key = shape.kv_len - 1;

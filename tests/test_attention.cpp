@@ -41,7 +41,7 @@ TEST_P(Attention, DenseMatchesReferenceOnOddShapesGqaAndLayouts) {
     Qkv x(c.shape, seed++, 1.0f, c.tokens_major);
     Tensor out(c.shape.heads, c.shape.q_len, c.shape.head_dim, c.tokens_major);
     KernelOptions opts;
-    opts.q_block = c.q_block;
+    opts.q_tile_rows = c.q_block;
     opts.k_block = c.k_block;
     dense_attention(c.shape, x.q, x.k, x.v, out.view, opts);
     EXPECT_LE(max_rel_error(out, reference(x), c.shape), kFp32Bound) << describe(c);
@@ -71,7 +71,7 @@ TEST_P(Attention, ResultIsBitwiseIdenticalForOneAndTwoThreads) {
   KernelOptions one, two;
   one.threads = 1;
   two.threads = 2;
-  one.q_block = two.q_block = 32;
+  one.q_tile_rows = two.q_tile_rows = 32;
   dense_attention(s, x.q, x.k, x.v, a.view, one);
   dense_attention(s, x.q, x.k, x.v, b.view, two);
   EXPECT_EQ(0, std::memcmp(a.data.data(), b.data.data(), a.data.size() * sizeof(float)));
@@ -87,7 +87,7 @@ TEST_P(Attention, FullBlockMaskEqualsDenseBitwise) {
   for (int64_t bs : {16, 32, 64, 128}) {
     Tensor dense(s.heads, s.q_len, s.head_dim), sparse(s.heads, s.q_len, s.head_dim);
     KernelOptions opts;
-    opts.q_block = opts.k_block = bs;
+    opts.q_tile_rows = opts.k_block = bs;
     dense_attention(s, x.q, x.k, x.v, dense.view, opts);
     block_sparse_attention(s, x.q, x.k, x.v, BlockMask::dense(s.heads, s.q_len, s.kv_len, bs, bs),
                            sparse.view);

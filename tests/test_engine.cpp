@@ -50,7 +50,7 @@ TEST(EnginePasses, AttendRowLseAndBlockMassShareOnePlan) {
   std::vector<float> lse_dense(4 * 77), lse(4 * 77);
   KernelOptions o;
   o.threads = 2;
-  o.q_block = 32;
+  o.q_tile_rows = 32;
   o.k_block = 32;
   dense_attention_with_lse(s, x.q, x.k, x.v, dense.view, lse_dense.data(), o);
   const KVPlan kv(s, x.k, x.v, 32, 2);

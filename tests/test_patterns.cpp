@@ -45,7 +45,7 @@ std::vector<int32_t> row_vec(const BlockMask& m, int64_t h, int64_t qb) {
 // over granularities with weights proportional to 1/g.
 std::vector<double> brute_estimate(const Qkv& x, const UnisparseParams& p) {
   const auto& s = x.shape;
-  const int64_t B = p.block, qbs = (s.q_len + B - 1) / B, kbs = (s.kv_len + B - 1) / B;
+  const int64_t B = p.block_size, qbs = (s.q_len + B - 1) / B, kbs = (s.kv_len + B - 1) / B;
   const int64_t d = s.head_dim;
   std::vector<double> est(static_cast<size_t>(s.heads * qbs * kbs), 0.0);
   auto pool = [&](const Tensor& t, int64_t heads, int64_t tokens, int64_t g) {
@@ -120,7 +120,7 @@ TEST_P(UnisparsePerIsa, TopkKeepsHighestEstimatesWithExactCount) {
   Qkv x(s, 7, 1.6f);
   for (const auto& gs : {std::vector<int64_t>{16}, std::vector<int64_t>{16, 64}, std::vector<int64_t>{8, 32, 128}}) {
     UnisparseParams p;
-    p.block = 32;
+    p.block_size = 32;
     p.granularities = gs;
     p.select = Select::topk;
     const auto est = brute_estimate(x, p);
@@ -161,7 +161,7 @@ TEST_P(UnisparsePerIsa, ThresholdKeepsSmallestSetReachingTau) {
   AttentionShape s{2, 1, 600, 640, 64};
   Qkv x(s, 11, 1.8f);
   UnisparseParams p;
-  p.block = 32;
+  p.block_size = 32;
   p.granularities = {16, 64};
   p.select = Select::threshold;
   const auto est = brute_estimate(x, p);
@@ -333,7 +333,7 @@ TEST(UnisparseSelect, IdenticalForAnyLayoutAndThreadCount) {
   for (int64_t h = 0; h < s.kv_heads; ++h)
     for (int64_t t = 0; t < s.kv_len; ++t) std::copy_n(x.k.view.row(h, t), s.head_dim, kt.view.row(h, t));
   UnisparseParams p;
-  p.block = 16;
+  p.block_size = 16;
   p.granularities = {16, 4, 64};
   const BlockMask a = unisparse_select(s, x.q, x.k, p, {.threads = 1});
   const BlockMask b = unisparse_select(s, qt, kt, p, {.threads = 2});
@@ -351,7 +351,7 @@ TEST(UnisparseSelect, RejectsBadArgumentsNamingThem) {
   Qkv x(s, 1);
   auto run = [&](const UnisparseParams& p) { return [&, p] { unisparse_select(s, x.q, x.k, p); }; };
   UnisparseParams p;
-  p.block = 48;
+  p.block_size = 48;
   expect_error(run(p), {"params.block", "48"});
   p = {};
   p.granularities = {};
@@ -413,7 +413,7 @@ TEST(UnisparseCost, DISABLED_SelectionVersusDenseAt16k) {
   };
   const UnisparseParams defaults;  // block 64, granularities {16, 64, 256}, threshold 0.95
   UnisparseParams fine_blocks;     // the costliest supported case: block 16, 1024 key blocks
-  fine_blocks.block = 16;
+  fine_blocks.block_size = 16;
   const double sel = select_time(defaults), sel16 = select_time(fine_blocks);
   const auto t0 = clk::now();
   dense_attention(s, x.q, x.k, x.v, out.view, one);

@@ -225,7 +225,7 @@ TEST(SessionFromProfile, NearestEntryElseDefaults) {
   EXPECT_EQ(c.block_size, 32);
   EXPECT_DOUBLE_EQ(c.topk_ratio, 0.07);
   EXPECT_DOUBLE_EQ(c.warmup_fraction, 0.15);
-  EXPECT_EQ(c.kernel.q_block, 128);
+  EXPECT_EQ(c.kernel.q_tile_rows, 128);
   EXPECT_EQ(c.kernel.threads, 3);
   EXPECT_EQ(c.refresh_every, 5);  // what the profile does not hold stays the caller's
   c = session_config_from_profile(p, AttentionShape{8, 8, 30000, 30000, 128}, base);

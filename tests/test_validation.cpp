@@ -129,7 +129,7 @@ TEST(Validation, NonFiniteInputsPropagateWithoutCrashing) {
   const BlockMask top = sparsed_select(mass, 0.3);
   EXPECT_NO_THROW(top.validate());
   UnisparseParams up;
-  up.block = 16;
+  up.block_size = 16;
   up.granularities = {16, 32};
   EXPECT_NO_THROW(unisparse_select(c.s, c.x.q, c.x.k, up).validate());
   up.select = UnisparseParams::Select::topk;
@@ -248,8 +248,8 @@ TEST(Validation, SessionKernelOptionsAtConstruction) {
   c.kernel.threads = -1;
   expect_error([&] { (void)DiffusionAttention({2, 1, 45, 70, 32}, c); }, {"kernel.threads", "-1"});
   c = base_config();
-  c.kernel.q_block = 48;
-  expect_error([&] { (void)DiffusionAttention({2, 1, 45, 70, 32}, c); }, {"kernel.q_block", "48"});
+  c.kernel.q_tile_rows = 48;
+  expect_error([&] { (void)DiffusionAttention({2, 1, 45, 70, 32}, c); }, {"kernel.q_tile_rows", "48"});
   c = base_config();
   c.kernel.k_block = 0;
   expect_error([&] { (void)DiffusionAttention({2, 1, 45, 70, 32}, c); }, {"kernel.k_block", "0"});

@@ -21,7 +21,7 @@ SessionConfig apply_profile_entry(const ProfileEntry& e, SessionConfig base) {
   base.topk_ratio = e.topk_ratio;
   base.unisparse.topk_ratio = e.topk_ratio;
   base.warmup_fraction = e.warmup_fraction;
-  base.kernel.q_block = e.q_tile_rows;
+  base.kernel.q_tile_rows = e.q_tile_rows;
   base.kernel.threads = e.threads;
   base.pooled_budget = e.pooled_budget;
   base.mass_budget.reset();
@@ -45,7 +45,7 @@ SessionConfig session_config_for_layer(const Profile& profile, const AttentionSh
     }
     if (const ProfileEntry* e = profile.lookup(key, "dense", layer)) {
       base.policy = Policy::dense;
-      base.kernel.q_block = e->q_tile_rows;
+      base.kernel.q_tile_rows = e->q_tile_rows;
       base.kernel.threads = e->threads;
       return base;
     }

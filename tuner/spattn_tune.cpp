@@ -264,7 +264,7 @@ std::vector<Row> time_table(const TableContext& t, const spattn::TuneResult& r, 
   std::vector<Row> rows;
   KernelOptions k;
   k.threads = e.threads;
-  k.q_block = e.q_tile_rows;
+  k.q_tile_rows = e.q_tile_rows;
   std::vector<float> q, kk, v;
   probe.step(steps - 1, q, kk, v);
   const int64_t d = shape.head_dim;

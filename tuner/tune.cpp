@@ -176,14 +176,14 @@ class Search {
     load_s_ = seconds_since(tl);
     for (int64_t qt : o_.q_tiles) {
       KernelOptions k = kopt_;
-      k.q_block = qt;
+      k.q_tile_rows = qt;
       progress_.report("timing dense tiles", 0);
       const double t = median_ms(o_.reps, [&] {
         dense_attention(shape_, P_.q(last_), P_.k(last_), P_.v(last_), P_.out_view(out_), k);
       });
       if (t < t_dense_) {
         t_dense_ = t;
-        kopt_.q_block = qt;
+        kopt_.q_tile_rows = qt;
       }
     }
   }
@@ -484,7 +484,7 @@ class Search {
     e.block_size = chosen.block_size;
     e.topk_ratio = chosen.topk_ratio;
     e.warmup_fraction = chosen.warmup_fraction;
-    e.q_tile_rows = kopt_.q_block;
+    e.q_tile_rows = kopt_.q_tile_rows;
     e.threads = kopt_.threads;
     e.pooled_budget = chosen.pooled_budget;
     e.dense_ms = res_.verify.dense_total_ms;

@@ -37,7 +37,7 @@ ProfileEntry entry_for(const LayerTuneOptions& o, const WorkloadSource& w, int64
   e.min_step_cosine = o.min_step_cosine;
   e.block_size = o.block_size;
   e.warmup_fraction = o.warmup_fraction;
-  e.q_tile_rows = o.kernel.q_block;
+  e.q_tile_rows = o.kernel.q_tile_rows;
   e.threads = o.kernel.threads;
   if (!c.dense) {
     e.mass_tau = c.tau;

@@ -16,7 +16,7 @@ namespace spattn {
 
 struct KernelOptions {
   int threads = 0;       // 0: SPATTN_NUM_THREADS, else OpenMP's default
-  int64_t q_block = 64;  // query rows per work item (dense and gathered paths)
+  int64_t q_tile_rows = 64;  // query rows per work item of the dense and gathered paths (the query tile)
   int64_t k_block = 64;  // keys per block (dense and gathered paths)
   // Non-finite inputs (NaN, +-Inf in q, k or v): with check_finite the kernels
   // scan q, k and v first (one read of each, no extra memory) and throw
@@ -64,7 +64,7 @@ void dense_attention_with_lse(const AttentionShape& shape, ConstTensorView q, Co
                               const KernelOptions& opts = {});
 
 // Visits only the key blocks mask lists for each (head, query block). The
-// mask's block sizes are used; opts.q_block / k_block are ignored. A query
+// mask's block sizes are used; opts.q_tile_rows / k_block are ignored. A query
 // block with no key blocks yields zeros.
 void block_sparse_attention(const AttentionShape& shape, ConstTensorView q, ConstTensorView k,
                             ConstTensorView v, const BlockMask& mask, TensorView out,

@@ -69,7 +69,7 @@ BlockMask sparsed_select_mass(const BlockMass& mass, const MassBudget& budget,
 // estimate block importance cheaply; per query block keep either the top
 // topk_ratio of key blocks or the smallest set whose estimated mass reaches tau.
 struct UnisparseParams {
-  int64_t block = 64;                              // query and key block size
+  int64_t block_size = 64;                         // query and key block size
   std::vector<int64_t> granularities = {16, 64, 256};  // pooling widths in tokens
   enum class Select { topk, threshold } select = Select::threshold;
   double topk_ratio = 0.1;
@@ -97,7 +97,7 @@ double dpad_keep_probability(int64_t t, const DpadParams& params);
 // StreamingLLM's A-shape: the first sink_tokens keys plus a band of
 // window_tokens around each query block's diagonal, as key blocks.
 struct WindowSinkParams {
-  int64_t block = 64;
+  int64_t block_size = 64;
   int64_t sink_tokens = 64;
   int64_t window_tokens = 512;
 };
