@@ -11,6 +11,7 @@
 #endif
 
 #include "bench_common.hpp"
+#include "tools/cli.hpp"
 
 namespace spattn::bench {
 namespace {
@@ -126,4 +127,19 @@ BENCHMARK(BM_Sgemm)->Name("roofline/sgemm_k128")->Arg(2048)->Unit(benchmark::kMi
 }  // namespace
 }  // namespace spattn::bench
 
-BENCHMARK_MAIN();
+// Google Benchmark's own flags (--benchmark_filter, ...), plus --version and a
+// checked environment, as every spattn tool.
+int bench_main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i)
+    if (std::string(argv[i]) == "--version") {
+      std::printf("spattn-bench %s\n", SPATTN_VERSION_STRING);
+      return 0;
+    }
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 2;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
+
+int main(int argc, char** argv) { return spattn::cli::run_tool("spattn-bench", argc, argv, bench_main); }

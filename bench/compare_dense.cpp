@@ -13,37 +13,39 @@
 
 #include "bench_common.hpp"
 #include "spattn/lab/timing.hpp"
+#include "tools/cli.hpp"
 
 namespace {
 
-long parse_flag(int argc, char** argv, int& i) {
-  if (i + 1 >= argc) {
-    std::fprintf(stderr, "spattn-compare-dense: %s needs a value\n", argv[i]);
-    std::exit(2);
-  }
-  char* end = nullptr;
-  const long v = std::strtol(argv[++i], &end, 10);
-  if (*end != '\0' || v <= 0) {
-    std::fprintf(stderr, "spattn-compare-dense: %s: '%s' is not a positive integer\n", argv[i - 1], argv[i]);
-    std::exit(2);
-  }
-  return v;
-}
+const char* kUsage = R"(usage: spattn-compare-dense [flags]
+The dense baselines side by side (naive, OpenBLAS, flash) at N = 1024 ... --max-n.
+  --heads H      query heads = kv heads (default 8)
+  --head-dim D   (default 128)
+  --max-n N      largest sequence length, doubling from 1024 (default 4096)
+  --reps R       timed repetitions, medians reported (default 5)
+  --threads T    threads (default: SPATTN_NUM_THREADS or all cores)
+)";
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int compare_dense_main(int argc, char** argv) {
+  spattn::cli::Args a{"spattn-compare-dense", argc, argv};
   long heads = 8, d = 128, max_n = 4096, reps = 5, threads = 0;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--heads") heads = parse_flag(argc, argv, i);
-    else if (a == "--head-dim") d = parse_flag(argc, argv, i);
-    else if (a == "--max-n") max_n = parse_flag(argc, argv, i);
-    else if (a == "--reps") reps = parse_flag(argc, argv, i);
-    else if (a == "--threads") threads = parse_flag(argc, argv, i);
-    else {
-      std::fprintf(stderr, "usage: spattn-compare-dense [--heads H] [--head-dim D] [--max-n N] [--reps R] [--threads T]\n");
-      return 2;
+  while (!a.done()) {
+    const std::string f = a.flag();
+    if (a.common(f, kUsage)) {
+    } else if (f == "--heads") {
+      heads = static_cast<long>(a.integer(f, 1, 1024));
+    } else if (f == "--head-dim") {
+      d = static_cast<long>(a.integer(f, 1, 4096));
+    } else if (f == "--max-n") {
+      max_n = static_cast<long>(a.integer(f, 1, 1 << 22));
+    } else if (f == "--reps") {
+      reps = static_cast<long>(a.integer(f, 1, 1000));
+    } else if (f == "--threads") {
+      threads = a.threads(f);
+    } else {
+      spattn::cli::usage_error(a.tool, "unknown flag '" + f + "'");
     }
   }
   using namespace spattn;
@@ -76,4 +78,8 @@ int main(int argc, char** argv) {
   }
   std::printf("(flash speedup = method time / flash time, same run)\n");
   return 0;
+}
+
+int main(int argc, char** argv) {
+  return spattn::cli::run_tool("spattn-compare-dense", argc, argv, compare_dense_main);
 }
