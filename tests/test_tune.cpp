@@ -278,7 +278,7 @@ std::string write_trace(const std::string& dir, int64_t n, int64_t steps) {
 // every step, and a bound no sparse setting can meet makes the layer dense.
 TEST(TuneLayers, EachLayerMeetsTheBoundOrRunsDense) {
   const std::string dir =
-      write_trace((std::filesystem::temp_directory_path() / "spattn_tune_layers").string(), 512, 3);
+      write_trace((std::filesystem::temp_directory_path() / "spattn_tune_layers").string(), 256, 3);
   spattn::LayerTuneOptions o;
   o.npy_dir = dir;
   o.block_size = 32;
