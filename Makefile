@@ -50,7 +50,8 @@ test-neon: deps
 # which fails with the library's own "SPATTN_ISA=...: this CPU or build does not
 # support that ISA". The per-ISA instances (test names ending in /<isa>) set
 # their ISA themselves, so they run in the first pass only: later passes would
-# repeat them exactly. -O1 (asserts stay on), as ASan's docs advise: the -O0
+# repeat them exactly. So do the tuner's searches (Tune.*, TuneLayers.*): their
+# logic does not depend on the ISA, and they are the slowest suites under ASan. -O1 (asserts stay on), as ASan's docs advise: the -O0
 # kernels made three passes too slow for `make test`.
 ASAN_ENV := ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp
 test-asan: deps
@@ -62,7 +63,7 @@ test-asan: deps
 	      --gtest_filter=Dispatch.ForcingAnUnsupportedIsaIsAnErrorNotACrash >/dev/null 2>&1; then \
 	    echo "test-asan: SPATTN_ISA=$$isa: not supported on this CPU, skipped"; continue; fi; \
 	  echo "test-asan: ASan+UBSan ctest with SPATTN_ISA=$$isa"; \
-	  if [[ $$first == 1 ]]; then skip=(); else skip=(-E '/(scalar|avx2|avx512|neon)$$'); fi; \
+	  if [[ $$first == 1 ]]; then skip=(); else skip=(-E '/(scalar|avx2|avx512|neon)$$|^Tune(Layers)?\.'); fi; \
 	  SPATTN_ISA=$$isa $(ASAN_ENV) ctest --output-on-failure -j $(JOBS) "$${skip[@]}" || exit 1; \
 	  first=0; \
 	done

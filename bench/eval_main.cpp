@@ -60,6 +60,47 @@ struct CliOptions {
   int64_t kv_heads = 0;  // 0: --heads (flag order must not matter)
 };
 
+// The workload's flags (shape, steps, seed, decoding, traces); false for any other.
+bool workload_flag(spattn::cli::Args& a, const std::string& f, CliOptions& c) {
+  if (f == "--steps") {
+    c.steps = a.integer(f, 1, 1 << 20);
+    return true;
+  }
+  if (f == "--seq-len") {
+    c.spec.synthetic.seq_len = a.integer(f, 16, 1 << 22);
+    return true;
+  }
+  if (f == "--heads") {
+    c.spec.synthetic.heads = a.integer(f, 1, 1024);
+    return true;
+  }
+  if (f == "--kv-heads") {
+    c.kv_heads = a.integer(f, 1, 1024);
+    return true;
+  }
+  if (f == "--head-dim") {
+    c.spec.synthetic.head_dim = a.integer(f, 16, 256);
+    return true;
+  }
+  if (f == "--seed") {
+    c.spec.synthetic.seed = static_cast<uint64_t>(a.integer(f, 0, 1LL << 62));
+    return true;
+  }
+  if (f == "--decode-block") {
+    c.spec.synthetic.decode_block = a.integer(f, 0, 1 << 22);
+    return true;
+  }
+  if (f == "--npy") {
+    c.spec.npy_dir = a.value(f);
+    return true;
+  }
+  if (f == "--layer") {
+    c.spec.layer = static_cast<int>(a.integer(f, 0, 1 << 20));
+    return true;
+  }
+  return false;
+}
+
 CliOptions parse_options(int argc, char** argv) {
   using namespace spattn;
   cli::Args a{"spattn-eval", argc, argv};
@@ -110,24 +151,7 @@ CliOptions parse_options(int argc, char** argv) {
       c.cfg.dpad.window = a.integer(f, 0, 1LL << 40);
     } else if (f == "--dpad-sigma") {
       c.cfg.dpad.sigma = a.real(f, 0.0, 1e12, true);
-    } else if (f == "--steps") {
-      c.steps = a.integer(f, 1, 1 << 20);
-    } else if (f == "--seq-len") {
-      c.spec.synthetic.seq_len = a.integer(f, 16, 1 << 22);
-    } else if (f == "--heads") {
-      c.spec.synthetic.heads = a.integer(f, 1, 1024);
-    } else if (f == "--kv-heads") {
-      c.kv_heads = a.integer(f, 1, 1024);
-    } else if (f == "--head-dim") {
-      c.spec.synthetic.head_dim = a.integer(f, 16, 256);
-    } else if (f == "--seed") {
-      c.spec.synthetic.seed = static_cast<uint64_t>(a.integer(f, 0, 1LL << 62));
-    } else if (f == "--decode-block") {
-      c.spec.synthetic.decode_block = a.integer(f, 0, 1 << 22);
-    } else if (f == "--npy") {
-      c.spec.npy_dir = a.value(f);
-    } else if (f == "--layer") {
-      c.spec.layer = static_cast<int>(a.integer(f, 0, 1 << 20));
+    } else if (workload_flag(a, f, c)) {
     } else if (f == "--threads") {
       c.cfg.kernel.threads = a.threads(f);
       c.set_threads = true;

@@ -210,11 +210,8 @@ bool valid_policy_name(const std::string& p) {
   return true;
 }
 
-ProfileEntry read_entry(const Reader& r, const YAML::Node& n, const std::string& name) {
-  MapReader m(r, n, name);
-  m.check_keys({"shape", "workload", "policy", "layer", "accuracy_bound", "chosen", "measured", "tuned_at"});
-  ProfileEntry e;
-
+// The entry's shape map.
+void read_shape(const Reader& r, const MapReader& m, ProfileEntry& e) {
   const YAML::Node shape_node = m.required("shape");
   MapReader s(r, shape_node, m.child("shape"));
   s.check_keys({"heads", "kv_heads", "seq_len", "head_dim", "steps"});
@@ -231,26 +228,10 @@ ProfileEntry read_entry(const Reader& r, const YAML::Node& n, const std::string&
     r.fail(hd, in_quotes(s.child("head_dim")) + " = " + std::to_string(e.shape.head_dim) +
                    " is not a multiple of 16 (what the kernels run)");
   e.shape.steps = r.integer(s.required("steps"), s.child("steps"), 1);
+}
 
-  const YAML::Node wl = m.required("workload");
-  e.workload = r.string(wl, m.child("workload"));
-  if (e.workload != "synthetic" && !(e.workload.rfind("npy:", 0) == 0 && e.workload.size() > 4))
-    r.fail(wl, in_quotes(m.child("workload")) + " = " + in_quotes(e.workload) +
-                   " must be 'synthetic' or 'npy:<dir>'");
-  const YAML::Node pol = m.required("policy");
-  e.policy = r.string(pol, m.child("policy"));
-  if (!valid_policy_name(e.policy))
-    r.fail(pol, in_quotes(m.child("policy")) + " = " + in_quotes(e.policy) +
-                    " must be a policy name such as 'sparsed' ([a-z0-9_+-], not empty)");
-
-  // Schema 3; absent before (an entry for any layer).
-  if (const YAML::Node ly = m.optional("layer"); ly.IsDefined())
-    e.layer = static_cast<int>(r.integer(ly, m.child("layer"), -1, 1 << 20));
-  MapReader a(r, m.required("accuracy_bound"), m.child("accuracy_bound"));
-  a.check_keys({"min_mean_cosine", "min_step_cosine"});
-  e.min_mean_cosine = r.number(a.required("min_mean_cosine"), a.child("min_mean_cosine"), -1, false, 1, false);
-  e.min_step_cosine = r.number(a.required("min_step_cosine"), a.child("min_step_cosine"), -1, false, 1, false);
-
+// The chosen parameters; kernel fields get the kernels' own ranges.
+void read_chosen(const Reader& r, const MapReader& m, ProfileEntry& e) {
   MapReader c(r, m.required("chosen"), m.child("chosen"));
   c.check_keys({"block_size", "topk_ratio", "warmup_fraction", "q_tile_rows", "threads", "pooled_budget", "mass_tau",
                 "max_block_share", "dense_head_share"});
@@ -279,7 +260,10 @@ ProfileEntry read_entry(const Reader& r, const YAML::Node& n, const std::string&
     e.max_block_share = r.number(n, c.child("max_block_share"), 0, true, 1, false);
   if (const YAML::Node n = c.optional("dense_head_share"); n.IsDefined())
     e.dense_head_share = r.number(n, c.child("dense_head_share"), 0, true, 1, false);
+}
 
+// What was measured with them.
+void read_measured(const Reader& r, const MapReader& m, ProfileEntry& e) {
   MapReader ms(r, m.required("measured"), m.child("measured"));
   ms.check_keys({"dense_ms", "sparse_ms", "speedup", "mean_cosine", "min_cosine", "mean_density"});
   e.dense_ms = r.number(ms.required("dense_ms"), ms.child("dense_ms"), 0, false, kInf, true);
@@ -290,7 +274,36 @@ ProfileEntry read_entry(const Reader& r, const YAML::Node& n, const std::string&
   e.min_cosine = r.number(ms.required("min_cosine"), ms.child("min_cosine"), -1 - kCosSlack, false,
                           1 + kCosSlack, false);
   e.mean_density = r.number(ms.required("mean_density"), ms.child("mean_density"), 0, false, 1, false);
+}
 
+ProfileEntry read_entry(const Reader& r, const YAML::Node& n, const std::string& name) {
+  MapReader m(r, n, name);
+  m.check_keys({"shape", "workload", "policy", "layer", "accuracy_bound", "chosen", "measured", "tuned_at"});
+  ProfileEntry e;
+
+  read_shape(r, m, e);
+
+  const YAML::Node wl = m.required("workload");
+  e.workload = r.string(wl, m.child("workload"));
+  if (e.workload != "synthetic" && !(e.workload.rfind("npy:", 0) == 0 && e.workload.size() > 4))
+    r.fail(wl, in_quotes(m.child("workload")) + " = " + in_quotes(e.workload) +
+                   " must be 'synthetic' or 'npy:<dir>'");
+  const YAML::Node pol = m.required("policy");
+  e.policy = r.string(pol, m.child("policy"));
+  if (!valid_policy_name(e.policy))
+    r.fail(pol, in_quotes(m.child("policy")) + " = " + in_quotes(e.policy) +
+                    " must be a policy name such as 'sparsed' ([a-z0-9_+-], not empty)");
+
+  // Schema 3; absent before (an entry for any layer).
+  if (const YAML::Node ly = m.optional("layer"); ly.IsDefined())
+    e.layer = static_cast<int>(r.integer(ly, m.child("layer"), -1, 1 << 20));
+  MapReader a(r, m.required("accuracy_bound"), m.child("accuracy_bound"));
+  a.check_keys({"min_mean_cosine", "min_step_cosine"});
+  e.min_mean_cosine = r.number(a.required("min_mean_cosine"), a.child("min_mean_cosine"), -1, false, 1, false);
+  e.min_step_cosine = r.number(a.required("min_step_cosine"), a.child("min_step_cosine"), -1, false, 1, false);
+
+  read_chosen(r, m, e);
+  read_measured(r, m, e);
   e.tuned_at = r.string(m.required("tuned_at"), m.child("tuned_at"));
   return e;
 }
