@@ -25,17 +25,12 @@
 #include <string>
 #include <vector>
 
+#include "patterns/validate_params.hpp"
 #include "spattn/error.hpp"
 #include "spattn/patterns.hpp"
 
 namespace spattn {
 namespace {
-
-std::string fmt(double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%g", v);
-  return buf;
-}
 
 void validate_params(const char* where, const DpadParams& p) {
   auto num = [](int64_t v) { return std::to_string(v); };
@@ -50,7 +45,7 @@ void validate_params(const char* where, const DpadParams& p) {
                        "must be <= params.block_end = " + num(p.block_end));
   if (p.window < 0) throw_bad_argument(where, "params.window", num(p.window), "must be >= 0");
   if (!(p.sigma > 0.0) || !std::isfinite(p.sigma))
-    throw_bad_argument(where, "params.sigma", fmt(p.sigma), "must be positive and finite");
+    throw_bad_argument(where, "params.sigma", detail::fmt_param(p.sigma), "must be positive and finite");
 }
 
 // Keep probability; params already validated, t >= 0.

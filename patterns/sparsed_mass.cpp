@@ -15,12 +15,6 @@
 namespace spattn {
 namespace {
 
-std::string fmt(double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%g", v);
-  return buf;
-}
-
 // The kept blocks of one row, ascending: largest masses first (NaN lowest,
 // ties to the lower index) until tau of the row's mass, within [lo, hi].
 void select_row(const float* w, int64_t kbs, double tau, int64_t lo, int64_t hi, std::vector<int32_t>& idx,
@@ -45,13 +39,13 @@ void select_row(const float* w, int64_t kbs, double tau, int64_t lo, int64_t hi,
 }  // namespace
 
 void MassBudget::validate(const char* where, const std::string& prefix) const {
-  if (!(tau > 0.0 && tau <= 1.0)) throw_bad_argument(where, (prefix + "tau").c_str(), fmt(tau), "must be in (0, 1]");
+  if (!(tau > 0.0 && tau <= 1.0)) throw_bad_argument(where, (prefix + "tau").c_str(), detail::fmt_param(tau), "must be in (0, 1]");
   if (!(max_share > 0.0 && max_share <= 1.0))
-    throw_bad_argument(where, (prefix + "max_share").c_str(), fmt(max_share), "must be in (0, 1]");
+    throw_bad_argument(where, (prefix + "max_share").c_str(), detail::fmt_param(max_share), "must be in (0, 1]");
   if (min_blocks < 1)
     throw_bad_argument(where, (prefix + "min_blocks").c_str(), std::to_string(min_blocks), "must be >= 1");
   if (!(dense_head_share > 0.0 && dense_head_share <= 1.0))
-    throw_bad_argument(where, (prefix + "dense_head_share").c_str(), fmt(dense_head_share), "must be in (0, 1]");
+    throw_bad_argument(where, (prefix + "dense_head_share").c_str(), detail::fmt_param(dense_head_share), "must be in (0, 1]");
 }
 
 BlockMask sparsed_select_mass(const BlockMass& mass, const MassBudget& budget, std::vector<uint8_t>* dense_heads) {

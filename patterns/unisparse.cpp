@@ -75,12 +75,6 @@ constexpr int64_t kPooledKeyBlock = 64;
 // Pooled query rows per qk_scores call (at least; see rows_per_item).
 constexpr int64_t kMinRowsPerItem = 8;
 
-std::string fmt(double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%g", v);
-  return buf;
-}
-
 void validate_params(const UnisparseParams& p) { detail::validate_unisparse_params(kWhere, "params.", p); }
 
 }  // namespace
@@ -103,9 +97,9 @@ void validate_unisparse_params(const char* where, const std::string& prefix, con
     throw_bad_argument(where, (prefix + "select").c_str(), std::to_string(static_cast<int>(p.select)),
                        "must be Select::topk or Select::threshold");
   if (!(p.topk_ratio > 0.0 && p.topk_ratio <= 1.0))
-    throw_bad_argument(where, (prefix + "topk_ratio").c_str(), fmt(p.topk_ratio), "must be in (0, 1]");
+    throw_bad_argument(where, (prefix + "topk_ratio").c_str(), detail::fmt_param(p.topk_ratio), "must be in (0, 1]");
   if (!(p.tau > 0.0 && p.tau <= 1.0))
-    throw_bad_argument(where, (prefix + "tau").c_str(), fmt(p.tau), "must be in (0, 1]");
+    throw_bad_argument(where, (prefix + "tau").c_str(), detail::fmt_param(p.tau), "must be in (0, 1]");
   if (p.min_blocks < 1)
     throw_bad_argument(where, (prefix + "min_blocks").c_str(), std::to_string(p.min_blocks), "must be >= 1");
 }

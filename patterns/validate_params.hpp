@@ -3,11 +3,19 @@
 // (prefix "params.") and SessionConfig::validate (prefix "unisparse." /
 // "window."), so a session refuses bad parameters when it is built rather
 // than at its first sparse step. Each throws spattn::Error naming the field.
+#include <cstdio>
 #include <string>
 
 #include "spattn/patterns.hpp"
 
 namespace spattn::detail {
+
+// A parameter's value in messages: shortest "%g" form.
+inline std::string fmt_param(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
 
 void validate_unisparse_params(const char* where, const std::string& prefix, const UnisparseParams& p);
 // A BlockMass's fields and table size (the selections read it by rows).

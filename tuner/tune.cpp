@@ -487,13 +487,7 @@ class Search {
     e.q_tile_rows = kopt_.q_tile_rows;
     e.threads = kopt_.threads;
     e.pooled_budget = chosen.pooled_budget;
-    e.dense_ms = res_.verify.dense_total_ms;
-    e.sparse_ms = res_.verify.sparse_total_ms;
-    e.speedup = res_.verify.speedup_vs_dense;
-    e.mean_cosine = res_.verify.mean_cosine;
-    e.min_cosine = res_.verify.min_cosine;
-    e.mean_density = res_.verify.mean_density;
-    e.tuned_at = utc_timestamp_now();
+    set_measured(e, res_.verify);
   }
 
   const TuneOptions& o_;
@@ -524,6 +518,16 @@ class Search {
 TuneResult tune(const TuneOptions& o) {
   validate(o);
   return Search(o).run();
+}
+
+void set_measured(ProfileEntry& e, const EvalResult& run) {
+  e.dense_ms = run.dense_total_ms;
+  e.sparse_ms = run.sparse_total_ms;
+  e.speedup = run.speedup_vs_dense;
+  e.mean_cosine = run.mean_cosine;
+  e.min_cosine = run.min_cosine;
+  e.mean_density = run.mean_density;
+  e.tuned_at = utc_timestamp_now();
 }
 
 }  // namespace spattn

@@ -43,13 +43,7 @@ ProfileEntry entry_for(const LayerTuneOptions& o, const WorkloadSource& w, int64
     e.mass_tau = c.tau;
     e.dense_head_share = o.dense_head_share;
   }
-  e.dense_ms = c.result.dense_total_ms;
-  e.sparse_ms = c.result.sparse_total_ms;
-  e.speedup = c.result.speedup_vs_dense;
-  e.mean_cosine = c.result.mean_cosine;
-  e.min_cosine = c.result.min_cosine;
-  e.mean_density = c.result.mean_density;
-  e.tuned_at = utc_timestamp_now();
+  set_measured(e, c.result);
   return e;
 }
 
