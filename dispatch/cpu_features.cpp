@@ -36,6 +36,8 @@ CpuFeatures detect() {
   const bool avx512bw = ebx & (1u << 30), avx512vl = ebx & (1u << 31);
   f.avx2_fma = ymm_os && avx2 && fma;
   f.avx512 = f.avx2_fma && zmm_os && avx512f && avx512dq && avx512bw && avx512vl;
+  __cpuid_count(7, 1, eax, ebx, ecx, edx);
+  f.avx512_bf16 = f.avx512 && (eax & (1u << 5));
   return f;
 }
 #elif defined(__aarch64__)

@@ -5,17 +5,20 @@
 #include <cstdint>
 
 #include "spattn/isa.hpp"
+#include "spattn/shape.hpp"
 
 namespace spattn::detail {
 
-// One (head, query block) work item of flash-style attention. K arrives packed
-// (pack_key_blocks), V as strided rows.
+// One (head, query block) work item of flash-style attention. On the fp32
+// path (attend_query_block) q, K and V are fp32: K packed (pack_key_blocks),
+// V as strided rows. On the bf16 path (attend_query_block_bf16) q is bf16
+// rows, K and V bf16 in pairs (kernels/generic/bf16_products-inl.hpp).
 struct QueryBlockJob {
-  const float* q = nullptr;  // first query row of the block
-  int64_t q_stride = 0;
+  const void* q = nullptr;  // first query row of the block
+  int64_t q_stride = 0;     // in elements
   int rows = 0;                     // query rows in this block (<= q_block)
-  const float* k_packed = nullptr;  // this kv head's packed keys
-  const float* v = nullptr;         // this kv head's V, row t at v + t * v_stride
+  const void* k_packed = nullptr;  // this kv head's packed keys
+  const void* v = nullptr;         // this kv head's V: fp32 row t at v + t * v_stride, or bf16 pairs
   int64_t v_stride = 0;
   int64_t kv_len = 0;
   int head_dim = 0;
@@ -23,8 +26,9 @@ struct QueryBlockJob {
   float scale = 1.0f;
   const int32_t* key_blocks = nullptr;  // key blocks to visit, ascending
   int64_t n_key_blocks = 0;
-  float* out = nullptr;  // first output row
-  int64_t out_stride = 0;
+  void* out = nullptr;  // first output row, of out_dtype (f32 or bf16)
+  int64_t out_stride = 0;  // in elements
+  DType out_dtype = DType::f32;
   float* lse = nullptr;      // optional: per-row log-sum-exp (-inf for an empty row)
   // Optional, for SparseD's record step fused into the flash pass: per row r
   // and visited block i, block_max[r * n_key_blocks + i] = the row's running
@@ -36,8 +40,9 @@ struct QueryBlockJob {
   float* scratch = nullptr;  // scratch_floats(rows, k_block, head_dim) floats
 };
 
+// Logits, output accumulator, row statistics, and (bf16 path) rounded P.
 inline int64_t scratch_floats(int64_t rows, int64_t k_block, int64_t head_dim) {
-  return rows * k_block + rows * head_dim + 3 * rows;
+  return rows * k_block + rows * head_dim + 3 * rows + (rows * k_block + 1) / 2;
 }
 // Packed keys: [block][head_dim][k_block], transposed, zero-padded past kv_len.
 inline int64_t packed_key_floats(int64_t kv_len, int64_t k_block, int64_t head_dim) {
@@ -65,6 +70,14 @@ struct KernelTable {
   void (*pack_key_blocks)(const float* k, int64_t k_stride, int64_t kv_len, int head_dim,
                           int k_block, float* packed);
   void (*attend_query_block)(const QueryBlockJob& job);
+
+  // The bf16 path, on ISAs with bf16 dot products (nullptr elsewhere: there
+  // bf16 and f16 operands are widened to fp32 when packed). qk_scores with q
+  // in bf16 rows and keys in bf16 pairs (ld_kt keys per pair row).
+  void (*qk_scores_bf16)(const uint16_t* q, int64_t q_stride, int rows, const uint16_t* kt, int ld_kt, int cols,
+                         int head_dim, float scale, float* s, int ld_s) = nullptr;
+  void (*attend_query_block_bf16)(const QueryBlockJob& job) = nullptr;
+  bool has_bf16() const { return attend_query_block_bf16 != nullptr; }
 };
 
 // The table of the active ISA (chosen once; see isa.hpp).
@@ -76,6 +89,7 @@ const KernelTable* kernel_table_for(Isa isa);
 const KernelTable& kernel_table_scalar();
 const KernelTable& kernel_table_avx2();
 const KernelTable& kernel_table_avx512();
+const KernelTable& kernel_table_avx512_bf16();
 const KernelTable& kernel_table_neon();
 
 }  // namespace spattn::detail

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <numeric>
 #include <string>
@@ -61,7 +62,7 @@ void check_kept(const char* where, std::span<const int32_t> kept, int64_t tokens
   }
 }
 
-void check_view_basics(const char* where, const char* name, ConstTensorView x) {
+void check_view_basics(const char* where, const char* name, InputView x) {
   if (x.data == nullptr && x.heads * x.tokens > 0)
     throw_bad_argument(where, name, "nullptr", "must not be null");
   if (x.heads < 0 || x.tokens < 0 || x.head_dim <= 0)
@@ -73,9 +74,8 @@ void check_view_basics(const char* where, const char* name, ConstTensorView x) {
 
 namespace detail {
 
-void dense_attention_unchecked(const AttentionShape& shape, ConstTensorView q, ConstTensorView k,
-                               ConstTensorView v, TensorView out, int64_t q_block,
-                               int64_t k_block, int threads, float* lse) {
+void dense_attention_unchecked(const AttentionShape& shape, InputView q, InputView k, InputView v,
+                               OutputView out, int64_t q_block, int64_t k_block, int threads, float* lse) {
   const KVPlan kv(shape, k, v, k_block, threads);
   const std::vector<int32_t> all = all_key_blocks(kv);
   attend(shape, q, kv, out, q_block, [&](int64_t, int64_t) { return std::span<const int32_t>(all); }, threads,
@@ -84,8 +84,8 @@ void dense_attention_unchecked(const AttentionShape& shape, ConstTensorView q, C
 
 }  // namespace detail
 
-void dense_attention(const AttentionShape& shape, ConstTensorView q, ConstTensorView k,
-                     ConstTensorView v, TensorView out, const KernelOptions& opts) {
+void dense_attention(const AttentionShape& shape, InputView q, InputView k, InputView v, OutputView out,
+                     const KernelOptions& opts) {
   detail::check_views("dense_attention", shape, q, k, v, out);
   detail::check_kernel_limits("dense_attention", shape, opts.q_tile_rows, opts.k_block);
   detail::check_finite_inputs("dense_attention", opts, shape, q, k, v);
@@ -93,9 +93,8 @@ void dense_attention(const AttentionShape& shape, ConstTensorView q, ConstTensor
                                     resolve_threads(opts));
 }
 
-void dense_attention_with_lse(const AttentionShape& shape, ConstTensorView q, ConstTensorView k,
-                              ConstTensorView v, TensorView out, float* lse,
-                              const KernelOptions& opts) {
+void dense_attention_with_lse(const AttentionShape& shape, InputView q, InputView k, InputView v, OutputView out,
+                              float* lse, const KernelOptions& opts) {
   detail::check_views("dense_attention_with_lse", shape, q, k, v, out);
   detail::check_kernel_limits("dense_attention_with_lse", shape, opts.q_tile_rows, opts.k_block);
   if (lse == nullptr) throw_bad_argument("dense_attention_with_lse", "lse", "nullptr", "must not be null");
@@ -104,9 +103,8 @@ void dense_attention_with_lse(const AttentionShape& shape, ConstTensorView q, Co
                                     resolve_threads(opts), lse);
 }
 
-void block_sparse_attention(const AttentionShape& shape, ConstTensorView q, ConstTensorView k,
-                            ConstTensorView v, const BlockMask& mask, TensorView out,
-                            const KernelOptions& opts) {
+void block_sparse_attention(const AttentionShape& shape, InputView q, InputView k, InputView v,
+                            const BlockMask& mask, OutputView out, const KernelOptions& opts) {
   const char* where = "block_sparse_attention";
   detail::check_views(where, shape, q, k, v, out);
   detail::check_kernel_limits(where, shape, mask.q_block, mask.k_block);
@@ -127,9 +125,8 @@ void block_sparse_attention(const AttentionShape& shape, ConstTensorView q, Cons
                  threads);
 }
 
-void gathered_attention(const AttentionShape& shape, ConstTensorView q, ConstTensorView k,
-                        ConstTensorView v, std::span<const int32_t> kept, TensorView out,
-                        const KernelOptions& opts) {
+void gathered_attention(const AttentionShape& shape, InputView q, InputView k, InputView v,
+                        std::span<const int32_t> kept, OutputView out, const KernelOptions& opts) {
   const char* where = "gathered_attention";
   detail::check_views(where, shape, q, k, v, out);
   detail::check_kernel_limits(where, shape, opts.q_tile_rows, opts.k_block);
@@ -138,13 +135,14 @@ void gathered_attention(const AttentionShape& shape, ConstTensorView q, ConstTen
   const int threads = resolve_threads(opts);
   if (kept.empty()) {  // every key dropped: attention over nothing is zero
     for (int64_t h = 0; h < shape.heads; ++h)
-      for (int64_t t = 0; t < shape.q_len; ++t) std::fill_n(out.row(h, t), shape.head_dim, 0.0f);
+      for (int64_t t = 0; t < shape.q_len; ++t)
+        std::memset(out.row(h, t), 0, static_cast<size_t>(shape.head_dim * dtype_bytes(out.dtype)));  // 0 in f32 and bf16
     return;
   }
   // The same compaction the session's DPad steps use.
   std::vector<float> kc, vc;
-  const ConstTensorView kk = detail::gather_tokens(k, kept, threads, kc);
-  const ConstTensorView vv = detail::gather_tokens(v, kept, threads, vc);
+  const InputView kk = detail::gather_tokens(k, kept, threads, kc);
+  const InputView vv = detail::gather_tokens(v, kept, threads, vc);
   AttentionShape compact = shape;
   compact.kv_len = static_cast<int64_t>(kept.size());
   detail::dense_attention_unchecked(compact, q, kk, vv, out, opts.q_tile_rows, opts.k_block, threads);
@@ -154,7 +152,7 @@ ConstTensorView gather_tokens(ConstTensorView x, std::span<const int32_t> kept, 
                               const KernelOptions& opts) {
   check_view_basics("gather_tokens", "x", x);
   check_kept("gather_tokens", kept, x.tokens);
-  return detail::gather_tokens(x, kept, resolve_threads(opts), dst);
+  return detail::gather_tokens(x, kept, resolve_threads(opts), dst).as<const float>();
 }
 
 void scatter_tokens(ConstTensorView src, std::span<const int32_t> kept, TensorView out, const KernelOptions& opts) {

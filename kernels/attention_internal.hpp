@@ -7,8 +7,7 @@ namespace spattn::detail {
 
 // Dense flash attention; with lse != nullptr also writes each row's
 // log-sum-exp of the scaled logits to lse[h * q_len + t].
-void dense_attention_unchecked(const AttentionShape& shape, ConstTensorView q, ConstTensorView k,
-                               ConstTensorView v, TensorView out, int64_t q_block, int64_t k_block,
-                               int threads, float* lse = nullptr);
+void dense_attention_unchecked(const AttentionShape& shape, InputView q, InputView k, InputView v,
+                               OutputView out, int64_t q_block, int64_t k_block, int threads, float* lse = nullptr);
 
 }  // namespace spattn::detail

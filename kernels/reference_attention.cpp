@@ -17,7 +17,8 @@ void reference_attention(const AttentionShape& shape, ConstTensorView q, ConstTe
   const char* where = "reference_attention";
   if (out == nullptr) throw_bad_argument(where, "out", "nullptr", "must not be null");
   // The output view only serves the shape check; reference output is doubles.
-  detail::check_input_views(where, shape, q, k, &v);
+  const InputView v_any = v;
+  detail::check_input_views(where, shape, q, k, &v_any);
   if (mask != nullptr) {
     mask->validate();
     if (mask->heads != shape.heads || mask->q_len != shape.q_len || mask->kv_len != shape.kv_len)

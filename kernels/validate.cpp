@@ -7,12 +7,16 @@
 #include <utility>
 #include <string>
 
+#include <initializer_list>
+#include <vector>
+
+#include "kernels/convert.hpp"
 #include "spattn/error.hpp"
 
 namespace spattn::detail {
 namespace {
 
-void check_view(const char* where, const char* name, ConstTensorView t, int64_t heads,
+void check_view(const char* where, const char* name, InputView t, int64_t heads,
                 int64_t tokens, int64_t head_dim) {
   const std::string n(name);
   auto bad = [&](const std::string& field, int64_t value, const std::string& why) {
@@ -32,11 +36,13 @@ void check_view(const char* where, const char* name, ConstTensorView t, int64_t 
 }
 
 // Throws at the first non-finite element; returns the largest magnitude.
-double check_finite_view(const char* where, const char* name, ConstTensorView t) {
+double check_finite_view(const char* where, const char* name, InputView t) {
   float max_abs = 0.0f;
+  std::vector<float> wide(static_cast<size_t>(t.head_dim));
   for (int64_t h = 0; h < t.heads; ++h)
     for (int64_t tok = 0; tok < t.tokens; ++tok) {
-      const float* row = t.row(h, tok);
+      widen_row(t.row(h, tok), t.dtype, wide.data(), t.head_dim);
+      const float* row = wide.data();
       // Branch-free scan of a row; locate the element only on failure.
       bool ok = true;
       for (int64_t c = 0; c < t.head_dim; ++c) {
@@ -58,15 +64,16 @@ double check_finite_view(const char* where, const char* name, ConstTensorView t)
 }
 
 // [first byte, one past the last byte) of a view's extent.
-std::pair<uintptr_t, uintptr_t> extent(ConstTensorView t) {
+std::pair<uintptr_t, uintptr_t> extent(InputView t) {
   const uintptr_t first = reinterpret_cast<uintptr_t>(t.data);
-  const uintptr_t last = reinterpret_cast<uintptr_t>(t.row(t.heads - 1, t.tokens - 1) + t.head_dim);
+  const uintptr_t last = reinterpret_cast<uintptr_t>(t.row(t.heads - 1, t.tokens - 1)) +
+                         static_cast<uintptr_t>(t.head_dim * dtype_bytes(t.dtype));
   return {std::min(first, last), std::max(first, last)};
 }
 
 // The kernels read q, k and v while other threads write out: out's extent may
 // not meet theirs (out == q exactly included).
-void check_out_separate(const char* where, ConstTensorView out, ConstTensorView t, const char* name) {
+void check_out_separate(const char* where, InputView out, InputView t, const char* name) {
   const auto [o0, o1] = extent(out);
   const auto [t0, t1] = extent(t);
   if (o0 < t1 && t0 < o1)
@@ -76,8 +83,8 @@ void check_out_separate(const char* where, ConstTensorView out, ConstTensorView 
 
 }  // namespace
 
-void check_input_views(const char* where, const AttentionShape& shape, ConstTensorView q, ConstTensorView k,
-                       const ConstTensorView* v) {
+void check_input_views(const char* where, const AttentionShape& shape, InputView q, InputView k,
+                       const InputView* v) {
   try {
     shape.validate();
   } catch (const Error& e) {
@@ -86,12 +93,22 @@ void check_input_views(const char* where, const AttentionShape& shape, ConstTens
   check_view(where, "q", q, shape.heads, shape.q_len, shape.head_dim);
   check_view(where, "k", k, shape.kv_heads, shape.kv_len, shape.head_dim);
   if (v != nullptr) check_view(where, "v", *v, shape.kv_heads, shape.kv_len, shape.head_dim);
+  for (const InputView* t : std::initializer_list<const InputView*>{&q, &k, v})
+    if (t != nullptr && t->dtype != DType::f32 && t->dtype != DType::bf16 && t->dtype != DType::f16)
+      throw_bad_argument(where, t == &q ? "q.dtype" : (t == &k ? "k.dtype" : "v.dtype"),
+                         std::to_string(static_cast<int>(t->dtype)), "must be f32, bf16 or f16");
+  if (v != nullptr && v->dtype != k.dtype)
+    throw_bad_argument(where, "v.dtype", dtype_name(v->dtype),
+                       std::string("must equal k.dtype (") + dtype_name(k.dtype) + "): K and V share one type");
 }
 
-void check_views(const char* where, const AttentionShape& shape, ConstTensorView q,
-                 ConstTensorView k, ConstTensorView v, ConstTensorView out) {
+void check_views(const char* where, const AttentionShape& shape, InputView q, InputView k, InputView v,
+                 InputView out) {
   check_input_views(where, shape, q, k, &v);
   check_view(where, "out", out, shape.heads, shape.q_len, shape.head_dim);
+  if (out.dtype != DType::f32 && out.dtype != DType::bf16)
+    throw_bad_argument(where, "out.dtype", out.dtype == DType::f16 ? "f16" : std::to_string(static_cast<int>(out.dtype)),
+                       "must be f32 or bf16");
   check_out_separate(where, out, q, "q");
   check_out_separate(where, out, k, "k");
   check_out_separate(where, out, v, "v");
@@ -106,8 +123,8 @@ void check_kernel_limits(const char* where, const AttentionShape& shape, int64_t
   check_block_size(where, "k_block", k_block);
 }
 
-void check_finite_inputs(const char* where, const KernelOptions& opts, const AttentionShape& shape,
-                         ConstTensorView q, ConstTensorView k, ConstTensorView v) {
+void check_finite_inputs(const char* where, const KernelOptions& opts, const AttentionShape& shape, InputView q,
+                         InputView k, InputView v) {
   if (!opts.check_finite) return;
   const double max_q = check_finite_view(where, "q", q);
   const double max_k = check_finite_view(where, "k", k);

@@ -7,12 +7,13 @@ namespace spattn::detail {
 
 // Shape, non-null data, view extents matching the shape, positive strides,
 // and out's extent apart from q's, k's and v's.
-void check_views(const char* where, const AttentionShape& shape, ConstTensorView q,
-                 ConstTensorView k, ConstTensorView v, ConstTensorView out);
+// Element types: k and v share one; out is f32 or bf16.
+void check_views(const char* where, const AttentionShape& shape, InputView q, InputView k, InputView v,
+                 InputView out);
 // The same for passes that read q and k (and v when given) but write no
 // attention output (block masses, UniSparse scoring, the double reference).
-void check_input_views(const char* where, const AttentionShape& shape, ConstTensorView q, ConstTensorView k,
-                       const ConstTensorView* v = nullptr);
+void check_input_views(const char* where, const AttentionShape& shape, InputView q, InputView k,
+                       const InputView* v = nullptr);
 // What the hand-vectorized kernels need beyond that: head_dim a multiple of 16
 // up to 256, block sizes as check_block_size.
 void check_kernel_limits(const char* where, const AttentionShape& shape, int64_t q_block,
@@ -21,7 +22,7 @@ void check_kernel_limits(const char* where, const AttentionShape& shape, int64_t
 // the first NaN / Inf in q, then k, then v (views already checked), and when
 // the logits could overflow fp32 (head_dim x max|q| x max|k| x scale, the
 // Cauchy-Schwarz bound on |scale q.k|, above FLT_MAX). No-op otherwise.
-void check_finite_inputs(const char* where, const KernelOptions& opts, const AttentionShape& shape,
-                         ConstTensorView q, ConstTensorView k, ConstTensorView v);
+void check_finite_inputs(const char* where, const KernelOptions& opts, const AttentionShape& shape, InputView q,
+                         InputView k, InputView v);
 
 }  // namespace spattn::detail

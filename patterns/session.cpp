@@ -158,8 +158,7 @@ void DiffusionAttention::set_dpad(const DpadParams& params) {
   policy_->set_dpad(params);
 }
 
-StepReport DiffusionAttention::step(ConstTensorView q, ConstTensorView k, ConstTensorView v,
-                                    TensorView out) {
+StepReport DiffusionAttention::step(InputView q, InputView k, InputView v, OutputView out) {
   // The arguments first, then the session's state. The DPad policies read
   // q, k and v themselves before any kernel runs.
   detail::check_views("DiffusionAttention::step", shape_, q, k, v, out);

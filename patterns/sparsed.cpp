@@ -15,13 +15,13 @@
 namespace spattn {
 namespace {
 
-void check_mass_args(const char* where, const AttentionShape& shape, ConstTensorView q,
-                     ConstTensorView k, int64_t q_block, int64_t k_block) {
+void check_mass_args(const char* where, const AttentionShape& shape, InputView q,
+                     InputView k, int64_t q_block, int64_t k_block) {
   detail::check_input_views(where, shape, q, k);  // V is not read
   detail::check_kernel_limits(where, shape, q_block, k_block);
 }
 
-BlockMass mass_on_plan(const AttentionShape& shape, ConstTensorView q, const detail::KVPlan& kv,
+BlockMass mass_on_plan(const AttentionShape& shape, InputView q, const detail::KVPlan& kv,
                        const float* lse, int64_t q_block, int threads) {
   BlockMass m{shape.heads, shape.q_len, shape.kv_len, q_block, kv.k_block(), {}};
   m.mass.resize(static_cast<size_t>(shape.heads * m.q_blocks() * m.k_blocks()));
@@ -31,23 +31,23 @@ BlockMass mass_on_plan(const AttentionShape& shape, ConstTensorView q, const det
 
 }  // namespace
 
-BlockMass block_attention_mass(const AttentionShape& shape, ConstTensorView q, ConstTensorView k,
+BlockMass block_attention_mass(const AttentionShape& shape, InputView q, InputView k,
                                int64_t q_block, int64_t k_block, const KernelOptions& opts) {
   check_mass_args("block_attention_mass", shape, q, k, q_block, k_block);
   const int threads = resolve_threads(opts);
-  const detail::KVPlan kv(shape, k, ConstTensorView{}, k_block, threads);
+  const detail::KVPlan kv(shape, k, InputView{}, k_block, threads);
   const std::vector<float> lse = detail::row_lse(shape, q, kv, q_block, threads);
   return mass_on_plan(shape, q, kv, lse.data(), q_block, threads);
 }
 
-BlockMass block_attention_mass_from_lse(const AttentionShape& shape, ConstTensorView q,
-                                        ConstTensorView k, const float* lse, int64_t q_block,
+BlockMass block_attention_mass_from_lse(const AttentionShape& shape, InputView q,
+                                        InputView k, const float* lse, int64_t q_block,
                                         int64_t k_block, const KernelOptions& opts) {
   check_mass_args("block_attention_mass_from_lse", shape, q, k, q_block, k_block);
   if (lse == nullptr)
     throw_bad_argument("block_attention_mass_from_lse", "lse", "nullptr", "must not be null");
   const int threads = resolve_threads(opts);
-  const detail::KVPlan kv(shape, k, ConstTensorView{}, k_block, threads);
+  const detail::KVPlan kv(shape, k, InputView{}, k_block, threads);
   return mass_on_plan(shape, q, kv, lse, q_block, threads);
 }
 

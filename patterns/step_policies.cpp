@@ -129,7 +129,7 @@ class SparsedSteps final : public StepPolicy {
     if (c_.kernel.k_block == c_.block_size) {  // the flash pass's packing serves the mass pass too
       block_mass(t.shape, t.q, kv, lse_.data(), c_.block_size, threads, mass.mass.data());
     } else {
-      const KVPlan keys(t.shape, t.k, ConstTensorView{}, c_.block_size, threads);
+      const KVPlan keys(t.shape, t.k, InputView{}, c_.block_size, threads);
       block_mass(t.shape, t.q, keys, lse_.data(), c_.block_size, threads, mass.mass.data());
     }
     pattern_ = select(mass, t);
@@ -156,7 +156,7 @@ class SparsedSteps final : public StepPolicy {
         sample_rows.push_back(static_cast<int32_t>(i));
     const int64_t rows = static_cast<int64_t>(sample_rows.size());
     const int threads = resolve_threads(c_.kernel);
-    const ConstTensorView qs = gather_tokens(t.q, sample_rows, threads, sample_q_);
+    const InputView qs = gather_tokens(t.q, sample_rows, threads, sample_q_);
     AttentionShape ss = t.shape;
     ss.q_len = rows;
     const int64_t nb = static_cast<int64_t>(blocks.size()), nk = t.shape.kv_len;
@@ -196,7 +196,7 @@ class SparsedSteps final : public StepPolicy {
     AttentionShape gen_shape = t.shape;
     gen_shape.kv_len = t.shape.kv_len - g * c_.block_size;
     gen_shape.scale = t.shape.effective_scale();
-    ConstTensorView gen_k = t.k;
+    InputView gen_k = t.k;
     gen_k.data = t.k.row(0, g * c_.block_size);
     gen_k.tokens = gen_shape.kv_len;
     const BlockMass gen = block_attention_mass(gen_shape, t.q, gen_k, c_.block_size, c_.block_size, c_.kernel);
@@ -276,7 +276,7 @@ class DpadSteps final : public StepPolicy {
     }
     const int threads = resolve_threads(c_.kernel);
     if (kept_.empty()) {  // DPad kept nothing: no token takes part in this step
-      scatter_tokens(ConstTensorView{}, kept_, t.out, threads);
+      scatter_tokens(InputView{}, kept_, t.out, threads);
       StepReport r;
       r.path = StepPath::gathered;
       r.density = 0;
@@ -288,8 +288,9 @@ class DpadSteps final : public StepPolicy {
     c.q = gather_tokens(t.q, kept_, threads, qc_);
     c.k = gather_tokens(t.k, kept_, threads, kc_);
     c.v = gather_tokens(t.v, kept_, threads, vc_);
-    oc_.resize(static_cast<size_t>(c.shape.heads * c.shape.q_len * c.shape.head_dim));
-    c.out = TensorView::heads_major(oc_.data(), c.shape.heads, c.shape.q_len, c.shape.head_dim);
+    oc_.resize(static_cast<size_t>(c.shape.heads * c.shape.q_len * c.shape.head_dim));  // f32, or bf16 in half
+    c.out = OutputView(oc_.data(), t.out.dtype, c.shape.heads, c.shape.q_len, c.shape.head_dim,
+                       c.shape.q_len * c.shape.head_dim, c.shape.head_dim);
     StepReport r = inner_->run(s, c);
     scatter_tokens(c.out, kept_, t.out, threads);
     if (c_.policy == Policy::dpad) r.path = StepPath::gathered;

@@ -15,8 +15,8 @@ namespace spattn::detail {
 // One step's tensors, with the shape they have (DPad passes compacted ones).
 struct StepTensors {
   AttentionShape shape;
-  ConstTensorView q, k, v;
-  TensorView out;
+  InputView q, k, v;
+  OutputView out;
 };
 
 class StepPolicy {

@@ -60,6 +60,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/convert.hpp"
 #include "kernels/engine/engine.hpp"
 #include "kernels/validate.hpp"
 #include "patterns/validate_params.hpp"
@@ -109,7 +110,7 @@ void validate_unisparse_params(const char* where, const std::string& prefix, con
 namespace {
 
 // Mean of rows [i*g, min((i+1)*g, tokens)) per head: out is [heads][n][d].
-std::vector<float> mean_pool(ConstTensorView x, int64_t g, int threads) {
+std::vector<float> mean_pool(InputView x, int64_t g, int threads) {
   const int64_t d = x.head_dim, n = (x.tokens - 1) / g + 1;  // no overflow for huge g
   std::vector<float> out(static_cast<size_t>(x.heads * n * d), 0.0f);
   detail::parallel_for(threads, x.heads * n, [&](int64_t begin, int64_t end) {
@@ -117,8 +118,13 @@ std::vector<float> mean_pool(ConstTensorView x, int64_t g, int threads) {
       const int64_t h = item / n, i = item % n;
       const int64_t t0 = i * g, t1 = std::min(x.tokens, t0 + g);
       float* acc = out.data() + item * d;
+      std::vector<float> wide(x.dtype == DType::f32 ? 0 : static_cast<size_t>(d));
       for (int64_t t = t0; t < t1; ++t) {
-        const float* row = x.row(h, t);
+        const float* row = static_cast<const float*>(x.row(h, t));
+        if (x.dtype != DType::f32) {  // bf16 / f16: widened exactly, row by row
+          detail::widen_row(x.row(h, t), x.dtype, wide.data(), d);
+          row = wide.data();
+        }
         for (int64_t c = 0; c < d; ++c) acc[c] += row[c];
       }
       const float inv = 1.0f / static_cast<float>(t1 - t0);
@@ -153,7 +159,7 @@ void fold_onto_key_blocks(const float* p, int64_t nk, int64_t g, int64_t block, 
 
 // Adds weight * (this granularity's block-mass estimate) to est
 // ([heads][q_blocks][k_blocks]).
-void add_granularity_estimate(const AttentionShape& shape, ConstTensorView q, ConstTensorView k,
+void add_granularity_estimate(const AttentionShape& shape, InputView q, InputView k,
                               int64_t g, int64_t block, float weight, int threads,
                               std::vector<float>& est) {
   const int64_t d = shape.head_dim;
@@ -168,7 +174,7 @@ void add_granularity_estimate(const AttentionShape& shape, ConstTensorView q, Co
   pooled.q_len = nq;
   pooled.kv_len = nk;
   const detail::KVPlan kv(pooled, ConstTensorView::heads_major(k_pooled.data(), shape.kv_heads, nk, d),
-                          ConstTensorView{}, kPooledKeyBlock, threads);
+                          InputView{}, kPooledKeyBlock, threads);
   // A short last pooled key stands for fewer tokens than g.
   const int64_t last_key_tokens = shape.kv_len - (nk - 1) * g;
   const float last_key_bias = std::log(static_cast<float>(last_key_tokens) / static_cast<float>(g));
@@ -278,7 +284,7 @@ int64_t select_row(const float* est, int64_t k_blocks, int64_t diag_first, int64
 
 }  // namespace
 
-BlockMask unisparse_select(const AttentionShape& shape, ConstTensorView q, ConstTensorView k,
+BlockMask unisparse_select(const AttentionShape& shape, InputView q, InputView k,
                            const UnisparseParams& params, const KernelOptions& opts) {
   validate_params(params);
   detail::check_input_views(kWhere, shape, q, k);  // V is not read

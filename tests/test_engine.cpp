@@ -126,7 +126,7 @@ TEST(EnginePasses, GatherThenScatterRestoresKeptRows) {
   fill_normal(x, 9);
   const std::vector<int32_t> kept{0, 3, 4, 17, 49};
   std::vector<float> buf;
-  const ConstTensorView c = detail::gather_tokens(x, kept, 2, buf);
+  const ConstTensorView c = detail::gather_tokens(x, kept, 2, buf).as<const float>();
   ASSERT_EQ(c.tokens, 5);
   Tensor back(3, 50, 16);
   std::fill(back.data.begin(), back.data.end(), 7.0f);

@@ -32,6 +32,7 @@ struct Tensor {
     return *this;
   }
   operator ConstTensorView() const { return view; }  // NOLINT
+  operator InputView() const { return view; }        // NOLINT
 };
 
 inline void fill_normal(Tensor& t, uint64_t seed, float stddev = 1.0f) {

@@ -54,27 +54,35 @@ void check_thread_count(const char* where, const char* field, int64_t threads); 
 // Threads the kernels use for these options.
 int resolve_threads(const KernelOptions& opts);
 
-void dense_attention(const AttentionShape& shape, ConstTensorView q, ConstTensorView k,
-                     ConstTensorView v, TensorView out, const KernelOptions& opts = {});
+// Element types. q, k and v may each be f32, bf16 or f16 (k and v the same),
+// out f32 or bf16; fp32 views pass as they are. Logits, softmax and every
+// accumulation are fp32 whatever the inputs. Where the ISA has bf16 dot
+// products (avx512_bf16) and k/v are bf16, QK and PV run on them: q is rounded
+// to bf16 (if it is not), and so are the probabilities P before the PV
+// product, as FlashAttention does (the row sums use the unrounded P). Each
+// output element is then within 2^-9 x max|v| of the exact attention of the
+// rounded inputs. Otherwise (f16 k/v everywhere, bf16 on other ISAs) the
+// operands are widened to fp32 exactly when packed and the fp32 kernels run:
+// the result is that of the fp32 kernels on the widened inputs.
+
+void dense_attention(const AttentionShape& shape, InputView q, InputView k, InputView v, OutputView out,
+                     const KernelOptions& opts = {});
 
 // dense_attention that also writes every row's log-sum-exp of the scaled
 // logits to lse[h * q_len + t] (heads * q_len floats).
-void dense_attention_with_lse(const AttentionShape& shape, ConstTensorView q, ConstTensorView k,
-                              ConstTensorView v, TensorView out, float* lse,
-                              const KernelOptions& opts = {});
+void dense_attention_with_lse(const AttentionShape& shape, InputView q, InputView k, InputView v, OutputView out,
+                              float* lse, const KernelOptions& opts = {});
 
 // Visits only the key blocks mask lists for each (head, query block). The
 // mask's block sizes are used; opts.q_tile_rows / k_block are ignored. A query
 // block with no key blocks yields zeros.
-void block_sparse_attention(const AttentionShape& shape, ConstTensorView q, ConstTensorView k,
-                            ConstTensorView v, const BlockMask& mask, TensorView out,
-                            const KernelOptions& opts = {});
+void block_sparse_attention(const AttentionShape& shape, InputView q, InputView k, InputView v,
+                            const BlockMask& mask, OutputView out, const KernelOptions& opts = {});
 
 // Attention over the key tokens listed in kept (strictly increasing, in
 // [0, kv_len), shared by all heads). K/V are compacted once per call.
-void gathered_attention(const AttentionShape& shape, ConstTensorView q, ConstTensorView k,
-                        ConstTensorView v, std::span<const int32_t> kept, TensorView out,
-                        const KernelOptions& opts = {});
+void gathered_attention(const AttentionShape& shape, InputView q, InputView k, InputView v,
+                        std::span<const int32_t> kept, OutputView out, const KernelOptions& opts = {});
 
 // DPad's compaction, as the session runs it: rows kept[i] (strictly
 // increasing, in [0, x.tokens), shared by all heads) of x into dst as a

@@ -24,12 +24,12 @@ struct BlockMass {
     return mass.data() + (head * q_blocks() + query_block) * k_blocks();
   }
 };
-BlockMass block_attention_mass(const AttentionShape& shape, ConstTensorView q, ConstTensorView k,
+BlockMass block_attention_mass(const AttentionShape& shape, InputView q, InputView k,
                                int64_t q_block, int64_t k_block, const KernelOptions& opts = {});
 // The same, reusing the rows' log-sum-exp from dense_attention_with_lse (one
 // QK pass instead of two): what SparseD does at its last dense step.
-BlockMass block_attention_mass_from_lse(const AttentionShape& shape, ConstTensorView q,
-                                        ConstTensorView k, const float* lse, int64_t q_block,
+BlockMass block_attention_mass_from_lse(const AttentionShape& shape, InputView q,
+                                        InputView k, const float* lse, int64_t q_block,
                                         int64_t k_block, const KernelOptions& opts = {});
 
 // Attention-mass recall of a mask: mean over (head, query block) of the mass
@@ -92,7 +92,7 @@ struct UnisparseParams {
   double tau = 0.95;
   int64_t min_blocks = 1;  // never fewer blocks per query block than this
 };
-BlockMask unisparse_select(const AttentionShape& shape, ConstTensorView q, ConstTensorView k,
+BlockMask unisparse_select(const AttentionShape& shape, InputView q, InputView k,
                            const UnisparseParams& params, const KernelOptions& opts = {});
 
 // DPad (Chen et al., "DPad: Efficient Diffusion Language Models with Suffix

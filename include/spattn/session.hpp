@@ -111,7 +111,7 @@ class DiffusionAttention {
   DiffusionAttention& operator=(DiffusionAttention&&) noexcept;
 
   // Runs the next denoising step; throws spattn::Error past total_steps.
-  StepReport step(ConstTensorView q, ConstTensorView k, ConstTensorView v, TensorView out);
+  StepReport step(InputView q, InputView k, InputView v, OutputView out);
 
   // DPad's current block moves as decoding goes on; a change re-records the
   // dpad+sparsed pattern at the next step.

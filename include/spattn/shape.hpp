@@ -1,6 +1,9 @@
 #pragma once
-// Attention shapes and strided tensor views over caller-owned fp32 memory.
+// Attention shapes, element types, and strided tensor views over
+// caller-owned memory.
 #include <cstdint>
+#include <string_view>
+#include <type_traits>
 
 namespace spattn {
 
@@ -47,5 +50,79 @@ struct BasicTensorView {
 
 using TensorView = BasicTensorView<float>;
 using ConstTensorView = BasicTensorView<const float>;
+
+// Element types of Q, K, V and the output. bf16: the upper half of an IEEE
+// fp32 (8 exponent bits, 7 mantissa bits), as PyTorch's torch.bfloat16 and
+// numpy's ml_dtypes.bfloat16 store it. f16: IEEE binary16 (torch.float16,
+// numpy.float16). Both as raw 16-bit patterns.
+enum class DType : uint8_t { f32, bf16, f16 };
+struct bf16_t {
+  uint16_t bits;
+};
+struct f16_t {
+  uint16_t bits;
+};
+// "f32", "bf16", "f16": the names of every flag, profile key and C constant.
+const char* dtype_name(DType dtype);
+// Parses those names (also fp32/float32, bfloat16, fp16/float16; any case);
+// throws spattn::Error otherwise.
+DType parse_dtype(std::string_view name);
+int64_t dtype_bytes(DType dtype);
+template <class T>
+constexpr DType dtype_of() {
+  using U = std::remove_const_t<T>;
+  static_assert(std::is_same_v<U, float> || std::is_same_v<U, bf16_t> || std::is_same_v<U, f16_t>,
+                "spattn views hold float, bf16_t or f16_t");
+  if constexpr (std::is_same_v<U, bf16_t>) return DType::bf16;
+  else if constexpr (std::is_same_v<U, f16_t>) return DType::f16;
+  else return DType::f32;
+}
+// Exact widening, and round-to-nearest-even narrowing (NaN stays NaN, values
+// beyond the range become +-inf).
+float to_float(bf16_t x);
+float to_float(f16_t x);
+bf16_t to_bf16(float x);
+f16_t to_f16(float x);
+
+// A view of any element type, as the kernels take Q, K and V: built
+// implicitly from any BasicTensorView (fp32 views keep working unchanged).
+// Strides are in elements of that type.
+template <class Void>
+struct BasicAnyView {
+  Void* data = nullptr;
+  DType dtype = DType::f32;
+  int64_t heads = 0;
+  int64_t tokens = 0;
+  int64_t head_dim = 0;
+  int64_t head_stride = 0;
+  int64_t token_stride = 0;
+
+  BasicAnyView() = default;
+  template <class T>
+    requires(std::is_const_v<Void> || !std::is_const_v<T>)
+  BasicAnyView(const BasicTensorView<T>& v)  // NOLINT: typed views convert implicitly
+      : data(v.data), dtype(dtype_of<T>()), heads(v.heads), tokens(v.tokens), head_dim(v.head_dim),
+        head_stride(v.head_stride), token_stride(v.token_stride) {}
+  BasicAnyView(Void* p, DType t, int64_t h, int64_t n, int64_t d, int64_t hs, int64_t ts)
+      : data(p), dtype(t), heads(h), tokens(n), head_dim(d), head_stride(hs), token_stride(ts) {}
+  operator BasicAnyView<const void>() const {  // NOLINT: as views convert to const views
+    return {data, dtype, heads, tokens, head_dim, head_stride, token_stride};
+  }
+
+  // Start of a row, in bytes.
+  auto row(int64_t head, int64_t token) const {
+    using Byte = std::conditional_t<std::is_const_v<Void>, const unsigned char, unsigned char>;
+    return static_cast<Void*>(static_cast<Byte*>(data) +
+                              (head * head_stride + token * token_stride) * dtype_bytes(dtype));
+  }
+  // The typed view back; T must match dtype (checked by the caller).
+  template <class T>
+  BasicTensorView<T> as() const {
+    return {static_cast<T*>(data), heads, tokens, head_dim, head_stride, token_stride};
+  }
+};
+// Q, K, V: f32, bf16 or f16. Output: f32 or bf16.
+using InputView = BasicAnyView<const void>;
+using OutputView = BasicAnyView<void>;
 
 }  // namespace spattn

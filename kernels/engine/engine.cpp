@@ -5,7 +5,10 @@
 #include <cmath>
 #include <numeric>
 
+#include <cstring>
+
 #include "dispatch/kernel_table.hpp"
+#include "kernels/convert.hpp"
 
 namespace spattn::detail {
 namespace {
@@ -40,6 +43,40 @@ int padded_cols(int64_t valid, int vector_floats) {
   return static_cast<int>((valid + vector_floats - 1) / vector_floats * vector_floats);
 }
 
+// q in the element type the plan's kernels read: q itself when it already is,
+// else a converted heads-major copy held by the caller's buffer.
+InputView queries_for(const KVPlan& kv, InputView q, int threads, std::vector<float>& buffer) {
+  const DType want = kv.q_dtype();
+  if (q.dtype == want) return q;
+  const int64_t d = q.head_dim, rows = q.heads * q.tokens;
+  buffer.resize(static_cast<size_t>((rows * d * dtype_bytes(want) + 3) / 4));
+  parallel_for(threads, rows, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const void* src = q.row(i / q.tokens, i % q.tokens);
+      if (want == DType::f32) widen_row(src, q.dtype, buffer.data() + i * d, d);
+      else bf16_row(src, q.dtype, reinterpret_cast<uint16_t*>(buffer.data()) + i * d, d);
+    }
+  });
+  return InputView(buffer.data(), want, q.heads, q.tokens, d, q.tokens * d, d);
+}
+
+// Scaled logits of rows [r0, r0 + rows) of head h (q already in the plan's
+// dtype) against key block b: s[r * ld_s + j], whole vectors of columns.
+void qk_block(const KernelTable& kt, const AttentionShape& shape, InputView q, const KVPlan& kv, int64_t h,
+              int64_t r0, int rows, int64_t b, float* s, int64_t ld_s) {
+  const int64_t kb = kv.k_block(), kvh = h / shape.group_size();
+  const int cols = padded_cols(std::min(kb, kv.kv_len() - b * kb), kt.vector_floats);
+  const int d = static_cast<int>(shape.head_dim);
+  if (kv.format() == PackFormat::f32)
+    kt.qk_scores(static_cast<const float*>(q.row(h, r0)), q.token_stride, rows,
+                 static_cast<const float*>(kv.key_block(kvh, b)), static_cast<int>(kb), cols, d,
+                 shape.effective_scale(), s, static_cast<int>(ld_s));
+  else
+    kt.qk_scores_bf16(static_cast<const uint16_t*>(q.row(h, r0)), q.token_stride, rows,
+                      static_cast<const uint16_t*>(kv.key_block(kvh, b)), static_cast<int>(kb), cols, d,
+                      shape.effective_scale(), s, static_cast<int>(ld_s));
+}
+
 }  // namespace
 
 std::vector<int32_t> all_key_blocks(const KVPlan& kv) {
@@ -51,7 +88,7 @@ std::vector<int32_t> all_key_blocks(const KVPlan& kv) {
 namespace {
 
 // The flash job of one work item over the given key blocks.
-QueryBlockJob flash_job(const AttentionShape& shape, ConstTensorView q, const KVPlan& kv, TensorView out,
+QueryBlockJob flash_job(const AttentionShape& shape, InputView q, const KVPlan& kv, OutputView out,
                         const WorkItem& w, std::span<const int32_t> blocks, float* lse, float* scratch) {
   const int64_t kvh = w.head / shape.group_size();
   QueryBlockJob job;
@@ -69,26 +106,36 @@ QueryBlockJob flash_job(const AttentionShape& shape, ConstTensorView q, const KV
   job.n_key_blocks = static_cast<int64_t>(blocks.size());
   job.out = out.row(w.head, w.r0);
   job.out_stride = out.token_stride;
+  job.out_dtype = out.dtype;
   job.lse = lse != nullptr ? lse + w.head * shape.q_len + w.r0 : nullptr;
   job.scratch = scratch;
   return job;
 }
 
+// The flash kernel of the plan's format.
+using AttendFn = void (*)(const QueryBlockJob&);
+AttendFn attend_kernel(const KernelTable& kt, const KVPlan& kv) {
+  return kv.format() == PackFormat::f32 ? kt.attend_query_block : kt.attend_query_block_bf16;
+}
+
 }  // namespace
 
-void attend(const AttentionShape& shape, ConstTensorView q, const KVPlan& kv, TensorView out, int64_t q_block,
+void attend(const AttentionShape& shape, InputView q_in, const KVPlan& kv, OutputView out, int64_t q_block,
             KeyBlocksFn key_blocks, int threads, float* lse) {
-  const KernelTable& kt = active_kernels();
+  const AttendFn kernel = attend_kernel(active_kernels(), kv);
+  std::vector<float> q_buffer;
+  const InputView q = queries_for(kv, q_in, threads, q_buffer);
   for_each_work_item(shape.heads, shape.q_len, q_block, threads, Schedule::contiguous, &kv.numa(),
                      scratch_floats(q_block, kv.k_block(), shape.head_dim), [&](const WorkItem& w, float* scratch) {
-                       kt.attend_query_block(
-                           flash_job(shape, q, kv, out, w, key_blocks(w.head, w.tile), lse, scratch));
+                       kernel(flash_job(shape, q, kv, out, w, key_blocks(w.head, w.tile), lse, scratch));
                      });
 }
 
-void attend_with_block_mass(const AttentionShape& shape, ConstTensorView q, const KVPlan& kv, TensorView out,
+void attend_with_block_mass(const AttentionShape& shape, InputView q_in, const KVPlan& kv, OutputView out,
                             int64_t q_block, int threads, float* lse, float* mass) {
-  const KernelTable& kt = active_kernels();
+  const AttendFn kernel = attend_kernel(active_kernels(), kv);
+  std::vector<float> q_buffer;
+  const InputView q = queries_for(kv, q_in, threads, q_buffer);
   const std::vector<int32_t> all = all_key_blocks(kv);
   const int64_t nk = kv.k_blocks(), q_blocks = (shape.q_len + q_block - 1) / q_block;
   const int64_t flash_floats = scratch_floats(q_block, kv.k_block(), shape.head_dim);
@@ -98,7 +145,7 @@ void attend_with_block_mass(const AttentionShape& shape, ConstTensorView q, cons
         QueryBlockJob job = flash_job(shape, q, kv, out, w, all, lse, scratch);
         job.block_max = scratch + flash_floats;
         job.block_sum = job.block_max + q_block * nk;
-        kt.attend_query_block(job);
+        kernel(job);
         // mass of block b = mean over rows of exp(max_rb - lse_r) * sum_rb.
         float* dst = mass + (w.head * q_blocks + w.tile) * nk;
         const float* row_lse = lse + w.head * shape.q_len + w.r0;
@@ -114,11 +161,12 @@ void attend_with_block_mass(const AttentionShape& shape, ConstTensorView q, cons
       });
 }
 
-std::vector<float> row_lse(const AttentionShape& shape, ConstTensorView q, const KVPlan& kv, int64_t q_block,
+std::vector<float> row_lse(const AttentionShape& shape, InputView q_in, const KVPlan& kv, int64_t q_block,
                            int threads) {
   const KernelTable& kt = active_kernels();
-  const int64_t d = shape.head_dim, kb = kv.k_block(), k_blocks = kv.k_blocks();
-  const float scale = shape.effective_scale();
+  const int64_t kb = kv.k_block(), k_blocks = kv.k_blocks();
+  std::vector<float> q_buffer;
+  const InputView q = queries_for(kv, q_in, threads, q_buffer);
   std::vector<float> lse(static_cast<size_t>(shape.heads * shape.q_len));
   // Scratch: scores, then running max, sum and rescale per row.
   for_each_work_item(
@@ -129,11 +177,9 @@ std::vector<float> row_lse(const AttentionShape& shape, ConstTensorView q, const
         float* resc = sum + q_block;
         std::fill_n(mx, w.rows, -INFINITY);
         std::fill_n(sum, w.rows, 0.0f);
-        const int64_t kvh = w.head / shape.group_size();
         for (int64_t b = 0; b < k_blocks; ++b) {
           const int64_t valid = std::min(kb, shape.kv_len - b * kb);
-          kt.qk_scores(q.row(w.head, w.r0), q.token_stride, w.rows, kv.key_block(kvh, b), static_cast<int>(kb),
-                       padded_cols(valid, kt.vector_floats), static_cast<int>(d), scale, s, static_cast<int>(kb));
+          qk_block(kt, shape, q, kv, w.head, w.r0, w.rows, b, s, kb);
           kt.online_softmax_update(s, static_cast<int>(kb), w.rows, static_cast<int>(valid), mx, sum, resc);
         }
         for (int r = 0; r < w.rows; ++r) lse[w.head * shape.q_len + w.r0 + r] = mx[r] + std::log(sum[r]);
@@ -141,22 +187,21 @@ std::vector<float> row_lse(const AttentionShape& shape, ConstTensorView q, const
   return lse;
 }
 
-void block_mass(const AttentionShape& shape, ConstTensorView q, const KVPlan& kv, const float* lse,
+void block_mass(const AttentionShape& shape, InputView q_in, const KVPlan& kv, const float* lse,
                 int64_t q_block, int threads, float* mass) {
   const KernelTable& kt = active_kernels();
-  const int64_t d = shape.head_dim, kb = kv.k_block(), k_blocks = kv.k_blocks();
+  const int64_t kb = kv.k_block(), k_blocks = kv.k_blocks();
   const int64_t q_blocks = (shape.q_len + q_block - 1) / q_block;
-  const float scale = shape.effective_scale();
+  std::vector<float> q_buffer;
+  const InputView q = queries_for(kv, q_in, threads, q_buffer);
   for_each_work_item(
       shape.heads, shape.q_len, q_block, threads, Schedule::contiguous, &kv.numa(), q_block * kb,
       [&](const WorkItem& w, float* s) {
-        const int64_t kvh = w.head / shape.group_size();
         const float* lse_rows = lse + w.head * shape.q_len + w.r0;
         float* dst = mass + (w.head * q_blocks + w.tile) * k_blocks;
         for (int64_t b = 0; b < k_blocks; ++b) {
           const int64_t valid = std::min(kb, shape.kv_len - b * kb);
-          kt.qk_scores(q.row(w.head, w.r0), q.token_stride, w.rows, kv.key_block(kvh, b), static_cast<int>(kb),
-                       padded_cols(valid, kt.vector_floats), static_cast<int>(d), scale, s, static_cast<int>(kb));
+          qk_block(kt, shape, q, kv, w.head, w.r0, w.rows, b, s, kb);
           double total = 0.0;
           for (int r = 0; r < w.rows; ++r) {
             float* sr = s + r * kb;
@@ -172,22 +217,17 @@ void block_mass(const AttentionShape& shape, ConstTensorView q, const KVPlan& kv
       });
 }
 
-void key_softmax_rows(const AttentionShape& shape, ConstTensorView q, const KVPlan& kv, int64_t rows_per_item,
+void key_softmax_rows(const AttentionShape& shape, InputView q_in, const KVPlan& kv, int64_t rows_per_item,
                       float last_key_bias, int threads, SoftmaxRowsFn emit) {
   const KernelTable& kt = active_kernels();
-  const int64_t d = shape.head_dim, kb = kv.k_block(), nk = kv.kv_len();
+  const int64_t kb = kv.k_block(), nk = kv.kv_len();
   const int64_t ld = kv.k_blocks() * kb;
-  const float scale = shape.effective_scale();
+  std::vector<float> q_buffer;
+  const InputView q = queries_for(kv, q_in, threads, q_buffer);
   for_each_work_item(
       shape.heads, shape.q_len, rows_per_item, threads, Schedule::dynamic, nullptr, rows_per_item * ld,
       [&](const WorkItem& w, float* s) {
-        const int64_t kvh = w.head / shape.group_size();
-        for (int64_t b = 0; b < kv.k_blocks(); ++b) {
-          const int64_t valid = std::min(kb, nk - b * kb);
-          kt.qk_scores(q.row(w.head, w.r0), q.token_stride, w.rows, kv.key_block(kvh, b), static_cast<int>(kb),
-                       padded_cols(valid, kt.vector_floats), static_cast<int>(d), scale, s + b * kb,
-                       static_cast<int>(ld));
-        }
+        for (int64_t b = 0; b < kv.k_blocks(); ++b) qk_block(kt, shape, q, kv, w.head, w.r0, w.rows, b, s + b * kb, ld);
         for (int r = 0; r < w.rows; ++r) {
           float* sr = s + r * ld;
           sr[nk - 1] += last_key_bias;
@@ -204,29 +244,31 @@ void key_softmax_rows(const AttentionShape& shape, ConstTensorView q, const KVPl
       });
 }
 
-ConstTensorView gather_tokens(ConstTensorView x, std::span<const int32_t> kept, int threads,
-                              std::vector<float>& dst) {
+InputView gather_tokens(InputView x, std::span<const int32_t> kept, int threads, std::vector<float>& dst) {
   const int64_t n = static_cast<int64_t>(kept.size()), d = x.head_dim;
-  dst.resize(static_cast<size_t>(x.heads * n * d));
+  const size_t row_bytes = static_cast<size_t>(d * dtype_bytes(x.dtype));
+  dst.resize((static_cast<size_t>(x.heads * n) * row_bytes + 3) / 4);
+  auto* base = reinterpret_cast<unsigned char*>(dst.data());
   parallel_for(threads, x.heads * n, [&](int64_t begin, int64_t end) {
     for (int64_t item = begin; item < end; ++item)
-      std::copy_n(x.row(item / n, kept[item % n]), d, dst.data() + item * d);
+      std::memcpy(base + static_cast<size_t>(item) * row_bytes, x.row(item / n, kept[item % n]), row_bytes);
   });
-  return ConstTensorView::heads_major(dst.data(), x.heads, n, d);
+  return InputView(dst.data(), x.dtype, x.heads, n, d, n * d, d);
 }
 
-void scatter_tokens(ConstTensorView src, std::span<const int32_t> kept, TensorView out, int threads) {
-  const int64_t n = static_cast<int64_t>(kept.size()), d = out.head_dim;
+void scatter_tokens(InputView src, std::span<const int32_t> kept, OutputView out, int threads) {
+  const int64_t n = static_cast<int64_t>(kept.size());
+  const size_t row_bytes = static_cast<size_t>(out.head_dim * dtype_bytes(out.dtype));
   parallel_for(threads, out.heads, [&](int64_t begin, int64_t end) {
     for (int64_t h = begin; h < end; ++h) {
       int64_t i = 0;
       for (int64_t t = 0; t < out.tokens; ++t) {
-        float* row = out.row(h, t);
+        void* row = out.row(h, t);
         if (i < n && kept[i] == t) {
-          std::copy_n(src.row(h, i), d, row);
+          std::memcpy(row, src.row(h, i), row_bytes);
           ++i;
         } else {
-          std::fill_n(row, d, 0.0f);  // a token DPad dropped: not part of this step
+          std::memset(row, 0, row_bytes);  // a token DPad dropped: not part of this step (0 in f32 and bf16)
         }
       }
     }

@@ -31,25 +31,26 @@ using KeyBlocksFn = FunctionRef<std::span<const int32_t>(int64_t head, int64_t q
 // Flash attention of q ([heads][q_len][d]) against the plan; with lse, also
 // each row's log-sum-exp (-inf for a row that visited nothing) at
 // lse[h * q_len + t].
-void attend(const AttentionShape& shape, ConstTensorView q, const KVPlan& kv, TensorView out, int64_t q_block,
+// q of any dtype (converted once to the plan's, q_dtype()), out f32 or bf16.
+void attend(const AttentionShape& shape, InputView q, const KVPlan& kv, OutputView out, int64_t q_block,
             KeyBlocksFn key_blocks, int threads, float* lse = nullptr);
 // SparseD's record step in one pass: dense flash attention with each row's
 // LSE (required) and the block masses block_mass would give, from the same
 // logits (the kernel keeps per-block sums relative to the running max). Query
 // blocks of the mass are the work items' q_block rows; key blocks the plan's.
-void attend_with_block_mass(const AttentionShape& shape, ConstTensorView q, const KVPlan& kv, TensorView out,
+void attend_with_block_mass(const AttentionShape& shape, InputView q, const KVPlan& kv, OutputView out,
                             int64_t q_block, int threads, float* lse, float* mass);
 // Every key block of the plan, for dense passes.
 std::vector<int32_t> all_key_blocks(const KVPlan& kv);
 
 // Log-sum-exp of the scaled logits of every query row over all keys.
-std::vector<float> row_lse(const AttentionShape& shape, ConstTensorView q, const KVPlan& kv, int64_t q_block,
+std::vector<float> row_lse(const AttentionShape& shape, InputView q, const KVPlan& kv, int64_t q_block,
                            int threads);
 
 // mass[(h * q_blocks + qb) * k_blocks + b]: the softmax mass of key block b
 // averaged over the rows of query block qb (rows sum to 1), from the rows'
 // LSE. Query and key blocks: q_block and the plan's k_block.
-void block_mass(const AttentionShape& shape, ConstTensorView q, const KVPlan& kv, const float* lse,
+void block_mass(const AttentionShape& shape, InputView q, const KVPlan& kv, const float* lse,
                 int64_t q_block, int threads, float* mass);
 
 // For every head and every tile of rows_per_item query rows: the softmax of
@@ -59,14 +60,15 @@ void block_mass(const AttentionShape& shape, ConstTensorView q, const KVPlan& kv
 // dynamically (their cost is uneven with GQA and short last tiles).
 using SoftmaxRowsFn =
     FunctionRef<void(int64_t head, int64_t first_row, int rows, const float* probs, int64_t ld)>;
-void key_softmax_rows(const AttentionShape& shape, ConstTensorView q, const KVPlan& kv, int64_t rows_per_item,
+void key_softmax_rows(const AttentionShape& shape, InputView q, const KVPlan& kv, int64_t rows_per_item,
                       float last_key_bias, int threads, SoftmaxRowsFn emit);
 
 // DPad compaction: the rows kept lists (ascending, shared by all heads) of x,
-// into dst as [heads][kept][d]; returns the compact view.
-ConstTensorView gather_tokens(ConstTensorView x, std::span<const int32_t> kept, int threads, std::vector<float>& dst);
-// The inverse for outputs: row i of src goes to row kept[i] of out; every
-// other row of out becomes zero.
-void scatter_tokens(ConstTensorView src, std::span<const int32_t> kept, TensorView out, int threads);
+// into dst as [heads][kept][d] of x's dtype (dst holds the bytes); returns the
+// compact view.
+InputView gather_tokens(InputView x, std::span<const int32_t> kept, int threads, std::vector<float>& dst);
+// The inverse for outputs: row i of src (out's dtype) goes to row kept[i] of
+// out; every other row of out becomes zero.
+void scatter_tokens(InputView src, std::span<const int32_t> kept, OutputView out, int threads);
 
 }  // namespace spattn::detail

@@ -3,16 +3,32 @@
 // online_softmax_update and pv_accumulate. Included inside a per-ISA
 // namespace that defines Ops and Tiles.
 
-inline void prefetch_key_block(const QueryBlockJob& job, int32_t block) {
-  constexpr int kLine = 64 / sizeof(float);
-  const int64_t block_floats = static_cast<int64_t>(job.k_block) * job.head_dim;
-  const float* kp = job.k_packed + block * block_floats;
-  for (int64_t i = 0; i < block_floats; i += kLine) __builtin_prefetch(kp + i);
-  const int64_t t0 = static_cast<int64_t>(block) * job.k_block;
-  const int64_t t1 = t0 + job.k_block < job.kv_len ? t0 + job.k_block : job.kv_len;
-  for (int64_t t = t0; t < t1; ++t)
-    for (int c = 0; c < job.head_dim; c += kLine) __builtin_prefetch(job.v + t * job.v_stride + c);
+inline void prefetch_bytes(const void* p, int64_t bytes) {
+  for (int64_t i = 0; i < bytes; i += 64) __builtin_prefetch(static_cast<const char*>(p) + i);
 }
+
+// The fp32 path: q, packed keys and values in fp32.
+struct F32Path {
+  static void prefetch(const QueryBlockJob& job, int32_t block) {
+    const int64_t block_floats = static_cast<int64_t>(job.k_block) * job.head_dim;
+    prefetch_bytes(static_cast<const float*>(job.k_packed) + block * block_floats, block_floats * 4);
+    const int64_t t0 = static_cast<int64_t>(block) * job.k_block;
+    const int64_t t1 = t0 + job.k_block < job.kv_len ? t0 + job.k_block : job.kv_len;
+    for (int64_t t = t0; t < t1; ++t) prefetch_bytes(static_cast<const float*>(job.v) + t * job.v_stride, job.head_dim * 4);
+  }
+  static void qk(const QueryBlockJob& job, int32_t b, int cols, float* s) {
+    const int64_t block_floats = static_cast<int64_t>(job.k_block) * job.head_dim;
+    qk_scores(static_cast<const float*>(job.q), job.q_stride, job.rows,
+              static_cast<const float*>(job.k_packed) + b * block_floats, job.k_block, cols, job.head_dim,
+              job.scale, s, job.k_block);
+  }
+  static void pv(const QueryBlockJob& job, float* o, const float* rescale, const float* s, int valid, int32_t b,
+                 uint16_t*) {
+    const int64_t t0 = static_cast<int64_t>(b) * job.k_block;
+    pv_accumulate(o, job.head_dim, job.rows, rescale, s, job.k_block, valid,
+                  static_cast<const float*>(job.v) + t0 * job.v_stride, job.v_stride, job.head_dim);
+  }
+};
 
 // Per row: the running max after block i and the sum of the block's
 // probabilities relative to it (valid columns only; see QueryBlockJob).
@@ -31,7 +47,33 @@ inline void record_block_sums(const QueryBlockJob& job, const float* s, int rows
   }
 }
 
-inline void attend_query_block(const QueryBlockJob& job) {
+// Stores the normalized output rows (fp32 or bf16) and the LSE.
+inline void finish_rows(const QueryBlockJob& job, float* o, const float* row_max, const float* row_sum) {
+  constexpr int W = Ops::W;
+  constexpr float kNegInf = -__builtin_inff();
+  const int d = job.head_dim;
+  for (int r = 0; r < job.rows; ++r) {
+    const float l = row_sum[r];
+    // A NaN sum (non-finite inputs) propagates; an empty row gives zeros.
+    const float inv = l > 0.0f ? 1.0f / l : (l == 0.0f ? 0.0f : l);
+    float* src = o + static_cast<int64_t>(r) * d;
+    const typename Ops::V iv = Ops::set1(inv);
+    if (job.out_dtype == DType::f32) {
+      float* dst = static_cast<float*>(job.out) + r * job.out_stride;
+      for (int c = 0; c < d; c += W) Ops::store(dst + c, Ops::mul(Ops::load(src + c), iv));
+    } else {
+      for (int c = 0; c < d; c += W) Ops::store(src + c, Ops::mul(Ops::load(src + c), iv));
+      uint16_t* dst = static_cast<uint16_t*>(job.out) + r * job.out_stride;
+      for (int c = 0; c < d; ++c) dst[c] = bf16_bits(src[c]);
+    }
+    if (job.lse != nullptr) job.lse[r] = l > 0.0f ? row_max[r] + std::log(l) : (l == 0.0f ? kNegInf : l);
+  }
+}
+
+// The flash loop, over the products of a Path (F32Path, or Bf16Path where the
+// ISA has bf16 dot products).
+template <class Path>
+inline void attend_query_block_with(const QueryBlockJob& job) {
   constexpr int W = Ops::W;
   constexpr float kNegInf = -__builtin_inff();
   const int rows = job.rows, d = job.head_dim, kb = job.k_block;
@@ -40,34 +82,25 @@ inline void attend_query_block(const QueryBlockJob& job) {
   float* row_max = o + static_cast<int64_t>(rows) * d;
   float* row_sum = row_max + rows;
   float* rescale = row_sum + rows;
+  // The rounded probabilities of the bf16 path: rows x k_block bf16.
+  uint16_t* p16 = reinterpret_cast<uint16_t*>(rescale + rows);
   for (int r = 0; r < rows; ++r) {
     row_max[r] = kNegInf;
     row_sum[r] = 0.0f;
   }
   for (int64_t i = 0; i < static_cast<int64_t>(rows) * d; ++i) o[i] = 0.0f;
 
-  const int64_t block_floats = static_cast<int64_t>(kb) * d;
   for (int64_t i = 0; i < job.n_key_blocks; ++i) {
     const int32_t b = job.key_blocks[i];
-    if (i + 1 < job.n_key_blocks) prefetch_key_block(job, job.key_blocks[i + 1]);
+    if (i + 1 < job.n_key_blocks) Path::prefetch(job, job.key_blocks[i + 1]);
     const int64_t t0 = static_cast<int64_t>(b) * kb;
     const int valid = static_cast<int>(job.kv_len - t0 < kb ? job.kv_len - t0 : kb);
-    const int cols = (valid + W - 1) / W * W;
-    qk_scores(job.q, job.q_stride, rows, job.k_packed + b * block_floats, kb, cols, d, job.scale, s,
-              kb);
+    Path::qk(job, b, (valid + W - 1) / W * W, s);
     online_softmax_update(s, kb, rows, valid, row_max, row_sum, rescale);
     if (job.block_sum != nullptr) record_block_sums(job, s, rows, valid, row_max, i);
-    pv_accumulate(o, d, rows, rescale, s, kb, valid, job.v + t0 * job.v_stride, job.v_stride, d);
+    Path::pv(job, o, rescale, s, valid, b, p16);
   }
-
-  for (int r = 0; r < rows; ++r) {
-    const float l = row_sum[r];
-    // A NaN sum (non-finite inputs) propagates; an empty row gives zeros.
-    const float inv = l > 0.0f ? 1.0f / l : (l == 0.0f ? 0.0f : l);
-    float* dst = job.out + r * job.out_stride;
-    const float* src = o + static_cast<int64_t>(r) * d;
-    const typename Ops::V iv = Ops::set1(inv);
-    for (int c = 0; c < d; c += W) Ops::store(dst + c, Ops::mul(Ops::load(src + c), iv));
-    if (job.lse != nullptr) job.lse[r] = l > 0.0f ? row_max[r] + std::log(l) : (l == 0.0f ? kNegInf : l);
-  }
+  finish_rows(job, o, row_max, row_sum);
 }
+
+inline void attend_query_block(const QueryBlockJob& job) { attend_query_block_with<F32Path>(job); }

@@ -4,6 +4,9 @@
 // code is written once. Included only from kernels/isa/*.cpp, each compiled
 // with its own target flags.
 #include <cmath>
+#include <cstdint>
+
+#include "kernels/convert.hpp"
 
 #if !defined(SPATTN_SCALAR_ONLY)
 #include <xsimd/xsimd.hpp>
@@ -50,6 +53,41 @@ struct XsimdOps {
     float m = t[0];
     for (int i = 1; i < W; ++i) m = t[i] > m ? t[i] : m;
     return m;
+  }
+};
+#endif
+
+}  // namespace spattn::detail
+
+#if defined(__AVX512BF16__)
+#include <immintrin.h>
+#endif
+namespace spattn::detail {
+#if defined(__AVX512BF16__)
+// Bf16Ops (kernels/generic/bf16_products-inl.hpp) on AVX-512 BF16: P holds
+// 16 bf16 pairs, V 16 floats.
+struct Bf16OpsAvx512 {
+  using V = __m512;
+  using P = __m512i;
+  static constexpr int W = 16;
+  static V zero() { return _mm512_setzero_ps(); }
+  static V set1(float x) { return _mm512_set1_ps(x); }
+  static V load(const float* p) { return _mm512_loadu_ps(p); }
+  static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
+  static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
+  static P load_pairs(const uint16_t* p) { return _mm512_loadu_si512(p); }
+  static P broadcast_pair(const uint16_t* p) {
+    int32_t x;
+    __builtin_memcpy(&x, p, 4);
+    return _mm512_set1_epi32(x);
+  }
+  static V dot2(V acc, P a, P b) { return _mm512_dpbf16_ps(acc, (__m512bh)a, (__m512bh)b); }
+  // n fp32 -> bf16, rounded to nearest even (vcvtneps2bf16).
+  static void round_row(const float* src, uint16_t* dst, int n) {
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(src + i)));
+    for (; i < n; ++i) dst[i] = bf16_bits(src[i]);
   }
 };
 #endif

@@ -1,0 +1,116 @@
+// The bf16 products of flash attention on ISAs with a bf16 pair dot product
+// (acc[i] += a[2i] * b[2i] + a[2i+1] * b[2i+1], fp32 accumulation: AVX-512
+// BF16's vdpbf16ps, Arm's BFDOT). Operands come in pairs along the reduction
+// dimension (kernels/engine/kv_plan.hpp):
+//   keys   [block][head_dim / 2][k_block][2]  (reduction: head_dim)
+//   values [block][k_block / 2][head_dim][2]  (reduction: keys)
+// the layout AMX-BF16 tiles also read. Included inside a per-ISA namespace
+// that defines Ops, Tiles and Bf16Ops.
+
+// s[r][j] = scale * q_r . k_j for MR query rows and NV vectors of keys.
+template <int MR, int NV>
+inline void qk_scores_bf16_tile(const uint16_t* q, int64_t q_stride, const uint16_t* kt, int ld_kt, int head_dim,
+                                float scale, float* s, int ld_s) {
+  using V = typename Bf16Ops::V;
+  constexpr int W = Bf16Ops::W;
+  V acc[MR][NV];
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < NV; ++v) acc[r][v] = Bf16Ops::zero();
+  for (int c2 = 0; c2 < head_dim / 2; ++c2) {
+    typename Bf16Ops::P kv[NV];
+    for (int v = 0; v < NV; ++v) kv[v] = Bf16Ops::load_pairs(kt + (static_cast<int64_t>(c2) * ld_kt + v * W) * 2);
+    for (int r = 0; r < MR; ++r) {
+      const typename Bf16Ops::P qb = Bf16Ops::broadcast_pair(q + r * q_stride + 2 * c2);
+      for (int v = 0; v < NV; ++v) acc[r][v] = Bf16Ops::dot2(acc[r][v], qb, kv[v]);
+    }
+  }
+  const V sv = Bf16Ops::set1(scale);
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < NV; ++v) Bf16Ops::store(s + r * ld_s + v * W, Bf16Ops::mul(acc[r][v], sv));
+}
+
+inline void qk_scores_bf16(const uint16_t* q, int64_t q_stride, int rows, const uint16_t* kt, int ld_kt, int cols,
+                           int head_dim, float scale, float* s, int ld_s) {
+  constexpr int W = Bf16Ops::W;
+  const int vecs = cols / W;
+  for (int r0 = 0; r0 < rows; r0 += Tiles::qk_mr) {
+    const int mr = rows - r0 < Tiles::qk_mr ? rows - r0 : Tiles::qk_mr;
+    for (int v0 = 0; v0 < vecs; v0 += Tiles::qk_nv) {
+      const int nv = vecs - v0 < Tiles::qk_nv ? vecs - v0 : Tiles::qk_nv;
+      with_tile<Tiles::qk_mr, Tiles::qk_nv>(mr, nv, [&]<int MR, int NV>() {
+        qk_scores_bf16_tile<MR, NV>(q + r0 * q_stride, q_stride, kt + v0 * W * 2, ld_kt, head_dim, scale,
+                                    s + r0 * ld_s + v0 * W, ld_s);
+      });
+    }
+  }
+}
+
+// o[r] = o[r] * rescale[r] + sum_j p[r][j] * v_j, p in bf16 pairs (ld_p
+// elements per row), over pairs key pairs.
+template <int MR, int NV>
+inline void pv_accumulate_bf16_tile(float* o, int ld_o, const float* rescale, const uint16_t* p, int ld_p,
+                                    int pairs, const uint16_t* v, int head_dim) {
+  using V = typename Bf16Ops::V;
+  constexpr int W = Bf16Ops::W;
+  V acc[MR][NV];
+  for (int r = 0; r < MR; ++r) {
+    const V a = Bf16Ops::set1(rescale[r]);
+    for (int c = 0; c < NV; ++c) acc[r][c] = Bf16Ops::mul(Bf16Ops::load(o + r * ld_o + c * W), a);
+  }
+  for (int j2 = 0; j2 < pairs; ++j2) {
+    typename Bf16Ops::P vv[NV];
+    for (int c = 0; c < NV; ++c) vv[c] = Bf16Ops::load_pairs(v + (static_cast<int64_t>(j2) * head_dim + c * W) * 2);
+    for (int r = 0; r < MR; ++r) {
+      const typename Bf16Ops::P pb = Bf16Ops::broadcast_pair(p + r * ld_p + 2 * j2);
+      for (int c = 0; c < NV; ++c) acc[r][c] = Bf16Ops::dot2(acc[r][c], pb, vv[c]);
+    }
+  }
+  for (int r = 0; r < MR; ++r)
+    for (int c = 0; c < NV; ++c) Bf16Ops::store(o + r * ld_o + c * W, acc[r][c]);
+}
+
+inline void pv_accumulate_bf16(float* o, int ld_o, int rows, const float* rescale, const uint16_t* p, int ld_p,
+                               int pairs, const uint16_t* v, int head_dim) {
+  constexpr int W = Bf16Ops::W;
+  const int vecs = head_dim / W;
+  for (int r0 = 0; r0 < rows; r0 += Tiles::pv_mr) {
+    const int mr = rows - r0 < Tiles::pv_mr ? rows - r0 : Tiles::pv_mr;
+    for (int c0 = 0; c0 < vecs; c0 += Tiles::pv_nv) {
+      const int nv = vecs - c0 < Tiles::pv_nv ? vecs - c0 : Tiles::pv_nv;
+      with_tile<Tiles::pv_mr, Tiles::pv_nv>(mr, nv, [&]<int MR, int NV>() {
+        pv_accumulate_bf16_tile<MR, NV>(o + r0 * ld_o + c0 * W, ld_o, rescale + r0, p + r0 * ld_p, ld_p, pairs,
+                                        v + c0 * W * 2, head_dim);
+      });
+    }
+  }
+}
+
+// The bf16 path of attend_query_block: q, keys and values in bf16, logits and
+// softmax in fp32, P rounded to bf16 for the PV product (as FlashAttention
+// does; the row sums use the unrounded P).
+struct Bf16Path {
+  static void prefetch(const QueryBlockJob& job, int32_t b) {
+    const int64_t block_elems = static_cast<int64_t>(job.k_block) * job.head_dim;
+    prefetch_bytes(static_cast<const uint16_t*>(job.k_packed) + b * block_elems, block_elems * 2);
+    prefetch_bytes(static_cast<const uint16_t*>(job.v) + b * block_elems, block_elems * 2);
+  }
+  static void qk(const QueryBlockJob& job, int32_t b, int cols, float* s) {
+    const int64_t block_elems = static_cast<int64_t>(job.k_block) * job.head_dim;
+    qk_scores_bf16(static_cast<const uint16_t*>(job.q), job.q_stride, job.rows,
+                   static_cast<const uint16_t*>(job.k_packed) + b * block_elems, job.k_block, cols, job.head_dim,
+                   job.scale, s, job.k_block);
+  }
+  static void pv(const QueryBlockJob& job, float* o, const float* rescale, const float* s, int valid, int32_t b,
+                 uint16_t* p) {
+    const int kb = job.k_block, pairs = (valid + 1) / 2;
+    for (int r = 0; r < job.rows; ++r) {
+      Bf16Ops::round_row(s + static_cast<int64_t>(r) * kb, p + static_cast<int64_t>(r) * kb, valid);
+      if (valid % 2 != 0) p[static_cast<int64_t>(r) * kb + valid] = 0;  // pairs the last key with a zero pad
+    }
+    const int64_t block_elems = static_cast<int64_t>(kb) * job.head_dim;
+    pv_accumulate_bf16(o, job.head_dim, job.rows, rescale, p, kb, pairs,
+                       static_cast<const uint16_t*>(job.v) + b * block_elems, job.head_dim);
+  }
+};
+
+inline void attend_query_block_bf16(const QueryBlockJob& job) { attend_query_block_with<Bf16Path>(job); }
