@@ -60,7 +60,7 @@ int resolve_threads(const KernelOptions& opts);
 // products (avx512_bf16) and k/v are bf16, QK and PV run on them: q is rounded
 // to bf16 (if it is not), and so are the probabilities P before the PV
 // product, as FlashAttention does (the row sums use the unrounded P). Each
-// output element is then within 2^-9 x max|v| of the exact attention of the
+// output element is then within 2^-8 x max|v| of the exact attention of the
 // rounded inputs. Otherwise (f16 k/v everywhere, bf16 on other ISAs) the
 // operands are widened to fp32 exactly when packed and the fp32 kernels run:
 // the result is that of the fp32 kernels on the widened inputs.

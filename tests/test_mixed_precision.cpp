@@ -1,0 +1,312 @@
+// bf16 / f16 inputs and bf16 outputs: conversions, then every kernel path on
+// every ISA against the double reference on the same rounded inputs.
+//
+// Tolerances. Where k/v are bf16 and the ISA has bf16 dot products, q is
+// rounded to bf16 and so is P before the PV product; the products are exact
+// and accumulate in fp32. The rounding of P moves each probability by at most
+// 2^-8 of itself, so an output element moves by at most 2^-8 x max|v| (the
+// weights sum to 1); a bf16 output adds another 2^-8 x |out|. Elsewhere the
+// inputs are widened exactly and the fp32 kernels run: their results equal
+// those on fp32 copies of the rounded inputs bit for bit.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "test_util.hpp"
+
+namespace spattn::test {
+namespace {
+
+TEST(Dtype, NamesParseAndRoundTrip) {
+  for (DType t : {DType::f32, DType::bf16, DType::f16}) EXPECT_EQ(parse_dtype(dtype_name(t)), t);
+  EXPECT_EQ(parse_dtype("BFloat16"), DType::bf16);
+  EXPECT_EQ(parse_dtype("fp16"), DType::f16);
+  expect_error([] { parse_dtype("int8"); }, {"dtype", "int8", "f32, bf16 or f16"});
+  EXPECT_EQ(dtype_bytes(DType::f32), 4);
+  EXPECT_EQ(dtype_bytes(DType::bf16), 2);
+}
+
+TEST(Dtype, EveryBf16AndF16PatternRoundTrips) {
+  for (uint32_t b = 0; b < 65536; ++b) {
+    const uint16_t bits = static_cast<uint16_t>(b);
+    const float fb = to_float(bf16_t{bits}), fh = to_float(f16_t{bits});
+    if (std::isnan(fb)) EXPECT_TRUE(std::isnan(to_float(to_bf16(fb))));
+    else EXPECT_EQ(to_bf16(fb).bits, bits) << b;
+    if (std::isnan(fh)) EXPECT_TRUE(std::isnan(to_float(to_f16(fh))));
+    else EXPECT_EQ(to_f16(fh).bits, bits) << b;
+  }
+}
+
+TEST(Dtype, NarrowingRoundsToNearestEven) {
+  EXPECT_EQ(to_float(to_bf16(1.0f + 0x1p-8f)), 1.0f);                 // tie: to even
+  EXPECT_EQ(to_float(to_bf16(1.0f + 3 * 0x1p-8f)), 1.0f + 0x1p-6f);  // tie: up to even
+  EXPECT_EQ(to_float(to_bf16(1.0f + 0x1p-8f + 0x1p-20f)), 1.0f + 0x1p-7f);
+  EXPECT_EQ(to_float(to_f16(65504.0f)), 65504.0f);
+  EXPECT_EQ(to_float(to_f16(65519.0f)), 65504.0f);
+  EXPECT_TRUE(std::isinf(to_float(to_f16(65520.0f))));
+  EXPECT_EQ(to_float(to_f16(0x1p-24f)), 0x1p-24f);  // smallest subnormal
+  EXPECT_EQ(to_float(to_f16(0x1p-25f)), 0.0f);      // tie: to even (zero)
+  EXPECT_EQ(to_float(to_f16(3 * 0x1p-25f)), 0x1p-23f);
+  EXPECT_EQ(to_float(to_f16(-1.0f / 3.0f)), -0.333251953125f);
+  // Against the exhaustive nearest value for random floats in the f16 range.
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> u(-70000.0f, 70000.0f);
+  for (int i = 0; i < 20000; ++i) {
+    const float x = i % 2 ? u(rng) : u(rng) * 1e-5f;
+    const uint16_t r = to_f16(x).bits;
+    if (std::isinf(to_float(f16_t{r}))) continue;
+    const double err = std::fabs(double(x) - to_float(f16_t{r}));
+    for (int step : {-1, 1}) {
+      const float nb = to_float(f16_t{static_cast<uint16_t>(r + step)});
+      if (!std::isfinite(nb)) continue;
+      EXPECT_LE(err, std::fabs(double(x) - nb)) << x;
+    }
+  }
+}
+
+// A tensor's values in dtype t, and the same values widened to fp32.
+struct Typed {
+  std::vector<uint16_t> bits;
+  Tensor wide;
+  InputView view;
+  Typed(const Tensor& src, DType t) : wide(src) {
+    if (t == DType::f32) {
+      view = wide.view;
+      return;
+    }
+    bits.resize(src.data.size());
+    for (size_t i = 0; i < bits.size(); ++i) {
+      bits[i] = t == DType::bf16 ? to_bf16(src.data[i]).bits : to_f16(src.data[i]).bits;
+      wide.data[i] = t == DType::bf16 ? to_float(bf16_t{bits[i]}) : to_float(f16_t{bits[i]});
+    }
+    const TensorView& w = src.view;
+    view = InputView(bits.data(), t, w.heads, w.tokens, w.head_dim, w.head_stride, w.token_stride);
+  }
+};
+
+Tensor rounded_to_bf16(const Tensor& t) {
+  Tensor r(t);
+  for (float& x : r.data) x = to_float(to_bf16(x));
+  return r;
+}
+
+// One case: q in q_type, k/v in kv_type, and the fp32 inputs the kernels
+// compute on (rounded as the active ISA's path rounds them).
+struct Case {
+  Qkv x;
+  Typed q, k, v;
+  bool bf16_path;
+  Qkv effective;
+  Case(const AttentionShape& s, uint64_t seed, DType q_type, DType kv_type, float qk_std = 1.0f)
+      : x(s, seed, qk_std), q(x.q, q_type), k(x.k, kv_type), v(x.v, kv_type),
+        bf16_path(kv_type == DType::bf16 && active_isa() == Isa::avx512_bf16), effective(x) {
+    effective.q = bf16_path ? rounded_to_bf16(q.wide) : q.wide;
+    effective.k = k.wide;
+    effective.v = v.wide;
+  }
+  double max_abs_v() const {
+    double m = 0;
+    for (float f : v.wide.data) m = std::max(m, double(std::fabs(f)));
+    return m;
+  }
+};
+
+// max |out - ref| over all outputs; out is fp32 or bf16 of the given layout.
+double max_abs_error(const void* out, DType t, const std::vector<double>& ref, const AttentionShape& s) {
+  double e = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    const double o = t == DType::f32 ? static_cast<const float*>(out)[i]
+                                     : to_float(bf16_t{static_cast<const uint16_t*>(out)[i]});
+    if (std::isnan(o)) return INFINITY;
+    e = std::max(e, std::fabs(o - ref[i]));
+  }
+  (void)s;
+  return e;
+}
+
+double max_abs(const std::vector<double>& ref) {
+  double m = 0;
+  for (double r : ref) m = std::max(m, std::fabs(r));
+  return m;
+}
+
+// The bound for this case's path (see the file comment).
+double bound(const Case& c, DType out_type, const std::vector<double>& ref) {
+  const double fp32 = kFp32Bound * max_abs(ref);
+  const double p_rounding = c.bf16_path ? 0x1p-8 * c.max_abs_v() : 0.0;
+  const double out_rounding = out_type == DType::bf16 ? 0x1p-8 * max_abs(ref) : 0.0;
+  return fp32 + p_rounding + out_rounding;
+}
+
+class MixedPrecision : public PerIsa {};
+SPATTN_INSTANTIATE_PER_ISA(MixedPrecision);
+
+const DType kTypes[] = {DType::f32, DType::bf16, DType::f16};
+
+TEST_P(MixedPrecision, DenseEveryTypeComboOnOddShapesAndGqa) {
+  const AttentionShape shapes[] = {{4, 2, 77, 131, 64}, {2, 1, 33, 45, 128}, {3, 3, 1, 70, 32}};
+  uint64_t seed = 10;
+  for (const AttentionShape& s : shapes)
+    for (DType qt : kTypes)
+      for (DType kvt : kTypes)
+        for (DType ot : {DType::f32, DType::bf16}) {
+          Case c(s, seed++, qt, kvt);
+          std::vector<uint16_t> out16(static_cast<size_t>(s.heads * s.q_len * s.head_dim));
+          Tensor out32(s.heads, s.q_len, s.head_dim);
+          const OutputView out = ot == DType::f32 ? OutputView(out32.view)
+                                                  : OutputView(out16.data(), DType::bf16, s.heads, s.q_len,
+                                                               s.head_dim, s.q_len * s.head_dim, s.head_dim);
+          KernelOptions o;
+          o.q_tile_rows = 32;
+          o.k_block = 32;
+          dense_attention(s, c.q.view, c.k.view, c.v.view, out, o);
+          const std::vector<double> ref = reference(c.effective);
+          const void* data = ot == DType::f32 ? static_cast<const void*>(out32.data.data()) : out16.data();
+          EXPECT_LE(max_abs_error(data, ot, ref, s), bound(c, ot, ref))
+              << "q " << dtype_name(qt) << " kv " << dtype_name(kvt) << " out " << dtype_name(ot) << " kv_len "
+              << s.kv_len;
+          if (!c.bf16_path && ot == DType::f32) {  // widened: the fp32 kernels' result, bit for bit
+            Tensor fp32(s.heads, s.q_len, s.head_dim);
+            dense_attention(s, c.effective.q, c.effective.k, c.effective.v, fp32.view, o);
+            EXPECT_EQ(0, std::memcmp(fp32.data.data(), out32.data.data(), out32.data.size() * 4));
+          }
+        }
+}
+
+TEST_P(MixedPrecision, Bf16PathRoundsPWhereTheIsaHasIt) {
+  // The documented dispatch: on avx512_bf16, bf16 k/v run the bf16 kernels
+  // (results differ from the widened fp32 kernels by P's rounding); nowhere
+  // else do they.
+  const AttentionShape s{2, 2, 64, 200, 64};
+  Case c(s, 3, DType::bf16, DType::bf16);
+  Tensor a(s.heads, s.q_len, s.head_dim), b(s.heads, s.q_len, s.head_dim);
+  dense_attention(s, c.q.view, c.k.view, c.v.view, a.view);
+  dense_attention(s, c.q.wide, c.k.wide, c.v.wide, b.view);
+  const bool same = std::memcmp(a.data.data(), b.data.data(), a.data.size() * 4) == 0;
+  EXPECT_EQ(same, GetParam() != Isa::avx512_bf16);
+}
+
+TEST_P(MixedPrecision, HugeLogitsAndBitwiseIdenticalThreads) {
+  // Logits of order 1e4: no overflow, and the same result as the fp32 kernels
+  // on the rounded inputs (fp32 logits that large carry absolute errors of
+  // 1e-2 whatever the dtype, so the double reference is not the yardstick;
+  // the fp32 kernels are tested against it on such inputs in test_attention).
+  const AttentionShape s{2, 2, 70, 90, 64};
+  for (DType kvt : {DType::bf16, DType::f16}) {
+    Case c(s, 42, kvt, kvt, 30.0f);
+    Tensor one(s.heads, s.q_len, s.head_dim), two(s.heads, s.q_len, s.head_dim), fp32(s.heads, s.q_len, s.head_dim);
+    KernelOptions o;
+    o.threads = 1;
+    dense_attention(s, c.q.view, c.k.view, c.v.view, one.view, o);
+    o.threads = 2;
+    dense_attention(s, c.q.view, c.k.view, c.v.view, two.view, o);
+    EXPECT_EQ(0, std::memcmp(one.data.data(), two.data.data(), one.data.size() * 4)) << dtype_name(kvt);
+    dense_attention(s, c.effective.q, c.effective.k, c.effective.v, fp32.view, o);
+    double err = 0, mx = 0;
+    for (size_t i = 0; i < one.data.size(); ++i) {
+      ASSERT_TRUE(std::isfinite(one.data[i]));
+      err = std::max(err, double(std::fabs(one.data[i] - fp32.data[i])));
+      mx = std::max(mx, double(std::fabs(fp32.data[i])));
+    }
+    EXPECT_LE(err, kFp32Bound * mx + (c.bf16_path ? 0x1p-8 * c.max_abs_v() : 0.0)) << dtype_name(kvt);
+  }
+}
+
+TEST_P(MixedPrecision, BlockSparseWithEmptyRowsAndGathered) {
+  const AttentionShape s{4, 2, 100, 150, 64};
+  std::vector<std::vector<int32_t>> rows;
+  std::mt19937 rng(4);
+  for (int64_t r = 0; r < s.heads * 4; ++r) {
+    std::vector<int32_t> row;
+    if (r % 5 != 3)  // every fifth row is fully masked: zeros
+      for (int32_t b = 0; b < 5; ++b)
+        if (rng() % 2) row.push_back(b);
+    rows.push_back(row);
+  }
+  const BlockMask mask = BlockMask::from_rows(s.heads, s.q_len, s.kv_len, 32, 32, rows);
+  const std::vector<int32_t> kept{0, 1, 5, 31, 32, 33, 90, 149};
+  for (DType kvt : kTypes) {
+    Case c(s, 7, DType::f32, kvt);
+    Tensor out(s.heads, s.q_len, s.head_dim);
+    block_sparse_attention(s, c.q.view, c.k.view, c.v.view, mask, out.view);
+    std::vector<double> ref = reference(c.effective, &mask);
+    EXPECT_LE(max_abs_error(out.data.data(), DType::f32, ref, s), bound(c, DType::f32, ref)) << dtype_name(kvt);
+    for (int64_t h = 0; h < s.heads; ++h)  // fully masked rows: exact zeros
+      for (int64_t t = 96; t < 100; ++t)
+        if ((h * 4 + 3) % 5 == 3) {
+          EXPECT_EQ(out.view.row(h, t)[0], 0.0f);
+        }
+    gathered_attention(s, c.q.view, c.k.view, c.v.view, kept, out.view);
+    ref = reference(c.effective, nullptr, kept);
+    EXPECT_LE(max_abs_error(out.data.data(), DType::f32, ref, s), bound(c, DType::f32, ref)) << dtype_name(kvt);
+  }
+}
+
+TEST_P(MixedPrecision, RecordMassAndLseOnTypedInputs) {
+  const AttentionShape s{2, 1, 96, 160, 64};
+  for (DType kvt : {DType::bf16, DType::f16}) {
+    Case c(s, 11, kvt, kvt);
+    const BlockMass typed = block_attention_mass(s, c.q.view, c.k.view, 32, 32);
+    const BlockMass wide = block_attention_mass(s, c.effective.q, c.effective.k, 32, 32);
+    ASSERT_EQ(typed.mass.size(), wide.mass.size());
+    // Same logits up to fp32 summation order: the masses agree to 1e-5.
+    for (size_t i = 0; i < typed.mass.size(); ++i) EXPECT_NEAR(typed.mass[i], wide.mass[i], 1e-5) << i;
+    std::vector<float> lse_t(static_cast<size_t>(s.heads * s.q_len)), lse_w(lse_t.size());
+    Tensor o1(s.heads, s.q_len, s.head_dim), o2(s.heads, s.q_len, s.head_dim);
+    dense_attention_with_lse(s, c.q.view, c.k.view, c.v.view, o1.view, lse_t.data());
+    dense_attention_with_lse(s, c.effective.q, c.effective.k, c.effective.v, o2.view, lse_w.data());
+    for (size_t i = 0; i < lse_t.size(); ++i) EXPECT_NEAR(lse_t[i], lse_w[i], 1e-4) << i;
+  }
+}
+
+TEST_P(MixedPrecision, UnisparseSelectsTheSameBlocksFromTypedAndWidenedInputs) {
+  const AttentionShape s{2, 2, 256, 256, 64};
+  Case c(s, 12, DType::bf16, DType::bf16, 2.0f);
+  UnisparseParams p;
+  p.block_size = 32;
+  const BlockMask a = unisparse_select(s, c.q.view, c.k.view, p);
+  const BlockMask b = unisparse_select(s, c.q.wide, c.k.wide, p);  // pooling widens exactly: same estimate
+  EXPECT_EQ(a.row_ptr, b.row_ptr);
+  EXPECT_EQ(a.col_idx, b.col_idx);
+}
+
+TEST_P(MixedPrecision, SessionStepsOnBf16ViewsMatchTheReferenceOfTheirMask) {
+  const AttentionShape s{2, 2, 128, 128, 64};
+  Case c(s, 13, DType::bf16, DType::bf16, 2.0f);
+  SessionConfig cfg;
+  cfg.total_steps = 4;
+  cfg.block_size = 32;
+  cfg.topk_ratio = 0.5;
+  DiffusionAttention session(s, cfg);
+  std::vector<uint16_t> out16(static_cast<size_t>(s.heads * s.q_len * s.head_dim));
+  const OutputView out(out16.data(), DType::bf16, s.heads, s.q_len, s.head_dim, s.q_len * s.head_dim, s.head_dim);
+  for (int i = 0; i < 4; ++i) {
+    const StepReport r = session.step(c.q.view, c.k.view, c.v.view, out);
+    const std::vector<double> ref = reference(c.effective, session.last_mask());
+    EXPECT_LE(max_abs_error(out16.data(), DType::bf16, ref, s), bound(c, DType::bf16, ref)) << i;
+    if (i == 3) {
+      EXPECT_EQ(r.path, StepPath::sparse_cached);
+    }
+  }
+}
+
+TEST(MixedPrecisionArgs, TypeRulesAreCheckedWithClearErrors) {
+  const AttentionShape s{2, 2, 16, 16, 16};
+  Case c(s, 1, DType::f32, DType::bf16);
+  Typed v32(c.x.v, DType::f32);
+  Tensor out(s.heads, s.q_len, s.head_dim);
+  expect_error([&] { dense_attention(s, c.q.view, c.k.view, v32.view, out.view); },
+               {"v.dtype", "f32", "must equal k.dtype (bf16)"});
+  std::vector<uint16_t> o16(512);
+  const OutputView f16_out(o16.data(), DType::f16, 2, 16, 16, 256, 16);
+  expect_error([&] { dense_attention(s, c.q.view, c.k.view, c.v.view, f16_out); }, {"out.dtype", "f16", "f32 or bf16"});
+  KernelOptions o;
+  o.check_finite = true;
+  c.k.bits[37] = 0x7fc0;  // a bf16 NaN: found at head 0, token 2, element 5
+  expect_error([&] { dense_attention(s, c.q.view, c.k.view, c.v.view, out.view, o); },
+               {"k", "nan", "head 0, token 2, element 5"});
+}
+
+}  // namespace
+}  // namespace spattn::test
