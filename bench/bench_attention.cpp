@@ -108,6 +108,38 @@ void BM_BlockSparse(benchmark::State& st) {
 BENCHMARK(BM_BlockSparse)->Name("sparse/block64")->ArgNames({"permille", "N"})
     ->ArgsProduct({{50, 100, 200, 500, 1000}, {16384}})->Unit(benchmark::kMillisecond)->UseRealTime();
 
+// Per input dtype (args: dtype 0 f32 / 1 bf16 / 2 f16, N; d 128, 1 thread):
+// dense flash, block-sparse at 10%, SparseD's block masses and UniSparse's
+// selection. bf16 runs the bf16 kernels where the ISA has them (label).
+constexpr DType kBenchTypes[] = {DType::f32, DType::bf16, DType::f16};
+template <int Pass>
+void BM_Dtype(benchmark::State& st) {
+  const DType t = kBenchTypes[st.range(0)];
+  Inputs in(kHeads, st.range(1), 128);
+  const InputView q = in.typed(t, 0), k = in.typed(t, 1), v = in.typed(t, 2);
+  st.SetLabel(std::string(dtype_name(t)) + " " + isa_name(active_isa()));
+  KernelOptions opts;
+  opts.threads = 1;
+  const BlockMask m = scattered_mask(in.shape, 64, 0.1, 11);
+  UnisparseParams up;
+  for (auto _ : st) {
+    if constexpr (Pass == 0) dense_attention(in.shape, q, k, v, in.ov(), opts);
+    if constexpr (Pass == 1) block_sparse_attention(in.shape, q, k, v, m, in.ov(), opts);
+    if constexpr (Pass == 2) benchmark::DoNotOptimize(block_attention_mass(in.shape, q, k, 64, 64, opts));
+    if constexpr (Pass == 3) benchmark::DoNotOptimize(unisparse_select(in.shape, q, k, up, opts));
+  }
+  if constexpr (Pass == 0) set_flops(st, in.dense_flops());
+  if constexpr (Pass == 1) set_flops(st, in.dense_flops() * m.density());
+}
+BENCHMARK(BM_Dtype<0>)->Name("dtype/flash")->ArgNames({"dtype", "N"})
+    ->ArgsProduct({{0, 1, 2}, {4096, 8192, 16384}})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Dtype<1>)->Name("dtype/block_sparse_10pct")->ArgNames({"dtype", "N"})
+    ->ArgsProduct({{0, 1, 2}, {16384}})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Dtype<2>)->Name("dtype/sparsed_block_mass")->ArgNames({"dtype", "N"})
+    ->ArgsProduct({{0, 1, 2}, {4096}})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Dtype<3>)->Name("dtype/unisparse_select")->ArgNames({"dtype", "N"})
+    ->ArgsProduct({{0, 1, 2}, {16384}})->Unit(benchmark::kMillisecond)->UseRealTime();
+
 #ifdef SPATTN_BENCH_HAVE_CBLAS
 // The practical FMA roofline: OpenBLAS sgemm, one thread, at attention-like sizes.
 void BM_Sgemm(benchmark::State& st) {

@@ -27,6 +27,18 @@ struct Inputs {
   ConstTensorView kv() const { return ConstTensorView::heads_major(k.data(), shape.kv_heads, shape.kv_len, shape.head_dim); }
   ConstTensorView vv() const { return ConstTensorView::heads_major(v.data(), shape.kv_heads, shape.kv_len, shape.head_dim); }
   TensorView ov() { return TensorView::heads_major(out.data(), shape.heads, shape.q_len, shape.head_dim); }
+  // q, k and v as dtype t (bf16 / f16 copies made on first use; f32: the views above).
+  InputView typed(DType t, int which) {
+    const std::vector<float>* src[] = {&q, &k, &v};
+    const int64_t heads = which == 0 ? shape.heads : shape.kv_heads, n = which == 0 ? shape.q_len : shape.kv_len;
+    if (t == DType::f32)
+      return ConstTensorView::heads_major(src[which]->data(), heads, n, shape.head_dim);
+    std::vector<uint16_t>& dst = narrow[t == DType::bf16 ? 0 : 1][which];
+    if (dst.empty())
+      for (float x : *src[which]) dst.push_back(t == DType::bf16 ? to_bf16(x).bits : to_f16(x).bits);
+    return InputView(dst.data(), t, heads, n, shape.head_dim, n * shape.head_dim, shape.head_dim);
+  }
+  std::vector<uint16_t> narrow[2][3];
   double dense_flops() const {
     return 4.0 * double(shape.q_len) * double(shape.kv_len) * double(shape.head_dim) * double(shape.heads);
   }

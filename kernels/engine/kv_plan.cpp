@@ -2,6 +2,7 @@
 #include "kernels/engine/kv_plan.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <new>
 #include <string>
 
@@ -23,20 +24,32 @@ std::unique_ptr<HeadBuffers> head_buffers(const NumaPlan& numa, int64_t heads, i
   }
 }
 
-// Rows [t0, t0 + rows) of x's head h, as bf16, into dst[j * ld + c] (pairs
-// along the key axis when pair_keys, along head_dim otherwise); rows past
-// `rows` up to k_block become zeros.
-void pack_block_pairs(InputView x, int64_t h, int64_t t0, int64_t rows, int64_t k_block, bool pair_keys,
-                      uint16_t* dst) {
-  const int64_t d = x.head_dim;
-  std::vector<uint16_t> row(static_cast<size_t>(d));
+// Keys [t0, t0 + rows) of head h of a bf16 view into [d/2][k_block][2]: a
+// transpose of 32-bit pairs; keys past `rows` become zeros.
+void pack_key_pairs(InputView k, int64_t h, int64_t t0, int64_t rows, int64_t k_block, uint32_t* dst) {
+  const int64_t pairs = k.head_dim / 2;
   for (int64_t j = 0; j < k_block; ++j) {
-    if (j < rows) bf16_row(x.row(h, t0 + j), x.dtype, row.data(), d);
-    else std::fill(row.begin(), row.end(), uint16_t{0});
+    if (j < rows) {
+      const auto* src = static_cast<const unsigned char*>(k.row(h, t0 + j));
+      for (int64_t c2 = 0; c2 < pairs; ++c2) std::memcpy(dst + c2 * k_block + j, src + 4 * c2, 4);
+    } else {
+      for (int64_t c2 = 0; c2 < pairs; ++c2) dst[c2 * k_block + j] = 0;
+    }
+  }
+}
+
+// Values [t0, t0 + rows) of head h of a bf16 view into [k_block/2][d][2]:
+// rows 2i and 2i+1 interleaved; rows past `rows` are zeros.
+void pack_value_pairs(InputView v, int64_t h, int64_t t0, int64_t rows, int64_t k_block, uint16_t* dst) {
+  const int64_t d = v.head_dim;
+  for (int64_t j2 = 0; j2 < k_block / 2; ++j2) {
+    const int64_t a = 2 * j2, b = a + 1;
+    uint16_t* out = dst + j2 * d * 2;
+    const auto* ra = a < rows ? static_cast<const uint16_t*>(v.row(h, t0 + a)) : nullptr;
+    const auto* rb = b < rows ? static_cast<const uint16_t*>(v.row(h, t0 + b)) : nullptr;
     for (int64_t c = 0; c < d; ++c) {
-      // keys: [d/2][k_block][2] (pairs of c); values: [k_block/2][d][2] (pairs of j).
-      const int64_t at = pair_keys ? ((j / 2) * d + c) * 2 + j % 2 : ((c / 2) * k_block + j) * 2 + c % 2;
-      dst[at] = row[static_cast<size_t>(c)];
+      out[2 * c] = ra != nullptr ? ra[c] : 0;
+      out[2 * c + 1] = rb != nullptr ? rb[c] : 0;
     }
   }
 }
@@ -90,6 +103,7 @@ void KVPlan::pack_f32(InputView k, InputView v, int threads) {
   v_stride_ = copy_v ? d : v.token_stride;
 }
 
+// Only bf16 k/v come here (the format is chosen for them).
 void KVPlan::pack_bf16(InputView k, InputView v, int threads) {
   const int64_t d = head_dim_, blocks = k_blocks(), block_elems = k_block_ * d;
   const bool with_v = v.data != nullptr;
@@ -102,11 +116,9 @@ void KVPlan::pack_bf16(InputView k, InputView v, int threads) {
         for (int64_t item = begin; item < end; ++item) {
           const int64_t h = item / blocks, b = item % blocks;
           const int64_t t0 = b * k_block_, rows = std::min(k_block_, kv_len_ - t0);
-          pack_block_pairs(k, h, t0, rows, k_block_, false,
-                           reinterpret_cast<uint16_t*>(keys_->head(h)) + b * block_elems);
+          pack_key_pairs(k, h, t0, rows, k_block_, reinterpret_cast<uint32_t*>(keys_->head(h)) + b * block_elems / 2);
           if (with_v)
-            pack_block_pairs(v, h, t0, rows, k_block_, true,
-                             reinterpret_cast<uint16_t*>(v_copy_->head(h)) + b * block_elems);
+            pack_value_pairs(v, h, t0, rows, k_block_, reinterpret_cast<uint16_t*>(v_copy_->head(h)) + b * block_elems);
         }
       },
       Schedule::contiguous, &numa_);
