@@ -103,30 +103,46 @@ spattn::AttentionShape to_shape(const char* where, const spattn_shape* s) {
 }
 
 struct Views {
-  spattn::ConstTensorView q, k, v;
-  spattn::TensorView out;
+  spattn::InputView q, k, v;
+  spattn::OutputView out;
 };
 
-// Heads-major views over the caller's arrays, after the NULL checks.
-Views to_views(const char* where, const spattn::AttentionShape& s, const float* q, const float* k,
-               const float* v, float* out) {
+// An element type from C (any int may arrive).
+spattn::DType to_dtype(const char* where, const char* arg, spattn_dtype t) {
+  int v = 0;
+  std::memcpy(&v, &t, sizeof v);
+  if (v < SPATTN_F32 || v > SPATTN_F16)
+    fail(SPATTN_ERROR_INVALID_ARGUMENT,
+         std::string(where) + ": argument '" + arg + "' = " + std::to_string(v) + ": not a spattn_dtype");
+  return static_cast<spattn::DType>(v);
+}
+
+constexpr spattn_dtypes kAllF32{SPATTN_F32, SPATTN_F32, SPATTN_F32};
+
+// Heads-major views over the caller's arrays of the given types, after the
+// NULL checks.
+Views to_views(const char* where, const spattn::AttentionShape& s, spattn_dtypes types, const void* q,
+               const void* k, const void* v, void* out) {
   require_non_null(where, "q", q);
   require_non_null(where, "k", k);
   require_non_null(where, "v", v);
   require_non_null(where, "out", out);
-  Views w{spattn::ConstTensorView::heads_major(q, s.heads, s.q_len, s.head_dim),
-          spattn::ConstTensorView::heads_major(k, s.kv_heads, s.kv_len, s.head_dim),
-          spattn::ConstTensorView::heads_major(v, s.kv_heads, s.kv_len, s.head_dim),
-          spattn::TensorView::heads_major(out, s.heads, s.q_len, s.head_dim)};
-  // Overlap of out with q, k or v is refused by the kernels' shared view check.
+  const spattn::DType qt = to_dtype(where, "types.q", types.q), kt = to_dtype(where, "types.kv", types.kv);
+  const spattn::DType ot = to_dtype(where, "types.out", types.out);
+  const int64_t d = s.head_dim;
+  Views w{spattn::InputView(q, qt, s.heads, s.q_len, d, s.q_len * d, d),
+          spattn::InputView(k, kt, s.kv_heads, s.kv_len, d, s.kv_len * d, d),
+          spattn::InputView(v, kt, s.kv_heads, s.kv_len, d, s.kv_len * d, d),
+          spattn::OutputView(out, ot, s.heads, s.q_len, d, s.q_len * d, d)};
+  // Overlap of out with q, k or v, and out's type, are checked by the kernels' shared view check.
   return w;
 }
 
-spattn_status dense(const char* where, const spattn_shape* shape, const float* q, const float* k,
-                    const float* v, float* out, int threads, bool check_finite) {
+spattn_status dense(const char* where, const spattn_shape* shape, spattn_dtypes types, const void* q,
+                    const void* k, const void* v, void* out, int threads, bool check_finite) {
   return guarded([&] {
     const spattn::AttentionShape s = to_shape(where, shape);
-    const Views w = to_views(where, s, q, k, v, out);
+    const Views w = to_views(where, s, types, q, k, v, out);
     spattn::KernelOptions opts;
     opts.threads = threads;
     opts.check_finite = check_finite;
@@ -239,23 +255,33 @@ const char* spattn_step_path_name(spattn_step_path path) {
 
 spattn_status spattn_dense_attention(const spattn_shape* shape, const float* q, const float* k,
                                      const float* v, float* out, int threads) {
-  return dense("spattn_dense_attention", shape, q, k, v, out, threads, false);
+  return dense("spattn_dense_attention", shape, kAllF32, q, k, v, out, threads, false);
+}
+
+spattn_status spattn_dense_attention_typed(const spattn_shape* shape, spattn_dtypes types, const void* q,
+                                           const void* k, const void* v, void* out, int threads) {
+  return dense("spattn_dense_attention_typed", shape, types, q, k, v, out, threads, false);
+}
+
+const char* spattn_dtype_name(spattn_dtype dtype) {
+  int t = 0;
+  std::memcpy(&t, &dtype, sizeof t);
+  return t >= SPATTN_F32 && t <= SPATTN_F16 ? spattn::dtype_name(static_cast<spattn::DType>(t)) : "unknown";
 }
 
 spattn_status spattn_dense_attention_checked(const spattn_shape* shape, const float* q,
                                              const float* k, const float* v, float* out,
                                              int threads) {
-  return dense("spattn_dense_attention_checked", shape, q, k, v, out, threads, true);
+  return dense("spattn_dense_attention_checked", shape, kAllF32, q, k, v, out, threads, true);
 }
 
-spattn_status spattn_block_sparse_attention(const spattn_shape* shape, const float* q,
-                                            const float* k, const float* v,
-                                            const spattn_block_mask* mask, float* out,
-                                            int threads) {
+namespace {
+
+spattn_status block_sparse(const char* where, const spattn_shape* shape, spattn_dtypes types, const void* q,
+                           const void* k, const void* v, const spattn_block_mask* mask, void* out, int threads) {
   return guarded([&] {
-    const char* where = "spattn_block_sparse_attention";
     const spattn::AttentionShape s = to_shape(where, shape);
-    const Views w = to_views(where, s, q, k, v, out);
+    const Views w = to_views(where, s, types, q, k, v, out);
     require_non_null(where, "mask", mask);
     auto bad = [&](const char* arg, int64_t value, const std::string& why) {
       fail(SPATTN_ERROR_INVALID_ARGUMENT, std::string(where) + ": argument '" + arg +
@@ -287,6 +313,20 @@ spattn_status spattn_block_sparse_attention(const spattn_shape* shape, const flo
     spattn::block_sparse_attention(s, w.q, w.k, w.v, m, w.out, opts);
     return SPATTN_OK;
   });
+}
+
+}  // namespace
+
+spattn_status spattn_block_sparse_attention(const spattn_shape* shape, const float* q, const float* k,
+                                            const float* v, const spattn_block_mask* mask, float* out,
+                                            int threads) {
+  return block_sparse("spattn_block_sparse_attention", shape, kAllF32, q, k, v, mask, out, threads);
+}
+
+spattn_status spattn_block_sparse_attention_typed(const spattn_shape* shape, spattn_dtypes types, const void* q,
+                                                  const void* k, const void* v, const spattn_block_mask* mask,
+                                                  void* out, int threads) {
+  return block_sparse("spattn_block_sparse_attention_typed", shape, types, q, k, v, mask, out, threads);
 }
 
 spattn_status spattn_session_config_default(spattn_session_config* config) {
@@ -344,18 +384,31 @@ spattn_status spattn_session_create(const spattn_shape* shape, const spattn_sess
   });
 }
 
-spattn_status spattn_session_step(spattn_session* session, const float* q, const float* k,
-                                  const float* v, float* out, spattn_step_report* report) {
+namespace {
+
+spattn_status session_step(const char* where, spattn_session* session, spattn_dtypes types, const void* q,
+                           const void* k, const void* v, void* out, spattn_step_report* report) {
   return guarded([&] {
-    const char* where = "spattn_session_step";
     require_non_null(where, "session", session);
-    const Views w = to_views(where, session->impl.shape(), q, k, v, out);
+    const Views w = to_views(where, session->impl.shape(), types, q, k, v, out);
     const spattn::StepReport r = session->impl.step(w.q, w.k, w.v, w.out);
     if (report != nullptr)
       *report = spattn_step_report{r.step,     static_cast<spattn_step_path>(r.path), r.ms, r.select_ms,
                                    r.density,  r.dense_heads, r.drift_recall, r.drift_ms};
     return SPATTN_OK;
   });
+}
+
+}  // namespace
+
+spattn_status spattn_session_step(spattn_session* session, const float* q, const float* k, const float* v,
+                                  float* out, spattn_step_report* report) {
+  return session_step("spattn_session_step", session, kAllF32, q, k, v, out, report);
+}
+
+spattn_status spattn_session_step_typed(spattn_session* session, spattn_dtypes types, const void* q, const void* k,
+                                        const void* v, void* out, spattn_step_report* report) {
+  return session_step("spattn_session_step_typed", session, types, q, k, v, out, report);
 }
 
 spattn_status spattn_session_set_decoding_block(spattn_session* session, int64_t begin, int64_t end) {

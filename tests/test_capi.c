@@ -494,6 +494,80 @@ static void test_profiles(void) {
   rmdir(dir);
 }
 
+/* bf16 bits of x, rounded to nearest even (finite x). */
+static uint16_t to_bf16_bits(float x) {
+  uint32_t u;
+  memcpy(&u, &x, 4);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return (uint16_t)(u >> 16);
+}
+static float from_bf16_bits(uint16_t b) {
+  const uint32_t u = (uint32_t)b << 16;
+  float x;
+  memcpy(&x, &u, 4);
+  return x;
+}
+
+/* bf16 q, k, v through the _typed entry points: within the documented bound
+ * (2^-8 max|v| for P's rounding, plus the fp32 bound) of the reference on the
+ * rounded values; bad types refused by name. */
+static void test_typed(void) {
+  const spattn_shape s = {2, 2, 40, 70, 32, 0.0f};
+  const int64_t n = s.heads * s.q_len * s.head_dim;  /* q_len == kv_len not needed: kv has 70 rows */
+  const int64_t nk = s.kv_heads * s.kv_len * s.head_dim;
+  float *q = random_tensor(n), *k = random_tensor(nk), *v = random_tensor(nk);
+  uint16_t *q16 = malloc((size_t)n * 2), *k16 = malloc((size_t)nk * 2), *v16 = malloc((size_t)nk * 2);
+  for (int64_t i = 0; i < n; ++i) q[i] = from_bf16_bits(q16[i] = to_bf16_bits(q[i]));
+  for (int64_t i = 0; i < nk; ++i) k[i] = from_bf16_bits(k16[i] = to_bf16_bits(k[i]));
+  for (int64_t i = 0; i < nk; ++i) v[i] = from_bf16_bits(v16[i] = to_bf16_bits(v[i]));
+  double* ref = malloc((size_t)n * sizeof *ref);
+  reference(&s, q, k, v, ref);
+  double max_v = 0, max_ref = 0;
+  for (int64_t i = 0; i < nk; ++i) max_v = fmax(max_v, fabs(v[i]));
+  for (int64_t i = 0; i < n; ++i) max_ref = fmax(max_ref, fabs(ref[i]));
+  float* out = calloc((size_t)n, sizeof *out);
+  uint16_t* out16 = calloc((size_t)n, 2);
+  const spattn_dtypes bf16_in = {SPATTN_BF16, SPATTN_BF16, SPATTN_F32};
+  CHECK(spattn_dense_attention_typed(&s, bf16_in, q16, k16, v16, out, 2) == SPATTN_OK);
+  double err = 0;
+  for (int64_t i = 0; i < n; ++i) err = fmax(err, fabs(out[i] - ref[i]));
+  CHECK(err <= ldexp(max_v, -8) + 2e-5 * max_ref);
+  /* Every key block listed: the same as dense, into a bf16 output. */
+  const int64_t qb = (s.q_len + 15) / 16, kb = (s.kv_len + 15) / 16;
+  int64_t* row_ptr = malloc((size_t)(s.heads * qb + 1) * sizeof *row_ptr);
+  int32_t* col = malloc((size_t)(s.heads * qb * kb) * sizeof *col);
+  for (int64_t r = 0; r <= s.heads * qb; ++r) row_ptr[r] = r * kb;
+  for (int64_t i = 0; i < s.heads * qb * kb; ++i) col[i] = (int32_t)(i % kb);
+  const spattn_block_mask m = {s.heads, 16, 16, row_ptr, col, s.heads * qb * kb};
+  const spattn_dtypes bf16_all = {SPATTN_BF16, SPATTN_BF16, SPATTN_BF16};
+  CHECK(spattn_block_sparse_attention_typed(&s, bf16_all, q16, k16, v16, &m, out16, 1) == SPATTN_OK);
+  err = 0;
+  for (int64_t i = 0; i < n; ++i) err = fmax(err, fabs(from_bf16_bits(out16[i]) - ref[i]));
+  CHECK(err <= ldexp(max_v, -8) + ldexp(max_ref, -8) + 2e-5 * max_ref);
+  CHECK(strcmp(spattn_dtype_name(SPATTN_BF16), "bf16") == 0);
+  CHECK(strcmp(spattn_dtype_name((spattn_dtype)9), "unknown") == 0);
+  const spattn_dtypes bad_kv = {SPATTN_F32, (spattn_dtype)7, SPATTN_F32};
+  MISUSE("kv dtype 7", spattn_dense_attention_typed(&s, bad_kv, q16, k16, v16, out, 1),
+         SPATTN_ERROR_INVALID_ARGUMENT, "not a spattn_dtype");
+  const spattn_dtypes f16_out = {SPATTN_BF16, SPATTN_BF16, SPATTN_F16};
+  MISUSE("f16 out", spattn_dense_attention_typed(&s, f16_out, q16, k16, v16, out16, 1),
+         SPATTN_ERROR_INVALID_ARGUMENT, "out.dtype");
+  /* A dense session on bf16 views equals the typed dense call. */
+  spattn_session_config cfg;
+  CHECK(spattn_session_config_default(&cfg) == SPATTN_OK);
+  cfg.policy = SPATTN_POLICY_DENSE;
+  cfg.total_steps = 1;
+  spattn_session* sess = NULL;
+  CHECK(spattn_session_create(&s, &cfg, &sess) == SPATTN_OK);
+  float* out2 = calloc((size_t)n, sizeof *out2);
+  CHECK(spattn_session_step_typed(sess, bf16_in, q16, k16, v16, out2, NULL) == SPATTN_OK);
+  CHECK(spattn_dense_attention_typed(&s, bf16_in, q16, k16, v16, out, 1) == SPATTN_OK);
+  CHECK(memcmp(out, out2, (size_t)n * sizeof *out) == 0);
+  spattn_session_destroy(sess);
+  free(q), free(k), free(v), free(q16), free(k16), free(v16), free(ref), free(out), free(out16), free(out2);
+  free(row_ptr), free(col);
+}
+
 int main(void) {
   CHECK(strcmp(spattn_status_string(SPATTN_OK), "ok") == 0);
   CHECK(strcmp(spattn_status_string((spattn_status)99), "unknown status") == 0);
@@ -503,6 +577,7 @@ int main(void) {
   CHECK(strcmp(spattn_last_error(), "") == 0);
   test_dense_against_reference();
   test_sessions();
+  test_typed();
   test_profiles();
   printf("test_capi: %d misuse cases checked, %d failures\n", g_misuse_cases, g_failures);
   return g_failures == 0 ? 0 : 1;

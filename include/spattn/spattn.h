@@ -79,6 +79,23 @@ spattn_status spattn_dense_attention_checked(const spattn_shape* shape, const fl
                                              const float* k, const float* v, float* out,
                                              int threads);
 
+/* Element types (the _typed entry points). bf16 and f16 are raw 16-bit
+ * patterns (uint16_t): bf16 the upper half of an IEEE float, f16 IEEE
+ * binary16. k and v share one type; out is f32 or bf16. Logits and softmax
+ * are fp32 always; with bf16 k/v on an ISA with bf16 dot products
+ * (avx512_bf16) q and P are rounded to bf16 for the products, elsewhere the
+ * inputs are widened to fp32 exactly (see attention.hpp). */
+typedef enum spattn_dtype { SPATTN_F32 = 0, SPATTN_BF16 = 1, SPATTN_F16 = 2 } spattn_dtype;
+typedef struct spattn_dtypes {
+  spattn_dtype q, kv, out;
+} spattn_dtypes;
+/* "f32", "bf16", "f16"; "unknown" otherwise. */
+const char* spattn_dtype_name(spattn_dtype dtype);
+
+/* spattn_dense_attention on arrays of the given types (same layouts). */
+spattn_status spattn_dense_attention_typed(const spattn_shape* shape, spattn_dtypes types, const void* q,
+                                           const void* k, const void* v, void* out, int threads);
+
 /* A block mask in CSR form. Row r = head * q_blocks + query_block, with
  * q_blocks = ceil(q_len / q_block), lists the key blocks it attends to in
  * col_idx[row_ptr[r] .. row_ptr[r + 1]), ascending, without duplicates, each
@@ -97,6 +114,11 @@ spattn_status spattn_block_sparse_attention(const spattn_shape* shape, const flo
                                             const float* k, const float* v,
                                             const spattn_block_mask* mask, float* out,
                                             int threads);
+
+/* spattn_block_sparse_attention on arrays of the given types. */
+spattn_status spattn_block_sparse_attention_typed(const spattn_shape* shape, spattn_dtypes types, const void* q,
+                                                  const void* k, const void* v, const spattn_block_mask* mask,
+                                                  void* out, int threads);
 
 /* The linked library's version, "MAJOR.MINOR.PATCH" (SPATTN_VERSION_STRING of its build). */
 const char* spattn_version(void);
@@ -213,6 +235,10 @@ spattn_status spattn_session_create(const spattn_shape* shape, const spattn_sess
  * Stepping past total_steps is SPATTN_ERROR_INVALID_ARGUMENT. */
 spattn_status spattn_session_step(spattn_session* session, const float* q, const float* k,
                                   const float* v, float* out, spattn_step_report* report);
+
+/* spattn_session_step on arrays of the given types. */
+spattn_status spattn_session_step_typed(spattn_session* session, spattn_dtypes types, const void* q, const void* k,
+                                        const void* v, void* out, spattn_step_report* report);
 
 /* The block a block-wise sampler decodes now, [begin, end) in tokens; with
  * record_on_new_block a change re-records the SparseD pattern next step. */
