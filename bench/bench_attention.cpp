@@ -111,7 +111,7 @@ BENCHMARK(BM_BlockSparse)->Name("sparse/block64")->ArgNames({"permille", "N"})
 // Per input dtype (args: dtype 0 f32 / 1 bf16 / 2 f16, N; d 128, 1 thread):
 // dense flash, block-sparse at 10%, SparseD's block masses and UniSparse's
 // selection. bf16 runs the bf16 kernels where the ISA has them (label).
-constexpr DType kBenchTypes[] = {DType::f32, DType::bf16, DType::f16};
+constexpr DType kBenchTypes[] = {DType::fp32, DType::bf16, DType::fp16};
 template <int Pass>
 void BM_Dtype(benchmark::State& st) {
   const DType t = kBenchTypes[st.range(0)];

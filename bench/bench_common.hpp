@@ -31,11 +31,11 @@ struct Inputs {
   InputView typed(DType t, int which) {
     const std::vector<float>* src[] = {&q, &k, &v};
     const int64_t heads = which == 0 ? shape.heads : shape.kv_heads, n = which == 0 ? shape.q_len : shape.kv_len;
-    if (t == DType::f32)
+    if (t == DType::fp32)
       return ConstTensorView::heads_major(src[which]->data(), heads, n, shape.head_dim);
     std::vector<uint16_t>& dst = narrow[t == DType::bf16 ? 0 : 1][which];
     if (dst.empty())
-      for (float x : *src[which]) dst.push_back(t == DType::bf16 ? to_bf16(x).bits : to_f16(x).bits);
+      for (float x : *src[which]) dst.push_back(t == DType::bf16 ? to_bf16(x).bits : to_fp16(x).bits);
     return InputView(dst.data(), t, heads, n, shape.head_dim, n * shape.head_dim, shape.head_dim);
   }
   std::vector<uint16_t> narrow[2][3];

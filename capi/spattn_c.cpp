@@ -111,13 +111,13 @@ struct Views {
 spattn::DType to_dtype(const char* where, const char* arg, spattn_dtype t) {
   int v = 0;
   std::memcpy(&v, &t, sizeof v);
-  if (v < SPATTN_F32 || v > SPATTN_F16)
+  if (v < SPATTN_FP32 || v > SPATTN_FP16)
     fail(SPATTN_ERROR_INVALID_ARGUMENT,
          std::string(where) + ": argument '" + arg + "' = " + std::to_string(v) + ": not a spattn_dtype");
   return static_cast<spattn::DType>(v);
 }
 
-constexpr spattn_dtypes kAllF32{SPATTN_F32, SPATTN_F32, SPATTN_F32};
+constexpr spattn_dtypes kAllF32{SPATTN_FP32, SPATTN_FP32, SPATTN_FP32};
 
 // Heads-major views over the caller's arrays of the given types, after the
 // NULL checks.
@@ -266,7 +266,7 @@ spattn_status spattn_dense_attention_typed(const spattn_shape* shape, spattn_dty
 const char* spattn_dtype_name(spattn_dtype dtype) {
   int t = 0;
   std::memcpy(&t, &dtype, sizeof t);
-  return t >= SPATTN_F32 && t <= SPATTN_F16 ? spattn::dtype_name(static_cast<spattn::DType>(t)) : "unknown";
+  return t >= SPATTN_FP32 && t <= SPATTN_FP16 ? spattn::dtype_name(static_cast<spattn::DType>(t)) : "unknown";
 }
 
 spattn_status spattn_dense_attention_checked(const spattn_shape* shape, const float* q,

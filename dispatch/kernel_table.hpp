@@ -28,7 +28,7 @@ struct QueryBlockJob {
   int64_t n_key_blocks = 0;
   void* out = nullptr;  // first output row, of out_dtype (f32 or bf16)
   int64_t out_stride = 0;  // in elements
-  DType out_dtype = DType::f32;
+  DType out_dtype = DType::fp32;
   float* lse = nullptr;      // optional: per-row log-sum-exp (-inf for an empty row)
   // Optional, for SparseD's record step fused into the flash pass: per row r
   // and visited block i, block_max[r * n_key_blocks + i] = the row's running

@@ -16,7 +16,7 @@ inline uint16_t bf16_bits(float x) {
   return static_cast<uint16_t>(u >> 16);
 }
 inline float bf16_value(uint16_t b) { return __builtin_bit_cast(float, static_cast<uint32_t>(b) << 16); }
-float f16_value(uint16_t h);
+float fp16_value(uint16_t h);
 
 // n elements of type t at src -> fp32 (exact).
 void widen_row(const void* src, DType t, float* dst, int64_t n);

@@ -94,9 +94,9 @@ void check_input_views(const char* where, const AttentionShape& shape, InputView
   check_view(where, "k", k, shape.kv_heads, shape.kv_len, shape.head_dim);
   if (v != nullptr) check_view(where, "v", *v, shape.kv_heads, shape.kv_len, shape.head_dim);
   for (const InputView* t : std::initializer_list<const InputView*>{&q, &k, v})
-    if (t != nullptr && t->dtype != DType::f32 && t->dtype != DType::bf16 && t->dtype != DType::f16)
+    if (t != nullptr && t->dtype != DType::fp32 && t->dtype != DType::bf16 && t->dtype != DType::fp16)
       throw_bad_argument(where, t == &q ? "q.dtype" : (t == &k ? "k.dtype" : "v.dtype"),
-                         std::to_string(static_cast<int>(t->dtype)), "must be f32, bf16 or f16");
+                         std::to_string(static_cast<int>(t->dtype)), "must be fp32, bf16 or fp16");
   if (v != nullptr && v->dtype != k.dtype)
     throw_bad_argument(where, "v.dtype", dtype_name(v->dtype),
                        std::string("must equal k.dtype (") + dtype_name(k.dtype) + "): K and V share one type");
@@ -106,9 +106,9 @@ void check_views(const char* where, const AttentionShape& shape, InputView q, In
                  InputView out) {
   check_input_views(where, shape, q, k, &v);
   check_view(where, "out", out, shape.heads, shape.q_len, shape.head_dim);
-  if (out.dtype != DType::f32 && out.dtype != DType::bf16)
-    throw_bad_argument(where, "out.dtype", out.dtype == DType::f16 ? "f16" : std::to_string(static_cast<int>(out.dtype)),
-                       "must be f32 or bf16");
+  if (out.dtype != DType::fp32 && out.dtype != DType::bf16)
+    throw_bad_argument(where, "out.dtype", out.dtype == DType::fp16 ? "fp16" : std::to_string(static_cast<int>(out.dtype)),
+                       "must be fp32 or bf16");
   check_out_separate(where, out, q, "q");
   check_out_separate(where, out, k, "k");
   check_out_separate(where, out, v, "v");

@@ -118,10 +118,10 @@ std::vector<float> mean_pool(InputView x, int64_t g, int threads) {
       const int64_t h = item / n, i = item % n;
       const int64_t t0 = i * g, t1 = std::min(x.tokens, t0 + g);
       float* acc = out.data() + item * d;
-      std::vector<float> wide(x.dtype == DType::f32 ? 0 : static_cast<size_t>(d));
+      std::vector<float> wide(x.dtype == DType::fp32 ? 0 : static_cast<size_t>(d));
       for (int64_t t = t0; t < t1; ++t) {
         const float* row = static_cast<const float*>(x.row(h, t));
-        if (x.dtype != DType::f32) {  // bf16 / f16: widened exactly, row by row
+        if (x.dtype != DType::fp32) {  // bf16 / f16: widened exactly, row by row
           detail::widen_row(x.row(h, t), x.dtype, wide.data(), d);
           row = wide.data();
         }

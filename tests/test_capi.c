@@ -527,7 +527,7 @@ static void test_typed(void) {
   for (int64_t i = 0; i < n; ++i) max_ref = fmax(max_ref, fabs(ref[i]));
   float* out = calloc((size_t)n, sizeof *out);
   uint16_t* out16 = calloc((size_t)n, 2);
-  const spattn_dtypes bf16_in = {SPATTN_BF16, SPATTN_BF16, SPATTN_F32};
+  const spattn_dtypes bf16_in = {SPATTN_BF16, SPATTN_BF16, SPATTN_FP32};
   CHECK(spattn_dense_attention_typed(&s, bf16_in, q16, k16, v16, out, 2) == SPATTN_OK);
   double err = 0;
   for (int64_t i = 0; i < n; ++i) err = fmax(err, fabs(out[i] - ref[i]));
@@ -546,10 +546,10 @@ static void test_typed(void) {
   CHECK(err <= ldexp(max_v, -8) + ldexp(max_ref, -8) + 2e-5 * max_ref);
   CHECK(strcmp(spattn_dtype_name(SPATTN_BF16), "bf16") == 0);
   CHECK(strcmp(spattn_dtype_name((spattn_dtype)9), "unknown") == 0);
-  const spattn_dtypes bad_kv = {SPATTN_F32, (spattn_dtype)7, SPATTN_F32};
+  const spattn_dtypes bad_kv = {SPATTN_FP32, (spattn_dtype)7, SPATTN_FP32};
   MISUSE("kv dtype 7", spattn_dense_attention_typed(&s, bad_kv, q16, k16, v16, out, 1),
          SPATTN_ERROR_INVALID_ARGUMENT, "not a spattn_dtype");
-  const spattn_dtypes f16_out = {SPATTN_BF16, SPATTN_BF16, SPATTN_F16};
+  const spattn_dtypes f16_out = {SPATTN_BF16, SPATTN_BF16, SPATTN_FP16};
   MISUSE("f16 out", spattn_dense_attention_typed(&s, f16_out, q16, k16, v16, out16, 1),
          SPATTN_ERROR_INVALID_ARGUMENT, "out.dtype");
   /* A dense session on bf16 views equals the typed dense call. */

@@ -19,22 +19,22 @@ namespace spattn::test {
 namespace {
 
 TEST(Dtype, NamesParseAndRoundTrip) {
-  for (DType t : {DType::f32, DType::bf16, DType::f16}) EXPECT_EQ(parse_dtype(dtype_name(t)), t);
+  for (DType t : {DType::fp32, DType::bf16, DType::fp16}) EXPECT_EQ(parse_dtype(dtype_name(t)), t);
   EXPECT_EQ(parse_dtype("BFloat16"), DType::bf16);
-  EXPECT_EQ(parse_dtype("fp16"), DType::f16);
-  expect_error([] { parse_dtype("int8"); }, {"dtype", "int8", "f32, bf16 or f16"});
-  EXPECT_EQ(dtype_bytes(DType::f32), 4);
+  EXPECT_EQ(parse_dtype("fp16"), DType::fp16);
+  expect_error([] { parse_dtype("int8"); }, {"dtype", "int8", "fp32, bf16 or fp16"});
+  EXPECT_EQ(dtype_bytes(DType::fp32), 4);
   EXPECT_EQ(dtype_bytes(DType::bf16), 2);
 }
 
 TEST(Dtype, EveryBf16AndF16PatternRoundTrips) {
   for (uint32_t b = 0; b < 65536; ++b) {
     const uint16_t bits = static_cast<uint16_t>(b);
-    const float fb = to_float(bf16_t{bits}), fh = to_float(f16_t{bits});
+    const float fb = to_float(bf16_t{bits}), fh = to_float(fp16_t{bits});
     if (std::isnan(fb)) EXPECT_TRUE(std::isnan(to_float(to_bf16(fb))));
     else EXPECT_EQ(to_bf16(fb).bits, bits) << b;
-    if (std::isnan(fh)) EXPECT_TRUE(std::isnan(to_float(to_f16(fh))));
-    else EXPECT_EQ(to_f16(fh).bits, bits) << b;
+    if (std::isnan(fh)) EXPECT_TRUE(std::isnan(to_float(to_fp16(fh))));
+    else EXPECT_EQ(to_fp16(fh).bits, bits) << b;
   }
 }
 
@@ -42,23 +42,23 @@ TEST(Dtype, NarrowingRoundsToNearestEven) {
   EXPECT_EQ(to_float(to_bf16(1.0f + 0x1p-8f)), 1.0f);                 // tie: to even
   EXPECT_EQ(to_float(to_bf16(1.0f + 3 * 0x1p-8f)), 1.0f + 0x1p-6f);  // tie: up to even
   EXPECT_EQ(to_float(to_bf16(1.0f + 0x1p-8f + 0x1p-20f)), 1.0f + 0x1p-7f);
-  EXPECT_EQ(to_float(to_f16(65504.0f)), 65504.0f);
-  EXPECT_EQ(to_float(to_f16(65519.0f)), 65504.0f);
-  EXPECT_TRUE(std::isinf(to_float(to_f16(65520.0f))));
-  EXPECT_EQ(to_float(to_f16(0x1p-24f)), 0x1p-24f);  // smallest subnormal
-  EXPECT_EQ(to_float(to_f16(0x1p-25f)), 0.0f);      // tie: to even (zero)
-  EXPECT_EQ(to_float(to_f16(3 * 0x1p-25f)), 0x1p-23f);
-  EXPECT_EQ(to_float(to_f16(-1.0f / 3.0f)), -0.333251953125f);
+  EXPECT_EQ(to_float(to_fp16(65504.0f)), 65504.0f);
+  EXPECT_EQ(to_float(to_fp16(65519.0f)), 65504.0f);
+  EXPECT_TRUE(std::isinf(to_float(to_fp16(65520.0f))));
+  EXPECT_EQ(to_float(to_fp16(0x1p-24f)), 0x1p-24f);  // smallest subnormal
+  EXPECT_EQ(to_float(to_fp16(0x1p-25f)), 0.0f);      // tie: to even (zero)
+  EXPECT_EQ(to_float(to_fp16(3 * 0x1p-25f)), 0x1p-23f);
+  EXPECT_EQ(to_float(to_fp16(-1.0f / 3.0f)), -0.333251953125f);
   // Against the exhaustive nearest value for random floats in the f16 range.
   std::mt19937 rng(5);
   std::uniform_real_distribution<float> u(-70000.0f, 70000.0f);
   for (int i = 0; i < 20000; ++i) {
     const float x = i % 2 ? u(rng) : u(rng) * 1e-5f;
-    const uint16_t r = to_f16(x).bits;
-    if (std::isinf(to_float(f16_t{r}))) continue;
-    const double err = std::fabs(double(x) - to_float(f16_t{r}));
+    const uint16_t r = to_fp16(x).bits;
+    if (std::isinf(to_float(fp16_t{r}))) continue;
+    const double err = std::fabs(double(x) - to_float(fp16_t{r}));
     for (int step : {-1, 1}) {
-      const float nb = to_float(f16_t{static_cast<uint16_t>(r + step)});
+      const float nb = to_float(fp16_t{static_cast<uint16_t>(r + step)});
       if (!std::isfinite(nb)) continue;
       EXPECT_LE(err, std::fabs(double(x) - nb)) << x;
     }
@@ -71,14 +71,14 @@ struct Typed {
   Tensor wide;
   InputView view;
   Typed(const Tensor& src, DType t) : wide(src) {
-    if (t == DType::f32) {
+    if (t == DType::fp32) {
       view = wide.view;
       return;
     }
     bits.resize(src.data.size());
     for (size_t i = 0; i < bits.size(); ++i) {
-      bits[i] = t == DType::bf16 ? to_bf16(src.data[i]).bits : to_f16(src.data[i]).bits;
-      wide.data[i] = t == DType::bf16 ? to_float(bf16_t{bits[i]}) : to_float(f16_t{bits[i]});
+      bits[i] = t == DType::bf16 ? to_bf16(src.data[i]).bits : to_fp16(src.data[i]).bits;
+      wide.data[i] = t == DType::bf16 ? to_float(bf16_t{bits[i]}) : to_float(fp16_t{bits[i]});
     }
     const TensorView& w = src.view;
     view = InputView(bits.data(), t, w.heads, w.tokens, w.head_dim, w.head_stride, w.token_stride);
@@ -116,7 +116,7 @@ struct Case {
 double max_abs_error(const void* out, DType t, const std::vector<double>& ref, const AttentionShape& s) {
   double e = 0;
   for (size_t i = 0; i < ref.size(); ++i) {
-    const double o = t == DType::f32 ? static_cast<const float*>(out)[i]
+    const double o = t == DType::fp32 ? static_cast<const float*>(out)[i]
                                      : to_float(bf16_t{static_cast<const uint16_t*>(out)[i]});
     if (std::isnan(o)) return INFINITY;
     e = std::max(e, std::fabs(o - ref[i]));
@@ -142,7 +142,7 @@ double bound(const Case& c, DType out_type, const std::vector<double>& ref) {
 class MixedPrecision : public PerIsa {};
 SPATTN_INSTANTIATE_PER_ISA(MixedPrecision);
 
-const DType kTypes[] = {DType::f32, DType::bf16, DType::f16};
+const DType kTypes[] = {DType::fp32, DType::bf16, DType::fp16};
 
 TEST_P(MixedPrecision, DenseEveryTypeComboOnOddShapesAndGqa) {
   const AttentionShape shapes[] = {{4, 2, 77, 131, 64}, {2, 1, 33, 45, 128}, {3, 3, 1, 70, 32}};
@@ -150,11 +150,11 @@ TEST_P(MixedPrecision, DenseEveryTypeComboOnOddShapesAndGqa) {
   for (const AttentionShape& s : shapes)
     for (DType qt : kTypes)
       for (DType kvt : kTypes)
-        for (DType ot : {DType::f32, DType::bf16}) {
+        for (DType ot : {DType::fp32, DType::bf16}) {
           Case c(s, seed++, qt, kvt);
           std::vector<uint16_t> out16(static_cast<size_t>(s.heads * s.q_len * s.head_dim));
           Tensor out32(s.heads, s.q_len, s.head_dim);
-          const OutputView out = ot == DType::f32 ? OutputView(out32.view)
+          const OutputView out = ot == DType::fp32 ? OutputView(out32.view)
                                                   : OutputView(out16.data(), DType::bf16, s.heads, s.q_len,
                                                                s.head_dim, s.q_len * s.head_dim, s.head_dim);
           KernelOptions o;
@@ -162,11 +162,11 @@ TEST_P(MixedPrecision, DenseEveryTypeComboOnOddShapesAndGqa) {
           o.k_block = 32;
           dense_attention(s, c.q.view, c.k.view, c.v.view, out, o);
           const std::vector<double> ref = reference(c.effective);
-          const void* data = ot == DType::f32 ? static_cast<const void*>(out32.data.data()) : out16.data();
+          const void* data = ot == DType::fp32 ? static_cast<const void*>(out32.data.data()) : out16.data();
           EXPECT_LE(max_abs_error(data, ot, ref, s), bound(c, ot, ref))
               << "q " << dtype_name(qt) << " kv " << dtype_name(kvt) << " out " << dtype_name(ot) << " kv_len "
               << s.kv_len;
-          if (!c.bf16_path && ot == DType::f32) {  // widened: the fp32 kernels' result, bit for bit
+          if (!c.bf16_path && ot == DType::fp32) {  // widened: the fp32 kernels' result, bit for bit
             Tensor fp32(s.heads, s.q_len, s.head_dim);
             dense_attention(s, c.effective.q, c.effective.k, c.effective.v, fp32.view, o);
             EXPECT_EQ(0, std::memcmp(fp32.data.data(), out32.data.data(), out32.data.size() * 4));
@@ -193,7 +193,7 @@ TEST_P(MixedPrecision, HugeLogitsAndBitwiseIdenticalThreads) {
   // 1e-2 whatever the dtype, so the double reference is not the yardstick;
   // the fp32 kernels are tested against it on such inputs in test_attention).
   const AttentionShape s{2, 2, 70, 90, 64};
-  for (DType kvt : {DType::bf16, DType::f16}) {
+  for (DType kvt : {DType::bf16, DType::fp16}) {
     Case c(s, 42, kvt, kvt, 30.0f);
     Tensor one(s.heads, s.q_len, s.head_dim), two(s.heads, s.q_len, s.head_dim), fp32(s.heads, s.q_len, s.head_dim);
     KernelOptions o;
@@ -227,11 +227,11 @@ TEST_P(MixedPrecision, BlockSparseWithEmptyRowsAndGathered) {
   const BlockMask mask = BlockMask::from_rows(s.heads, s.q_len, s.kv_len, 32, 32, rows);
   const std::vector<int32_t> kept{0, 1, 5, 31, 32, 33, 90, 149};
   for (DType kvt : kTypes) {
-    Case c(s, 7, DType::f32, kvt);
+    Case c(s, 7, DType::fp32, kvt);
     Tensor out(s.heads, s.q_len, s.head_dim);
     block_sparse_attention(s, c.q.view, c.k.view, c.v.view, mask, out.view);
     std::vector<double> ref = reference(c.effective, &mask);
-    EXPECT_LE(max_abs_error(out.data.data(), DType::f32, ref, s), bound(c, DType::f32, ref)) << dtype_name(kvt);
+    EXPECT_LE(max_abs_error(out.data.data(), DType::fp32, ref, s), bound(c, DType::fp32, ref)) << dtype_name(kvt);
     for (int64_t h = 0; h < s.heads; ++h)  // fully masked rows: exact zeros
       for (int64_t t = 96; t < 100; ++t)
         if ((h * 4 + 3) % 5 == 3) {
@@ -239,13 +239,13 @@ TEST_P(MixedPrecision, BlockSparseWithEmptyRowsAndGathered) {
         }
     gathered_attention(s, c.q.view, c.k.view, c.v.view, kept, out.view);
     ref = reference(c.effective, nullptr, kept);
-    EXPECT_LE(max_abs_error(out.data.data(), DType::f32, ref, s), bound(c, DType::f32, ref)) << dtype_name(kvt);
+    EXPECT_LE(max_abs_error(out.data.data(), DType::fp32, ref, s), bound(c, DType::fp32, ref)) << dtype_name(kvt);
   }
 }
 
 TEST_P(MixedPrecision, RecordMassAndLseOnTypedInputs) {
   const AttentionShape s{2, 1, 96, 160, 64};
-  for (DType kvt : {DType::bf16, DType::f16}) {
+  for (DType kvt : {DType::bf16, DType::fp16}) {
     Case c(s, 11, kvt, kvt);
     const BlockMass typed = block_attention_mass(s, c.q.view, c.k.view, 32, 32);
     const BlockMass wide = block_attention_mass(s, c.effective.q, c.effective.k, 32, 32);
@@ -293,14 +293,14 @@ TEST_P(MixedPrecision, SessionStepsOnBf16ViewsMatchTheReferenceOfTheirMask) {
 
 TEST(MixedPrecisionArgs, TypeRulesAreCheckedWithClearErrors) {
   const AttentionShape s{2, 2, 16, 16, 16};
-  Case c(s, 1, DType::f32, DType::bf16);
-  Typed v32(c.x.v, DType::f32);
+  Case c(s, 1, DType::fp32, DType::bf16);
+  Typed v32(c.x.v, DType::fp32);
   Tensor out(s.heads, s.q_len, s.head_dim);
   expect_error([&] { dense_attention(s, c.q.view, c.k.view, v32.view, out.view); },
-               {"v.dtype", "f32", "must equal k.dtype (bf16)"});
+               {"v.dtype", "fp32", "must equal k.dtype (bf16)"});
   std::vector<uint16_t> o16(512);
-  const OutputView f16_out(o16.data(), DType::f16, 2, 16, 16, 256, 16);
-  expect_error([&] { dense_attention(s, c.q.view, c.k.view, c.v.view, f16_out); }, {"out.dtype", "f16", "f32 or bf16"});
+  const OutputView f16_out(o16.data(), DType::fp16, 2, 16, 16, 256, 16);
+  expect_error([&] { dense_attention(s, c.q.view, c.k.view, c.v.view, f16_out); }, {"out.dtype", "fp16", "fp32 or bf16"});
   KernelOptions o;
   o.check_finite = true;
   c.k.bits[37] = 0x7fc0;  // a bf16 NaN: found at head 0, token 2, element 5

@@ -54,14 +54,14 @@ void check_thread_count(const char* where, const char* field, int64_t threads); 
 // Threads the kernels use for these options.
 int resolve_threads(const KernelOptions& opts);
 
-// Element types. q, k and v may each be f32, bf16 or f16 (k and v the same),
-// out f32 or bf16; fp32 views pass as they are. Logits, softmax and every
+// Element types. q, k and v may each be fp32, bf16 or fp16 (k and v the same),
+// out fp32 or bf16; fp32 views pass as they are. Logits, softmax and every
 // accumulation are fp32 whatever the inputs. Where the ISA has bf16 dot
 // products (avx512_bf16) and k/v are bf16, QK and PV run on them: q is rounded
 // to bf16 (if it is not), and so are the probabilities P before the PV
 // product, as FlashAttention does (the row sums use the unrounded P). Each
 // output element is then within 2^-8 x max|v| of the exact attention of the
-// rounded inputs. Otherwise (f16 k/v everywhere, bf16 on other ISAs) the
+// rounded inputs. Otherwise (fp16 k/v everywhere, bf16 on other ISAs) the
 // operands are widened to fp32 exactly when packed and the fp32 kernels run:
 // the result is that of the fp32 kernels on the widened inputs.
 

@@ -53,36 +53,36 @@ using ConstTensorView = BasicTensorView<const float>;
 
 // Element types of Q, K, V and the output. bf16: the upper half of an IEEE
 // fp32 (8 exponent bits, 7 mantissa bits), as PyTorch's torch.bfloat16 and
-// numpy's ml_dtypes.bfloat16 store it. f16: IEEE binary16 (torch.float16,
+// numpy's ml_dtypes.bfloat16 store it. fp16: IEEE binary16 (torch.float16,
 // numpy.float16). Both as raw 16-bit patterns.
-enum class DType : uint8_t { f32, bf16, f16 };
+enum class DType : uint8_t { fp32, bf16, fp16 };
 struct bf16_t {
   uint16_t bits;
 };
-struct f16_t {
+struct fp16_t {
   uint16_t bits;
 };
-// "f32", "bf16", "f16": the names of every flag, profile key and C constant.
+// "fp32", "bf16", "fp16": the names of every flag and profile key (C: SPATTN_FP32, ...).
 const char* dtype_name(DType dtype);
-// Parses those names (also fp32/float32, bfloat16, fp16/float16; any case);
+// Parses those names (also f32/float32, bfloat16, f16/float16; any case);
 // throws spattn::Error otherwise.
 DType parse_dtype(std::string_view name);
 int64_t dtype_bytes(DType dtype);
 template <class T>
 constexpr DType dtype_of() {
   using U = std::remove_const_t<T>;
-  static_assert(std::is_same_v<U, float> || std::is_same_v<U, bf16_t> || std::is_same_v<U, f16_t>,
-                "spattn views hold float, bf16_t or f16_t");
+  static_assert(std::is_same_v<U, float> || std::is_same_v<U, bf16_t> || std::is_same_v<U, fp16_t>,
+                "spattn views hold float, bf16_t or fp16_t");
   if constexpr (std::is_same_v<U, bf16_t>) return DType::bf16;
-  else if constexpr (std::is_same_v<U, f16_t>) return DType::f16;
-  else return DType::f32;
+  else if constexpr (std::is_same_v<U, fp16_t>) return DType::fp16;
+  else return DType::fp32;
 }
 // Exact widening, and round-to-nearest-even narrowing (NaN stays NaN, values
 // beyond the range become +-inf).
 float to_float(bf16_t x);
-float to_float(f16_t x);
+float to_float(fp16_t x);
 bf16_t to_bf16(float x);
-f16_t to_f16(float x);
+fp16_t to_fp16(float x);
 
 // A view of any element type, as the kernels take Q, K and V: built
 // implicitly from any BasicTensorView (fp32 views keep working unchanged).
@@ -90,7 +90,7 @@ f16_t to_f16(float x);
 template <class Void>
 struct BasicAnyView {
   Void* data = nullptr;
-  DType dtype = DType::f32;
+  DType dtype = DType::fp32;
   int64_t heads = 0;
   int64_t tokens = 0;
   int64_t head_dim = 0;
@@ -121,7 +121,7 @@ struct BasicAnyView {
     return {static_cast<T*>(data), heads, tokens, head_dim, head_stride, token_stride};
   }
 };
-// Q, K, V: f32, bf16 or f16. Output: f32 or bf16.
+// Q, K, V: fp32, bf16 or fp16. Output: fp32 or bf16.
 using InputView = BasicAnyView<const void>;
 using OutputView = BasicAnyView<void>;
 

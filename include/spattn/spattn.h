@@ -79,17 +79,17 @@ spattn_status spattn_dense_attention_checked(const spattn_shape* shape, const fl
                                              const float* k, const float* v, float* out,
                                              int threads);
 
-/* Element types (the _typed entry points). bf16 and f16 are raw 16-bit
- * patterns (uint16_t): bf16 the upper half of an IEEE float, f16 IEEE
- * binary16. k and v share one type; out is f32 or bf16. Logits and softmax
+/* Element types (the _typed entry points). bf16 and fp16 are raw 16-bit
+ * patterns (uint16_t): bf16 the upper half of an IEEE float, fp16 IEEE
+ * binary16. k and v share one type; out is fp32 or bf16. Logits and softmax
  * are fp32 always; with bf16 k/v on an ISA with bf16 dot products
  * (avx512_bf16) q and P are rounded to bf16 for the products, elsewhere the
  * inputs are widened to fp32 exactly (see attention.hpp). */
-typedef enum spattn_dtype { SPATTN_F32 = 0, SPATTN_BF16 = 1, SPATTN_F16 = 2 } spattn_dtype;
+typedef enum spattn_dtype { SPATTN_FP32 = 0, SPATTN_BF16 = 1, SPATTN_FP16 = 2 } spattn_dtype;
 typedef struct spattn_dtypes {
   spattn_dtype q, kv, out;
 } spattn_dtypes;
-/* "f32", "bf16", "f16"; "unknown" otherwise. */
+/* "fp32", "bf16", "fp16"; "unknown" otherwise. */
 const char* spattn_dtype_name(spattn_dtype dtype);
 
 /* spattn_dense_attention on arrays of the given types (same layouts). */

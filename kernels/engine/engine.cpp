@@ -53,7 +53,7 @@ InputView queries_for(const KVPlan& kv, InputView q, int threads, std::vector<fl
   parallel_for(threads, rows, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const void* src = q.row(i / q.tokens, i % q.tokens);
-      if (want == DType::f32) widen_row(src, q.dtype, buffer.data() + i * d, d);
+      if (want == DType::fp32) widen_row(src, q.dtype, buffer.data() + i * d, d);
       else bf16_row(src, q.dtype, reinterpret_cast<uint16_t*>(buffer.data()) + i * d, d);
     }
   });
@@ -67,7 +67,7 @@ void qk_block(const KernelTable& kt, const AttentionShape& shape, InputView q, c
   const int64_t kb = kv.k_block(), kvh = h / shape.group_size();
   const int cols = padded_cols(std::min(kb, kv.kv_len() - b * kb), kt.vector_floats);
   const int d = static_cast<int>(shape.head_dim);
-  if (kv.format() == PackFormat::f32)
+  if (kv.format() == PackFormat::fp32)
     kt.qk_scores(static_cast<const float*>(q.row(h, r0)), q.token_stride, rows,
                  static_cast<const float*>(kv.key_block(kvh, b)), static_cast<int>(kb), cols, d,
                  shape.effective_scale(), s, static_cast<int>(ld_s));
@@ -115,7 +115,7 @@ QueryBlockJob flash_job(const AttentionShape& shape, InputView q, const KVPlan& 
 // The flash kernel of the plan's format.
 using AttendFn = void (*)(const QueryBlockJob&);
 AttendFn attend_kernel(const KernelTable& kt, const KVPlan& kv) {
-  return kv.format() == PackFormat::f32 ? kt.attend_query_block : kt.attend_query_block_bf16;
+  return kv.format() == PackFormat::fp32 ? kt.attend_query_block : kt.attend_query_block_bf16;
 }
 
 }  // namespace

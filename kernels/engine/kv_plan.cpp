@@ -58,16 +58,16 @@ void pack_value_pairs(InputView v, int64_t h, int64_t t0, int64_t rows, int64_t 
 
 KVPlan::KVPlan(const AttentionShape& shape, InputView k, InputView v, int64_t k_block, int threads)
     : kv_heads_(shape.kv_heads), kv_len_(shape.kv_len), head_dim_(shape.head_dim), k_block_(k_block),
-      format_(k.dtype == DType::bf16 && active_kernels().has_bf16() ? PackFormat::bf16_pairs : PackFormat::f32),
+      format_(k.dtype == DType::bf16 && active_kernels().has_bf16() ? PackFormat::bf16_pairs : PackFormat::fp32),
       numa_(numa_plan(threads, shape.kv_heads)) {
   v_heads_.resize(static_cast<size_t>(kv_heads_), nullptr);
-  if (format_ == PackFormat::f32) pack_f32(k, v, threads);
+  if (format_ == PackFormat::fp32) pack_f32(k, v, threads);
   else pack_bf16(k, v, threads);
 }
 
 const void* KVPlan::key_block(int64_t h, int64_t b) const {
   const int64_t elems = b * k_block_ * head_dim_;
-  if (format_ == PackFormat::f32) return keys_->head(h) + elems;
+  if (format_ == PackFormat::fp32) return keys_->head(h) + elems;
   return reinterpret_cast<const uint16_t*>(keys_->head(h)) + elems;
 }
 
@@ -75,18 +75,18 @@ void KVPlan::pack_f32(InputView k, InputView v, int threads) {
   const KernelTable& kt = active_kernels();
   const int64_t d = head_dim_, blocks = k_blocks();
   const bool with_v = v.data != nullptr;
-  const bool copy_v = with_v && (numa_.nodes > 1 || v.dtype != DType::f32);
+  const bool copy_v = with_v && (numa_.nodes > 1 || v.dtype != DType::fp32);
   keys_ = head_buffers(numa_, kv_heads_, packed_key_floats(kv_len_, k_block_, d), "keys", kv_len_);
   if (copy_v) v_copy_ = head_buffers(numa_, kv_heads_, kv_len_ * d, "values", kv_len_);
   parallel_for(
       threads, kv_heads_ * blocks,
       [&](int64_t begin, int64_t end) {
-        std::vector<float> wide(k.dtype == DType::f32 ? 0 : static_cast<size_t>(k_block_ * d));
+        std::vector<float> wide(k.dtype == DType::fp32 ? 0 : static_cast<size_t>(k_block_ * d));
         for (int64_t item = begin; item < end; ++item) {
           const int64_t h = item / blocks, b = item % blocks;
           const int64_t t0 = b * k_block_, rows = std::min(k_block_, kv_len_ - t0);
           float* dst = keys_->head(h) + b * k_block_ * d;
-          if (k.dtype == DType::f32) {
+          if (k.dtype == DType::fp32) {
             kt.pack_key_blocks(static_cast<const float*>(k.row(h, t0)), k.token_stride, rows, static_cast<int>(d),
                                static_cast<int>(k_block_), dst);
           } else {  // widen the block's rows, then the same packing

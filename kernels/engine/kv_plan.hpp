@@ -1,7 +1,7 @@
 #pragma once
 // KVPlan: the packed operands of one attention call, built once and read by
 // every work item (as oneDNN's ukernel plans are), in one of two formats:
-//   f32         each kv head's keys transposed per key block and zero-padded
+//   fp32        each kv head's keys transposed per key block and zero-padded
 //               (the layout qk_scores reads); values as strided fp32 rows
 //               (the caller's, or a widened / NUMA-placed copy);
 //   bf16_pairs  keys and values in bf16 pairs along the reduction dimension
@@ -20,7 +20,7 @@
 
 namespace spattn::detail {
 
-enum class PackFormat { f32, bf16_pairs };
+enum class PackFormat { fp32, bf16_pairs };
 
 class KVPlan {
  public:
@@ -30,7 +30,7 @@ class KVPlan {
 
   PackFormat format() const { return format_; }
   // The element type queries must have for this plan's kernels.
-  DType q_dtype() const { return format_ == PackFormat::f32 ? DType::f32 : DType::bf16; }
+  DType q_dtype() const { return format_ == PackFormat::fp32 ? DType::fp32 : DType::bf16; }
   int64_t kv_heads() const { return kv_heads_; }
   int64_t kv_len() const { return kv_len_; }
   int64_t head_dim() const { return head_dim_; }

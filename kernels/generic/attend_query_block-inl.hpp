@@ -58,7 +58,7 @@ inline void finish_rows(const QueryBlockJob& job, float* o, const float* row_max
     const float inv = l > 0.0f ? 1.0f / l : (l == 0.0f ? 0.0f : l);
     float* src = o + static_cast<int64_t>(r) * d;
     const typename Ops::V iv = Ops::set1(inv);
-    if (job.out_dtype == DType::f32) {
+    if (job.out_dtype == DType::fp32) {
       float* dst = static_cast<float*>(job.out) + r * job.out_stride;
       for (int c = 0; c < d; c += W) Ops::store(dst + c, Ops::mul(Ops::load(src + c), iv));
     } else {
