@@ -64,6 +64,9 @@ const char* kUsage = R"(usage: spattn-eval [flags]
                         --decode-block tokens after the prompt (for --record-on-new-block and DPad)
   --threads T           threads (default: SPATTN_NUM_THREADS or all cores)
   --no-recall           skip the attention-mass recall (saves one QK pass per step)
+  --dtype T             fp32 (default), bf16 or fp16: Q, K, V are rounded to T and both the session
+                        and the dense baseline run on them (bf16 runs the bf16 kernels on CPUs with
+                        AVX-512 BF16); accuracy is against dense at the same dtype
   --profile FILE        take block size, top-k, warmup, tiles and threads from the profile
                         entry for this shape (flags given explicitly still win); an entry tuned
                         more than 2x away in sequence length or steps is refused (defaults used)
@@ -251,6 +254,12 @@ CliOptions parse_options(int argc, char** argv) {
       c.set_threads = true;
     } else if (f == "--no-recall") {
       c.eo.recall = false;
+    } else if (f == "--dtype") {
+      try {
+        c.eo.dtype = spattn::parse_dtype(a.value(f));
+      } catch (const spattn::Error& e) {
+        spattn::cli::usage_error(a.tool, std::string("--dtype: ") + e.what());
+      }
     } else if (f == "--profile") {
 #if SPATTN_HAS_YAML
       c.profile_path = a.value(f);
@@ -393,7 +402,7 @@ int eval_main(int argc, char** argv) {
       cfg.dpad.block_end = std::min<int64_t>(shape.kv_len, prefix + 512);
     }
     std::printf("spattn-eval: policy %s on %s: heads %lld/%lld, N %lld, head_dim %lld, steps %lld, "
-                "block %lld, topk %.3f, dense warmup steps %lld%s, ISA %s, threads %d\n",
+                "block %lld, topk %.3f, dense warmup steps %lld%s, dtype %s, ISA %s, threads %d\n",
                 policy_name(cfg.policy), workload.describe().c_str(), (long long)shape.heads,
                 (long long)shape.kv_heads, (long long)shape.kv_len, (long long)shape.head_dim,
                 (long long)std::min(c.steps, workload.steps()), (long long)cfg.block_size, cfg.topk_ratio,
@@ -402,7 +411,7 @@ int eval_main(int argc, char** argv) {
                   t.total_steps = std::min(c.steps, workload.steps());
                   return warmup_steps_for(t);
                 }(),
-                cfg.paper_select ? ", SparseD authors' selection" : "", isa_name(active_isa()),
+                cfg.paper_select ? ", SparseD authors' selection" : "", dtype_name(c.eo.dtype), isa_name(active_isa()),
                 resolve_threads(cfg.kernel));
     if (!c.quiet) std::printf("%5s  %-17s %8s %8s %9s %9s %10s %10s %6s\n", "step", "path", "density", "recall",
                               "cosine", "rel_l2", "ms", "dense_ms", "dense_h");

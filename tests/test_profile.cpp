@@ -860,7 +860,8 @@ namespace spattn::test {
 namespace {
 
 // Schema 4: each entry's shape names its dtype; older files read as fp32,
-// and a dtype this build cannot run is refused naming the line.
+// other spellings of a dtype read as its one name, and an unknown dtype is
+// refused naming the line.
 TEST(ProfileSchema4, DtypeIsWrittenReadAndChecked) {
   Profile p = make_profile(0);
   ProfileEntry e;
@@ -874,10 +875,18 @@ TEST(ProfileSchema4, DtypeIsWrittenReadAndChecked) {
   old.erase(old.find("dtype: fp32"), std::string("dtype: fp32").size());
   EXPECT_EQ(Profile::from_yaml_string(old, "old.yaml").entries.at(0).shape.dtype, "fp32");
   std::string bf16 = yaml;
-  bf16.replace(bf16.find("dtype: fp32"), std::string("dtype: fp32").size(), "dtype: bf16");
+  bf16.replace(bf16.find("dtype: fp32"), std::string("dtype: fp32").size(), "dtype: bfloat16");
+  const Profile pb = Profile::from_yaml_string(bf16, "bf16.yaml");
+  EXPECT_EQ(pb.entries.at(0).shape.dtype, "bf16");
+  TunedShape want = e.shape;
+  EXPECT_EQ(pb.lookup(want, "sparsed"), nullptr) << "an fp32 request must not take a bf16 entry";
+  want.dtype = "bf16";
+  EXPECT_NE(pb.lookup(want, "sparsed"), nullptr);
+  std::string int8 = yaml;
+  int8.replace(int8.find("dtype: fp32"), std::string("dtype: fp32").size(), "dtype: int8");
   try {
-    Profile::from_yaml_string(bf16, "bf16.yaml");
-    ADD_FAILURE() << "bf16 entry accepted";
+    Profile::from_yaml_string(int8, "int8.yaml");
+    ADD_FAILURE() << "int8 entry accepted";
   } catch (const Error& err) {
     EXPECT_NE(std::string(err.what()).find("dtype"), std::string::npos) << err.what();
     EXPECT_NE(std::string(err.what()).find("line"), std::string::npos) << err.what();

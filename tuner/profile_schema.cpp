@@ -230,9 +230,12 @@ void read_shape(const Reader& r, const MapReader& m, ProfileEntry& e) {
                    " is not a multiple of 16 (what the kernels run)");
   e.shape.steps = r.integer(s.required("steps"), s.child("steps"), 1);
   if (const YAML::Node dt = shape_node["dtype"]) {  // schema 4; older entries are fp32
-    e.shape.dtype = r.string(dt, s.child("dtype"));
-    if (e.shape.dtype != "fp32")
-      r.fail(dt, in_quotes(s.child("dtype")) + " = '" + e.shape.dtype + "': this build runs fp32 only");
+    const std::string name = r.string(dt, s.child("dtype"));
+    try {
+      e.shape.dtype = dtype_name(parse_dtype(name));  // one spelling: fp32, bf16 or fp16
+    } catch (const Error&) {
+      r.fail(dt, in_quotes(s.child("dtype")) + " = '" + name + "': expected fp32, bf16 or fp16");
+    }
   }
 }
 

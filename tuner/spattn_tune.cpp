@@ -50,6 +50,8 @@ search space
   --q-tiles LIST        dense query tile rows tried (default 32,64,128)
   --threads LIST        thread counts tried (default 1,2,4,... and all cores)
   --no-pooled           do not try the budget pooled across heads
+  --dtype T             fp32 (default), bf16 or fp16: tune on Q, K, V rounded to T (bf16 runs the
+                        bf16 kernels on CPUs with AVX-512 BF16); the entry records shape.dtype
   --no-adaptive         do not try the adaptive budget (blocks holding tau of each row's mass,
                         diffuse heads dense)
   --drift-every R       the chosen setting checks every R sparse steps whether its pattern still
@@ -203,6 +205,12 @@ CliOptions parse_options(int argc, char** argv) {
       c.o.try_pooled_budget = false;
     } else if (f == "--no-adaptive") {
       c.o.try_adaptive_budget = false;
+    } else if (f == "--dtype") {
+      try {
+        c.o.dtype = parse_dtype(a.value(f));
+      } catch (const Error& e) {
+        cli::usage_error(a.tool, std::string("--dtype: ") + e.what());
+      }
     } else if (f == "--drift-every") {
       c.o.drift_check_every = a.integer(f, 0, 1 << 30);
       c.drift_given = true;
@@ -282,6 +290,7 @@ struct TableContext {
   int64_t steps;
   int table_reps;
   bool naive_row;
+  spattn::DType dtype = spattn::DType::fp32;  // of the flash row (the other baselines are fp32)
 };
 
 // Naive attention on the first KV group (query heads [0, group), kv head 0
@@ -332,7 +341,15 @@ std::vector<Row> time_table(const TableContext& t, const spattn::TuneResult& r, 
                         vv = cv(v, shape.kv_heads, shape.kv_len);
   using lab::median_ms;
   std::fprintf(stderr, "timing the dense baselines for the table...\n");
-  flash_ms = median_ms(table_reps, [&] { dense_attention(shape, qv, kv, vv, ov(flash_out), k); });
+  // Flash at the tuned dtype, as the verification run timed it.
+  std::vector<uint16_t> n16[3];
+  auto typed = [&](const ConstTensorView& x, const std::vector<float>& src, std::vector<uint16_t>& dst) -> InputView {
+    if (t.dtype == DType::fp32) return x;
+    for (float f : src) dst.push_back(t.dtype == DType::bf16 ? to_bf16(f).bits : to_fp16(f).bits);
+    return InputView(dst.data(), t.dtype, x.heads, x.tokens, d, x.tokens * d, d);
+  };
+  const InputView qt = typed(qv, q, n16[0]), kt = typed(kv, kk, n16[1]), vt = typed(vv, v, n16[2]);
+  flash_ms = median_ms(table_reps, [&] { dense_attention(shape, qt, kt, vt, ov(flash_out), k); });
   const std::vector<double> ref(flash_out.begin(), flash_out.end());
   auto dense_row = [&](const char* name, auto&& fn) {
     Row row;
@@ -345,7 +362,7 @@ std::vector<Row> time_table(const TableContext& t, const spattn::TuneResult& r, 
   if (naive_row) rows.push_back(naive_row_of(shape, q, kk, v, ref, table_reps, steps, k));
   if (have_blas()) dense_row("dense OpenBLAS", [&] { blas_attention(shape, qv, kv, vv, ov(out), k); });
   Row flash;
-  flash.method = "dense flash";
+  flash.method = t.dtype == DType::fp32 ? "dense flash" : std::string("dense flash ") + dtype_name(t.dtype);
   flash.ms_per_step = flash_ms;
   flash.whole_run_ms = e.dense_ms;  // the verification run's dense steps
   flash.whole_run_measured = true;
@@ -426,6 +443,7 @@ void write_tune_json(const std::string& path, const spattn::MachineInfo& machine
 int tune_model(const CliOptions& c) {
   using namespace spattn;
   LayerTuneOptions lo;
+  lo.dtype = c.o.dtype;
   lo.npy_dir = c.o.workload.npy_dir;
   lo.layers = c.layers;
   lo.steps = c.o.steps;
@@ -482,7 +500,7 @@ int tune_main(int argc, char** argv) {
   const int64_t steps = std::min(o.steps, probe.steps());
   // Naive attention is 15-30x dense flash: it is timed on one KV group of
   // heads and scaled, and only up to N = 8192, so that it fits the budget.
-  const TableContext t{probe, shape, steps, std::min(o.reps, 3), c.table && shape.kv_len <= 8192};
+  const TableContext t{probe, shape, steps, std::min(o.reps, 3), c.table && shape.kv_len <= 8192, o.dtype};
   if (c.table)
     o.reserve_dense_steps = t.table_reps * (1.0 + (have_blas() ? 3.0 : 0.0) +
                                             (t.naive_row ? 30.0 / double(shape.kv_heads) : 0.0));

@@ -31,6 +31,7 @@ using lab::median_ms;
 struct StepData {
   int64_t step = 0;
   std::vector<float> q, k, v;
+  std::vector<uint16_t> q16, k16, v16;  // q, k, v rounded to a 16-bit dtype (tuning at bf16 / fp16)
   std::vector<double> ref;
 };
 
@@ -38,9 +39,14 @@ struct Problem {
   const WorkloadSource& workload;
   AttentionShape shape;
   int64_t steps;
-  ConstTensorView q(const StepData& d) const { return view(d.q, shape.heads, shape.q_len); }
-  ConstTensorView k(const StepData& d) const { return view(d.k, shape.kv_heads, shape.kv_len); }
-  ConstTensorView v(const StepData& d) const { return view(d.v, shape.kv_heads, shape.kv_len); }
+  DType dtype = DType::fp32;  // what the session and the dense baseline get, rounded from the workload
+  InputView q(const StepData& d) const { return typed(d.q, d.q16, shape.heads, shape.q_len); }
+  InputView k(const StepData& d) const { return typed(d.k, d.k16, shape.kv_heads, shape.kv_len); }
+  InputView v(const StepData& d) const { return typed(d.v, d.v16, shape.kv_heads, shape.kv_len); }
+  InputView typed(const std::vector<float>& t, const std::vector<uint16_t>& narrow, int64_t h, int64_t n) const {
+    if (dtype == DType::fp32) return view(t, h, n);
+    return InputView(narrow.data(), dtype, h, n, shape.head_dim, n * shape.head_dim, shape.head_dim);
+  }
   static ConstTensorView view(const std::vector<float>& t, int64_t h, int64_t n, int64_t d) {
     return ConstTensorView::heads_major(t.data(), h, n, d);
   }
@@ -55,6 +61,15 @@ struct Problem {
     StepData d;
     d.step = s;
     workload.step(s, d.q, d.k, d.v);
+    if (dtype != DType::fp32) {
+      auto narrow = [&](const std::vector<float>& t, std::vector<uint16_t>& out) {
+        out.resize(t.size());
+        for (size_t i = 0; i < t.size(); ++i) out[i] = dtype == DType::bf16 ? to_bf16(t[i]).bits : to_fp16(t[i]).bits;
+      };
+      narrow(d.q, d.q16);
+      narrow(d.k, d.k16);
+      narrow(d.v, d.v16);
+    }
     return d;
   }
 };
@@ -138,7 +153,7 @@ class Search {
  public:
   explicit Search(const TuneOptions& o)
       : o_(o), t0_(Clock::now()), progress_(o, t0_), spec_(workload_spec(o)), workload_(spec_),
-        S_(std::min(o.steps, workload_.steps())), P_{workload_, workload_.shape(), S_}, shape_(P_.shape),
+        S_(std::min(o.steps, workload_.steps())), P_{workload_, workload_.shape(), S_, o.dtype}, shape_(P_.shape),
         out_(P_.out_size()), lse_(static_cast<size_t>(shape_.heads * shape_.q_len)), lse_out_(P_.out_size()) {}
 
   TuneResult run() {
@@ -525,6 +540,7 @@ class Search {
       cfg.topk_ratio = chosen.topk_ratio;
       EvalOptions eo;
       eo.max_steps = S_;
+      eo.dtype = o_.dtype;
       eo.recall = false;
       const double vc = verify_cost_s(chosen.sparse_step_ms);
       eo.on_step = [&](const StepEval& e) {
@@ -560,6 +576,7 @@ class Search {
     res_.dense_step_ms = t_dense_;
     ProfileEntry& e = res_.entry;
     e.shape = TunedShape{shape_.heads, shape_.kv_heads, shape_.kv_len, shape_.head_dim, S_};
+    e.shape.dtype = dtype_name(o_.dtype);
     e.workload = workload_.describe();
     e.policy = policy_name(Policy::sparsed);
     e.min_mean_cosine = o_.min_mean_cosine;

@@ -34,6 +34,7 @@ ProfileEntry entry_for(const LayerTuneOptions& o, const WorkloadSource& w, int64
   const AttentionShape s = w.shape();
   ProfileEntry e;
   e.shape = TunedShape{s.heads, s.kv_heads, s.kv_len, s.head_dim, steps};
+  e.shape.dtype = dtype_name(o.dtype);
   e.workload = w.describe();
   e.policy = c.dense ? "dense" : "sparsed";
   e.layer = c.layer;
@@ -60,6 +61,7 @@ LayerChoice tune_one_layer(const LayerTuneOptions& o, const WorkloadSource& w, i
   std::sort(taus.begin(), taus.end());
   EvalOptions eo;
   eo.max_steps = steps;
+  eo.dtype = o.dtype;
   eo.recall = o.min_mean_recall > 0;  // one more QK pass per step, only when the bound asks for it
   for (double tau : taus) {
     if (o.on_progress) o.on_progress("layer " + std::to_string(layer) + ": tau " + std::to_string(tau));

@@ -49,7 +49,7 @@ struct TunedShape {
   int64_t seq_len = 0;   // tokens (q_len == kv_len in a diffusion step)
   int64_t head_dim = 0;
   int64_t steps = 0;     // denoising steps of the session
-  std::string dtype = "fp32";  // element type of Q, K, V (fp32 only in this version)
+  std::string dtype = "fp32";  // element type of Q, K, V: dtype_name() of a DType (fp32, bf16, fp16)
 
   bool operator==(const TunedShape&) const = default;
 };

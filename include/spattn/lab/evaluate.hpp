@@ -72,6 +72,11 @@ struct EvalResult {
 struct EvalOptions {
   int64_t max_steps = 0;        // 0: all the workload's steps
   bool recall = true;           // attention-mass recall of the mask (one extra QK pass per step)
+  // Element type Q, K and V are handed to the session and the dense baseline
+  // in (rounded from the workload's fp32); the output stays fp32. Accuracy is
+  // then against the dense flash output on the same rounded inputs: what the
+  // sparsity costs at that dtype.
+  DType dtype = DType::fp32;
   std::function<void(const StepEval&)> on_step;  // progress callback
 };
 

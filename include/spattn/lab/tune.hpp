@@ -46,6 +46,9 @@ struct TuneProgress {
 
 struct TuneOptions {
   WorkloadSpec workload;         // synthetic (default) or a folder of .npy steps
+  // Q, K, V are rounded to this dtype for every timing and accuracy run (the
+  // reference is dense at the same dtype); entries record it (shape.dtype).
+  DType dtype = DType::fp32;
   int64_t steps = 64;            // S, denoising steps of the tuned run (npy: at most its step folders)
   double min_mean_cosine = 0.99; // accuracy bound against dense, over all S steps
   double min_step_cosine = 0.98; // and for every single step
@@ -121,6 +124,7 @@ TuneResult tune(const TuneOptions& options);
 // a real session over all the trace's steps next to dense.
 struct LayerTuneOptions {
   std::string npy_dir;
+  DType dtype = DType::fp32;  // as TuneOptions::dtype
   std::vector<int> layers;  // empty: every layer found
   int64_t steps = 0;        // 0: every step folder
   double min_mean_cosine = 0.995;
