@@ -300,7 +300,7 @@ void apply_profile(CliOptions& c, const spattn::WorkloadSource& workload) {
   SessionConfig base = c.cfg;
   base.total_steps = std::min(c.steps, workload.steps());
   const ProfileFit fit = c.lenient_profile ? ProfileFit::lenient : ProfileFit::strict;
-  const SessionConfig from = session_config_from_profile(profile, shape, base, fit);
+  const SessionConfig from = session_config_from_profile(profile, shape, base, fit, c.eo.dtype);
   if (!c.set_block) c.cfg.block_size = from.block_size;
   if (!c.set_topk) c.cfg.topk_ratio = c.cfg.unisparse.topk_ratio = from.topk_ratio;
   if (!c.set_warmup) c.cfg.warmup_fraction = from.warmup_fraction;

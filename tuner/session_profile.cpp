@@ -55,8 +55,9 @@ const ProfileEntry* chosen_entry(const ProfileMatch& m, ProfileFit fit, const Tu
 }  // namespace
 
 SessionConfig session_config_for_layer(const Profile& profile, const AttentionShape& shape, int layer,
-                                       SessionConfig base, ProfileFit fit) {
-  const TunedShape key{shape.heads, shape.kv_heads, shape.kv_len, shape.head_dim, base.total_steps};
+                                       SessionConfig base, ProfileFit fit, DType dtype) {
+  TunedShape key{shape.heads, shape.kv_heads, shape.kv_len, shape.head_dim, base.total_steps};
+  key.dtype = dtype_name(dtype);
   if (layer >= 0) {
     const ProfileMatch sparse = profile.match(key, "sparsed", layer), dense = profile.match(key, "dense", layer);
     const ProfileMatch& m = sparse.entry != nullptr ? sparse : dense;  // a layer has one of the two
@@ -73,12 +74,13 @@ SessionConfig session_config_for_layer(const Profile& profile, const AttentionSh
       return apply_profile_entry(*e, base);
     }
   }
-  return session_config_from_profile(profile, shape, base, fit);
+  return session_config_from_profile(profile, shape, base, fit, dtype);
 }
 
 SessionConfig session_config_from_profile(const Profile& profile, const AttentionShape& shape,
-                                          SessionConfig base, ProfileFit fit) {
-  const TunedShape key{shape.heads, shape.kv_heads, shape.kv_len, shape.head_dim, base.total_steps};
+                                          SessionConfig base, ProfileFit fit, DType dtype) {
+  TunedShape key{shape.heads, shape.kv_heads, shape.kv_len, shape.head_dim, base.total_steps};
+  key.dtype = dtype_name(dtype);
   const ProfileEntry* e = chosen_entry(profile.match(key, policy_name(base.policy)), fit, key);
   return apply_profile_entry(e ? *e : Profile::default_entry(key), base);
 }

@@ -186,8 +186,11 @@ std::optional<Profile> load_default_profile(bool strict = false);
 SessionConfig apply_profile_entry(const ProfileEntry& entry, SessionConfig base);
 // The session of one model layer: the entry tuned for that layer (policy
 // sparsed or dense) if the profile has one, else session_config_from_profile.
+// dtype: the element type the session's Q/K/V will have; only entries tuned at
+// it are used.
 SessionConfig session_config_for_layer(const Profile& profile, const AttentionShape& shape, int layer,
-                                       SessionConfig base = {}, ProfileFit fit = ProfileFit::strict);
+                                       SessionConfig base = {}, ProfileFit fit = ProfileFit::strict,
+                                       DType dtype = DType::fp32);
 // base with the parameters of the profile entry for this shape,
 // base.total_steps and base.policy (Profile::match). An entry that does not
 // fit is refused (strict: Profile::default_entry()'s parameters) or used
@@ -195,7 +198,8 @@ SessionConfig session_config_for_layer(const Profile& profile, const AttentionSh
 // stderr says which entry and why. What a DiffusionAttention built from a
 // profile runs with.
 SessionConfig session_config_from_profile(const Profile& profile, const AttentionShape& shape,
-                                          SessionConfig base = {}, ProfileFit fit = ProfileFit::strict);
+                                          SessionConfig base = {}, ProfileFit fit = ProfileFit::strict,
+                                          DType dtype = DType::fp32);
 
 // Where a profile is read and written when no path is given, independent of
 // the working directory: $SPATTN_PROFILE if set and not empty, else
