@@ -28,6 +28,7 @@ CpuFeatures detect() {
   if (!osxsave) return f;
   const uint64_t xcr0 = read_xcr0();
   const bool ymm_os = (xcr0 & 0x6) == 0x6;           // SSE + AVX state
+  f.f16c = ymm_os && (ecx & (1u << 28)) && (ecx & (1u << 29));  // AVX and F16C
   const bool zmm_os = (xcr0 & 0xE6) == 0xE6;         // + opmask, ZMM_Hi256, Hi16_ZMM
   if (__get_cpuid_max(0, nullptr) < 7) return f;
   __cpuid_count(7, 0, eax, ebx, ecx, edx);

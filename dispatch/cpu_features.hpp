@@ -5,6 +5,7 @@ namespace spattn::detail {
 struct CpuFeatures {
   bool avx2_fma = false;  // AVX2 + FMA, with OS support for YMM state
   bool avx512 = false;    // AVX-512 F/BW/DQ/VL, with OS support for ZMM state
+  bool f16c = false;         // vcvtph2ps (fp16 -> fp32), with OS support for YMM state
   bool avx512_bf16 = false;  // that plus AVX512_BF16 (vdpbf16ps, vcvtneps2bf16)
   bool neon = false;      // aarch64 Advanced SIMD
 };

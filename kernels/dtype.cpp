@@ -6,6 +6,7 @@
 #include <cstring>
 #include <string>
 
+#include "dispatch/cpu_features.hpp"
 #include "kernels/convert.hpp"
 #include "spattn/error.hpp"
 #include "spattn/shape.hpp"
@@ -76,10 +77,7 @@ __attribute__((target("avx,f16c"))) void widen_fp16_f16c(const uint16_t* s, floa
     _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i))));
   for (; i < n; ++i) dst[i] = fp16_value(s[i]);
 }
-bool has_f16c() {
-  static const bool yes = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
-  return yes;
-}
+bool has_f16c() { return cpu_features().f16c; }
 #endif
 
 void widen_fp16(const uint16_t* s, float* dst, int64_t n) {
