@@ -4,6 +4,7 @@
 // kernels/attention.cpp calls through it. Internal header.
 #include <cstdint>
 
+#include "kernels/causal_mask.hpp"
 #include "spattn/isa.hpp"
 #include "spattn/shape.hpp"
 
@@ -30,6 +31,13 @@ struct QueryBlockJob {
   int64_t out_stride = 0;  // in elements
   DType out_dtype = DType::fp32;
   float* lse = nullptr;      // optional: per-row log-sum-exp (-inf for an empty row)
+  // Causal: row r sits at position q_pos + r and sees the keys at positions
+  // <= its own; key t of the plan sits at key_pos[t] (ascending; nullptr: at
+  // t). Blocks wholly in the future are the caller's to leave out; this
+  // masks the keys of the blocks it is given that a row must not see.
+  bool causal = false;
+  int64_t q_pos = 0;
+  const int32_t* key_pos = nullptr;
   // Optional, for SparseD's record step fused into the flash pass: per row r
   // and visited block i, block_max[r * n_key_blocks + i] = the row's running
   // max after block i and block_sum[...] = sum over the block of

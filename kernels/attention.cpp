@@ -70,6 +70,23 @@ void check_view_basics(const char* where, const char* name, InputView x) {
                        std::to_string(x.head_dim), "needs heads, tokens >= 0 and head_dim > 0");
 }
 
+// Causal: a mask may not list a key block wholly after the last query of its
+// row (a policy that did so computed a pattern for the wrong problem).
+void check_causal_mask(const char* where, const AttentionShape& shape, const BlockMask& mask) {
+  const int64_t pos0 = shape.query_position0();
+  for (int64_t h = 0; h < mask.heads; ++h)
+    for (int64_t qb = 0; qb < mask.q_blocks(); ++qb) {
+      const std::span<const int32_t> row = mask.row(h, qb);
+      if (row.empty()) continue;
+      const int64_t last_pos = pos0 + std::min(shape.q_len, (qb + 1) * mask.q_block) - 1;
+      if (row.back() * mask.k_block > last_pos)
+        throw_bad_argument(where, ("mask row (head " + std::to_string(h) + ", query block " + std::to_string(qb) + ")").c_str(),
+                           "key block " + std::to_string(row.back()),
+                           "lies after the row's last query (position " + std::to_string(last_pos) +
+                               "): a causal mask may list only key blocks up to the diagonal");
+    }
+}
+
 }  // namespace
 
 namespace detail {
@@ -118,6 +135,7 @@ void block_sparse_attention(const AttentionShape& shape, InputView q, InputView 
   if (mask.kv_len != shape.kv_len)
     throw_bad_argument(where, "mask.kv_len", std::to_string(mask.kv_len),
                        "must equal shape.kv_len " + std::to_string(shape.kv_len));
+  if (shape.causal) check_causal_mask(where, shape, mask);
   detail::check_finite_inputs(where, opts, shape, q, k, v);
   const int threads = resolve_threads(opts);
   const detail::KVPlan kv(shape, k, v, mask.k_block, threads);
@@ -145,7 +163,12 @@ void gathered_attention(const AttentionShape& shape, InputView q, InputView k, I
   const InputView vv = detail::gather_tokens(v, kept, threads, vc);
   AttentionShape compact = shape;
   compact.kv_len = static_cast<int64_t>(kept.size());
-  detail::dense_attention_unchecked(compact, q, kk, vv, out, opts.q_tile_rows, opts.k_block, threads);
+  if (shape.causal) compact.q_offset = shape.query_position0();  // positions stay those of the full cache
+  detail::KVPlan kv(compact, kk, vv, opts.k_block, threads);
+  if (shape.causal) kv.set_key_positions(kept);  // compact key i sits at position kept[i]
+  const std::vector<int32_t> all = detail::all_key_blocks(kv);
+  detail::attend(compact, q, kv, out, opts.q_tile_rows, [&](int64_t, int64_t) { return std::span<const int32_t>(all); },
+                 threads);
 }
 
 ConstTensorView gather_tokens(ConstTensorView x, std::span<const int32_t> kept, std::vector<float>& dst,

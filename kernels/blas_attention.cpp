@@ -42,19 +42,24 @@ void blas_attention(const AttentionShape& shape, ConstTensorView q, ConstTensorV
     const int64_t kvh = h / group;
     for (int64_t r0 = 0; r0 < shape.q_len; r0 += kTileRows) {
       const int64_t rows = std::min(kTileRows, shape.q_len - r0);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n, d, scale, q.row(h, r0),
-                  q.token_stride, k.row(kvh, 0), k.token_stride, 0.0f, s.data(), n);
+      // Causal: the tile's last row sees keys [0, cols); earlier rows are masked below.
+      const int64_t pos0 = shape.query_position0() + r0;
+      const int64_t cols = shape.causal ? std::min(n, pos0 + rows) : n;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, cols, d, scale, q.row(h, r0),
+                  q.token_stride, k.row(kvh, 0), k.token_stride, 0.0f, s.data(), cols);
       std::vector<float> inv(static_cast<size_t>(rows));
       for (int64_t r = 0; r < rows; ++r) {
-        float* row = s.data() + r * n;
-        const float mx = *std::max_element(row, row + n);
-        for (int64_t j = 0; j < n; ++j) row[j] -= mx;
-        kt.exp_inplace(row, n);
+        float* row = s.data() + r * cols;
+        const int64_t seen = shape.causal ? pos0 + r + 1 : cols;
+        std::fill(row + seen, row + cols, -INFINITY);
+        const float mx = *std::max_element(row, row + seen);
+        for (int64_t j = 0; j < cols; ++j) row[j] -= mx;
+        kt.exp_inplace(row, cols);
         float sum = 0.0f;
-        for (int64_t j = 0; j < n; ++j) sum += row[j];
+        for (int64_t j = 0; j < cols; ++j) sum += row[j];
         inv[r] = 1.0f / sum;
       }
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, d, n, 1.0f, s.data(), n,
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, d, cols, 1.0f, s.data(), cols,
                   v.row(kvh, 0), v.token_stride, 0.0f, out.row(h, r0), out.token_stride);
       for (int64_t r = 0; r < rows; ++r) {
         float* o = out.row(h, r0 + r);

@@ -21,8 +21,9 @@ void naive_attention(const AttentionShape& shape, ConstTensorView q, ConstTensor
     for (int64_t item = 0; item < shape.heads * shape.q_len; ++item) {
       const int64_t h = item / shape.q_len, t = item % shape.q_len, kvh = h / group;
       const float* qr = q.row(h, t);
+      const int64_t seen = shape.causal ? shape.query_position0() + t + 1 : n;  // keys the row sees
       float mx = -INFINITY;
-      for (int64_t j = 0; j < n; ++j) {
+      for (int64_t j = 0; j < seen; ++j) {
         const float* kr = k.row(kvh, j);
         float dot = 0.0f;
         for (int64_t c = 0; c < d; ++c) dot += qr[c] * kr[c];
@@ -30,13 +31,13 @@ void naive_attention(const AttentionShape& shape, ConstTensorView q, ConstTensor
         mx = p[j] > mx ? p[j] : mx;
       }
       float sum = 0.0f;
-      for (int64_t j = 0; j < n; ++j) {
+      for (int64_t j = 0; j < seen; ++j) {
         p[j] = std::exp(p[j] - mx);
         sum += p[j];
       }
       float* o = out.row(h, t);
       for (int64_t c = 0; c < d; ++c) o[c] = 0.0f;
-      for (int64_t j = 0; j < n; ++j) {
+      for (int64_t j = 0; j < seen; ++j) {
         const float* vr = v.row(kvh, j);
         for (int64_t c = 0; c < d; ++c) o[c] += p[j] * vr[c];
       }

@@ -46,6 +46,8 @@ void reference_attention(const AttentionShape& shape, ConstTensorView q, ConstTe
     for (int64_t item = 0; item < shape.heads * shape.q_len; ++item) {
       const int64_t h = item / shape.q_len, t = item % shape.q_len, kvh = h / group;
       for (int64_t j = 0; j < n; ++j) allowed[j] = kept_flag.empty() ? 1 : kept_flag[j];
+      if (shape.causal)  // key j sits at position j, query t at query_position0() + t
+        for (int64_t j = shape.query_position0() + t + 1; j < n; ++j) allowed[j] = 0;
       if (mask != nullptr) {
         std::vector<char> in_mask(static_cast<size_t>(mask->k_blocks()), 0);
         for (int32_t b : mask->row(h, t / mask->q_block)) in_mask[b] = 1;

@@ -33,6 +33,19 @@ void AttentionShape::validate() const {
   };
   elements("q_len", heads, q_len);
   elements("kv_len", kv_heads, kv_len);
+  if (q_offset != kQOffsetEnd) {
+    if (!causal) bad("q_offset", q_offset, "is only meaningful with causal = true (leave it at kQOffsetEnd = -1)");
+    if (q_offset < 0) bad("q_offset", q_offset, "must be >= 0, or kQOffsetEnd (-1) for kv_len - q_len");
+  }
+  if (causal && q_len > kv_len)
+    bad("q_len", q_len,
+        ("with causal, q_len must not exceed kv_len " + std::to_string(kv_len) +
+         ": the queries' own keys must be in the cache").c_str());
+  if (causal && query_position0() > kv_len - q_len)  // no overflow: both sides are in range
+    bad("q_len", q_len,
+        ("with causal, q_offset + q_len (" + std::to_string(query_position0()) + " + " + std::to_string(q_len) +
+         ") must not exceed kv_len " + std::to_string(kv_len) + ": the queries' own keys must be in the cache")
+            .c_str());
   if (!std::isfinite(scale) || scale < 0.0f)
     throw_bad_argument("AttentionShape", "scale", std::to_string(scale),
                        "must be finite and >= 0 (0 means 1/sqrt(head_dim))");

@@ -112,6 +112,12 @@ void SessionConfig::validate() const {
 DiffusionAttention::DiffusionAttention(const AttentionShape& shape, const SessionConfig& config)
     : shape_(shape), config_(config) {
   shape_.validate();
+  // Diffusion decoding is bidirectional, and the session's record / drift /
+  // DPad steps assume it. Causal prefill runs the kernels and patterns directly.
+  if (shape_.causal)
+    throw_bad_argument("DiffusionAttention", "shape.causal", "true",
+                       "the session serves bidirectional diffusion decoding; for causal prefill call "
+                       "dense_attention / block_sparse_attention with a causal shape and a pattern");
   config_.validate();
   // Every path runs the hand-vectorized kernels: refuse what they cannot run now.
   detail::check_kernel_limits("DiffusionAttention", shape_, config_.kernel.q_tile_rows, config_.kernel.k_block);

@@ -23,7 +23,8 @@ void check_mass_args(const char* where, const AttentionShape& shape, InputView q
 
 BlockMass mass_on_plan(const AttentionShape& shape, InputView q, const detail::KVPlan& kv,
                        const float* lse, int64_t q_block, int threads) {
-  BlockMass m{shape.heads, shape.q_len, shape.kv_len, q_block, kv.k_block(), {}};
+  BlockMass m{shape.heads, shape.q_len, shape.kv_len, q_block, kv.k_block(), {}, shape.causal,
+              shape.causal ? shape.query_position0() : 0};
   m.mass.resize(static_cast<size_t>(shape.heads * m.q_blocks() * m.k_blocks()));
   detail::block_mass(shape, q, kv, lse, q_block, threads, m.mass.data());
   return m;
@@ -69,6 +70,12 @@ void validate_block_mass(const char* where, const BlockMass& mass) {
                        "must be heads * q_blocks * k_blocks = " + std::to_string(rows * kbs));
 }
 
+void refuse_causal_mass(const char* where, const BlockMass& mass) {
+  if (mass.causal)
+    throw_bad_argument(where, "mass.causal", "true",
+                       "this selection serves bidirectional (diffusion) attention; use sparsed_select for causal masses");
+}
+
 }  // namespace detail
 
 BlockMask sparsed_select(const BlockMass& mass, double topk_ratio) {
@@ -76,30 +83,30 @@ BlockMask sparsed_select(const BlockMass& mass, double topk_ratio) {
     throw_bad_argument("sparsed_select", "topk_ratio", std::to_string(topk_ratio),
                        "must be in (0, 1]");
   detail::validate_block_mass("sparsed_select", mass);
-  const int64_t kbs = mass.k_blocks(), rows = mass.heads * mass.q_blocks();
-  const int64_t keep = blocks_for_ratio(topk_ratio, kbs);
+  const int64_t kbs = mass.k_blocks(), qbs = mass.q_blocks(), rows = mass.heads * qbs;
   BlockMask m{mass.heads, mass.q_len, mass.kv_len, mass.q_block, mass.k_block, {}, {}};
-  m.row_ptr.resize(rows + 1);
-  m.col_idx.resize(rows * keep);
+  m.row_ptr.assign(static_cast<size_t>(rows + 1), 0);
+  for (int64_t r = 0; r < rows; ++r)  // rows keep the same count unless causal
+    m.row_ptr[r + 1] = m.row_ptr[r] + blocks_for_ratio(topk_ratio, mass.visible_k_blocks(r % qbs));
+  m.col_idx.resize(static_cast<size_t>(m.row_ptr[rows]));
   detail::parallel_for(resolve_threads(KernelOptions{}), rows, [&](int64_t r_begin, int64_t r_end) {
     std::vector<int32_t> idx(kbs);
     for (int64_t r = r_begin; r < r_end; ++r) {
       const float* w = mass.mass.data() + r * kbs;
-      std::iota(idx.begin(), idx.end(), 0);
+      const int64_t n = mass.visible_k_blocks(r % qbs), keep = m.row_ptr[r + 1] - m.row_ptr[r];
+      std::iota(idx.begin(), idx.begin() + n, 0);
       // Largest mass first; equal mass goes to the lower index. NaN mass (from
       // non-finite inputs) ranks lowest: a NaN in the comparison would break
       // the strict weak order partial_sort relies on.
       auto key = [w](int32_t i) { return std::isnan(w[i]) ? -INFINITY : w[i]; };
-      std::partial_sort(idx.begin(), idx.begin() + keep, idx.end(), [&key](int32_t a, int32_t b) {
+      std::partial_sort(idx.begin(), idx.begin() + keep, idx.begin() + n, [&key](int32_t a, int32_t b) {
         const float ka = key(a), kb = key(b);
         return ka > kb || (ka == kb && a < b);
       });
       std::sort(idx.begin(), idx.begin() + keep);
-      std::copy_n(idx.begin(), keep, m.col_idx.begin() + r * keep);
-      m.row_ptr[r + 1] = (r + 1) * keep;
+      std::copy_n(idx.begin(), keep, m.col_idx.begin() + m.row_ptr[r]);
     }
   });
-  m.row_ptr[0] = 0;
   return m;
 }
 

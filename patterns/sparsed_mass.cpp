@@ -50,6 +50,7 @@ void MassBudget::validate(const char* where, const std::string& prefix) const {
 
 BlockMask sparsed_select_mass(const BlockMass& mass, const MassBudget& budget, std::vector<uint8_t>* dense_heads) {
   budget.validate("sparsed_select_mass", "budget.");
+  detail::refuse_causal_mass("sparsed_select_mass", mass);
   detail::validate_block_mass("sparsed_select_mass", mass);
   const int64_t H = mass.heads, qbs = mass.q_blocks(), kbs = mass.k_blocks();
   const int64_t lo = std::min(kbs, budget.min_blocks);

@@ -72,6 +72,7 @@ int64_t sparsed_paper_keep(double select, int64_t n) {
 
 BlockMask sparsed_select_paper(const BlockMass& all, const BlockMass& generation, int64_t generation_block,
                                double select) {
+  detail::refuse_causal_mass("sparsed_select_paper", all);
   check_pair(all, generation, generation_block);
   const int64_t n = all.k_blocks(), n_gen = n - generation_block, rows = all.heads * all.q_blocks();
   const int64_t keep_all = sparsed_paper_keep(select, n), keep_gen = sparsed_paper_keep(select, n_gen);

@@ -7,6 +7,7 @@
 
 #include "kernels/engine/parallel.hpp"
 #include "spattn/error.hpp"
+#include "patterns/validate_params.hpp"
 #include "spattn/patterns.hpp"
 
 namespace spattn {
@@ -56,6 +57,7 @@ void select_pooled_row(const BlockMass& mass, int64_t qb, int64_t keep, std::vec
 BlockMask sparsed_select_pooled(const BlockMass& mass, double topk_ratio) {
   // sparsed_select checks everything this function relies on; it also gives
   // the per-head count each head would get, which sets the pooled budget.
+  detail::refuse_causal_mass("sparsed_select_pooled", mass);
   const BlockMask per_head = sparsed_select(mass, topk_ratio);
   const int64_t H = mass.heads, qbs = mass.q_blocks();
   const int64_t keep = per_head.row_ptr[1] - per_head.row_ptr[0];

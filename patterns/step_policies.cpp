@@ -165,7 +165,7 @@ class SparsedSteps final : public StepPolicy {
     constexpr int64_t kTile = 16;
     const int64_t tiles = (rows + kTile - 1) / kTile;
     std::vector<double> kept(static_cast<size_t>(H * tiles), 0.0);  // one slot per tile: no sharing
-    key_softmax_rows(ss, qs, kv, kTile, 0.0f, threads, [&](int64_t h, int64_t r0, int n, const float* probs, int64_t ld) {
+    key_softmax_rows(ss, qs, kv, kTile, 0.0f, {}, threads, [&](int64_t h, int64_t r0, int n, const float* probs, int64_t ld) {
       double sum = 0.0;
       for (int32_t kb : p.row(h, blocks[static_cast<size_t>(r0 / B)])) {
         const int64_t c0 = kb * p.k_block, len = std::min(nk, c0 + p.k_block) - c0;

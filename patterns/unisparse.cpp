@@ -49,9 +49,21 @@
 //    to the lower index) until the kept estimated mass reaches tau times the
 //    row's total and at least min_blocks are kept.
 //
-// Positions: query token t sits at key position t + kv_len - q_len (queries
-// are the last q_len positions, as with a cached prefix; q_len == kv_len is
-// the usual case), clamped into [0, kv_len).
+// Positions: query token t sits at key position t + shape.query_position0()
+// (kv_len - q_len unless a causal shape sets q_offset: the queries are the
+// last q_len positions, as with a cached prefix; q_len == kv_len is the usual
+// bidirectional case), clamped into [0, kv_len).
+//
+// Causal prefill (shape.causal): a query block may only select key blocks up
+// to the one holding its last query's position (its visible blocks), and its
+// estimate must not see later tokens. So at every granularity a pooled query
+// row sees only the pooled keys that end at or before its query block's last
+// position: a pooled key straddling that position would average future
+// tokens into the estimate. (At g <= block with block-aligned positions that
+// is every key block up to the diagonal; at coarse g the pooled keys around
+// the diagonal drop out, and the forced diagonal blocks cover what they
+// held.) The softmax runs over the visible pooled keys only; topk_ratio
+// counts visible blocks, and the threshold is tau of the visible estimate.
 #include <algorithm>
 #include <bit>
 #include <cmath>
@@ -179,12 +191,22 @@ void add_granularity_estimate(const AttentionShape& shape, InputView q, InputVie
   const int64_t last_key_tokens = shape.kv_len - (nk - 1) * g;
   const float last_key_bias = std::log(static_cast<float>(last_key_tokens) / static_cast<float>(g));
 
+  // Causal: pooled keys each pooled query row may see (see the top).
+  std::vector<int64_t> visible;
+  if (shape.causal) {
+    visible.resize(static_cast<size_t>(nq));
+    for (int64_t i = 0; i < nq; ++i) {
+      const int64_t qb = i * gq / block;
+      const int64_t last = shape.query_position0() + std::min((qb + 1) * block, shape.q_len) - 1;
+      visible[static_cast<size_t>(i)] = last + 1 >= shape.kv_len ? nk : (last + 1) / g;
+    }
+  }
   // Pooled query rows per work item: a multiple of block / gq (both powers of
   // two), so that items own whole query blocks and write disjoint est rows.
   const int64_t rows_per_item = std::max(block / gq, kMinRowsPerItem);
   detail::key_softmax_rows(
       pooled, ConstTensorView::heads_major(q_pooled.data(), shape.heads, nq, d), kv, rows_per_item,
-      last_key_bias, threads, [&](int64_t h, int64_t i0, int rows, const float* probs, int64_t ld) {
+      last_key_bias, visible, threads, [&](int64_t h, int64_t i0, int rows, const float* probs, int64_t ld) {
         std::vector<float> bm(static_cast<size_t>(k_blocks));
         for (int r = 0; r < rows; ++r) {
           fold_onto_key_blocks(probs + r * ld, nk, g, block, shape.kv_len, bm.data());
@@ -204,7 +226,7 @@ void add_granularity_estimate(const AttentionShape& shape, InputView q, InputVie
 // of the keys, clamped into [0, kv_len)).
 void diagonal_blocks(const AttentionShape& shape, int64_t block, int64_t qb, int64_t& first,
                      int64_t& last) {
-  const int64_t offset = shape.kv_len - shape.q_len;
+  const int64_t offset = shape.query_position0();
   const int64_t lo = qb * block + offset;
   const int64_t hi = std::min((qb + 1) * block, shape.q_len) + offset - 1;
   first = std::clamp<int64_t>(lo, 0, shape.kv_len - 1) / block;
@@ -244,7 +266,8 @@ int64_t threshold_prefix(uint64_t* keys, int64_t n, const float* est, double mas
 }
 
 // Marks the kept key blocks of one (head, query block) row in kept (k_blocks
-// flags, zero on entry) and returns how many.
+// flags, zero on entry) and returns how many. k_blocks: the blocks the row
+// may see (all, or under causality those up to its diagonal).
 int64_t select_row(const float* est, int64_t k_blocks, int64_t diag_first, int64_t diag_last,
                    const UnisparseParams& p, std::vector<uint64_t>& keys, uint8_t* kept) {
   int64_t forced = 0;
@@ -311,7 +334,8 @@ BlockMask unisparse_select(const AttentionShape& shape, InputView q, InputView k
     for (int64_t r = begin; r < end; ++r) {
       int64_t first = 0, last = 0;
       diagonal_blocks(shape, block, r % q_blocks, first, last);
-      m.row_ptr[r + 1] = select_row(est.data() + r * k_blocks, k_blocks, first, last, params, keys,
+      const int64_t visible = shape.causal ? last + 1 : k_blocks;  // last: the block of the last query
+      m.row_ptr[r + 1] = select_row(est.data() + r * k_blocks, visible, first, last, params, keys,
                                     kept.data() + r * k_blocks);
     }
   });

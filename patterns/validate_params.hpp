@@ -20,6 +20,9 @@ inline std::string fmt_param(double v) {
 void validate_unisparse_params(const char* where, const std::string& prefix, const UnisparseParams& p);
 // A BlockMass's fields and table size (the selections read it by rows).
 void validate_block_mass(const char* where, const BlockMass& mass);
+// The session's selections (pooled, mass budget, paper preset) take
+// bidirectional masses only: throws spattn::Error for a causal one.
+void refuse_causal_mass(const char* where, const BlockMass& mass);
 // DPad's keep rule (rule, window, and sigma or k_sigma / scale); the block
 // geometry is checked where it is used (dpad_kept_tokens).
 void validate_dpad_rule(const char* where, const std::string& prefix, const DpadParams& p);

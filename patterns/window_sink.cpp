@@ -3,14 +3,19 @@
 // sides of the query block.
 //
 // For query block qb (tokens [qb*block, min((qb+1)*block, q_len))) with key
-// positions [lo, hi] (query token t sits at key position t + kv_len - q_len:
-// queries are the last q_len positions, as with a cached prefix; positions
+// positions [lo, hi] (query token t sits at key position t +
+// shape.query_position0(), i.e. t + kv_len - q_len unless a causal shape sets
+// q_offset: queries are the last q_len positions, as with a cached prefix; positions
 // clamped into [0, kv_len)), the row keeps every key block that holds a token
 //  - in [0, sink_tokens) (the sinks), or
 //  - in [lo - window_tokens/2, hi + window_tokens/2] (integer halving: an odd
 //    window rounds down).
 // The query block's own key blocks are therefore always kept. Every head gets
 // the same rows.
+//
+// Causal shapes (query token t at position query_position0() + t): the band
+// lies behind the queries only, as StreamingLLM's: [lo - window_tokens, hi],
+// and nothing after hi is listed.
 #include <algorithm>
 #include <string>
 #include <vector>
@@ -47,9 +52,11 @@ BlockMask window_sink_mask(const AttentionShape& shape, const WindowSinkParams& 
 
   const int64_t block = params.block_size;
   const int64_t q_blocks = (shape.q_len + block - 1) / block;
-  const int64_t offset = shape.kv_len - shape.q_len;
+  const int64_t offset = shape.query_position0();
   const int64_t last_key = shape.kv_len - 1;
-  const int64_t half = std::min(params.window_tokens / 2, shape.kv_len);
+  // How far the band reaches behind and ahead of the query block.
+  const int64_t behind = std::min(shape.causal ? params.window_tokens : params.window_tokens / 2, shape.kv_len);
+  const int64_t ahead = shape.causal ? 0 : behind;
   const int64_t sink_last_block =
       params.sink_tokens > 0 ? (std::min(params.sink_tokens, shape.kv_len) - 1) / block : -1;
 
@@ -57,13 +64,14 @@ BlockMask window_sink_mask(const AttentionShape& shape, const WindowSinkParams& 
   for (int64_t qb = 0; qb < q_blocks; ++qb) {
     const int64_t lo = std::clamp<int64_t>(qb * block + offset, 0, last_key);
     const int64_t hi = std::clamp<int64_t>(std::min((qb + 1) * block, shape.q_len) - 1 + offset, 0, last_key);
-    const int64_t band_first = std::max<int64_t>(0, lo - half) / block;
-    const int64_t band_last = std::min(last_key, hi + half) / block;
+    const int64_t band_first = std::max<int64_t>(0, lo - behind) / block;
+    const int64_t band_last = std::min(last_key, hi + ahead) / block;
+    // Causal: sinks after the queries are not attended either.
+    const int64_t sinks_last = shape.causal ? std::min(sink_last_block, hi / block) : sink_last_block;
     std::vector<int32_t>& row = per_query_block[qb];
-    for (int64_t kb = 0; kb <= sink_last_block && kb < band_first; ++kb)
-      row.push_back(static_cast<int32_t>(kb));
+    for (int64_t kb = 0; kb <= sinks_last && kb < band_first; ++kb) row.push_back(static_cast<int32_t>(kb));
     for (int64_t kb = band_first; kb <= band_last; ++kb) row.push_back(static_cast<int32_t>(kb));
-    for (int64_t kb = band_last + 1; kb <= sink_last_block; ++kb)  // sinks past the band
+    for (int64_t kb = band_last + 1; kb <= sinks_last; ++kb)  // sinks past the band
       row.push_back(static_cast<int32_t>(kb));
   }
 

@@ -107,7 +107,7 @@ TEST(EnginePasses, KeySoftmaxRowsEmitsEveryTileOnceAsDistributions) {
   Qkv x(s, 5);
   const KVPlan kv(s, x.k, ConstTensorView{}, 64, 2);
   std::vector<std::atomic<int>> rows_seen(static_cast<size_t>(2 * 21));
-  detail::key_softmax_rows(s, x.q, kv, 8, std::log(0.5f), 2,
+  detail::key_softmax_rows(s, x.q, kv, 8, std::log(0.5f), {}, 2,
                            [&](int64_t h, int64_t r0, int rows, const float* p, int64_t ld) {
                              for (int r = 0; r < rows; ++r) {
                                ++rows_seen[static_cast<size_t>(h * 21 + r0 + r)];

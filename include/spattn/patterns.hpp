@@ -14,12 +14,23 @@ namespace spattn {
 // mass[(h * q_blocks + qb) * k_blocks + kb] = mean over the rows of query
 // block qb of the softmax probability that falls in key block kb. Each
 // (h, qb) row sums to 1. Computed without an N x N buffer (a flash pass for
-// each row's log-sum-exp, then a QK-only pass).
+// each row's log-sum-exp, then a QK-only pass). From a causal shape, a row's
+// mass covers only the keys its queries see: key blocks wholly after the
+// query block's last position have mass 0 and are not visible_k_blocks.
 struct BlockMass {
   int64_t heads = 0, q_len = 0, kv_len = 0, q_block = 0, k_block = 0;
   std::vector<float> mass;
+  bool causal = false;   // computed under causality: query token t at position q_offset + t
+  int64_t q_offset = 0;  // with causal: the shape's query_position0()
   int64_t q_blocks() const { return (q_len + q_block - 1) / q_block; }
   int64_t k_blocks() const { return (kv_len + k_block - 1) / k_block; }
+  // Key blocks query block qb may attend to: all of them, or under causality
+  // those up to the block of its last query's position.
+  int64_t visible_k_blocks(int64_t qb) const {
+    if (!causal) return k_blocks();
+    const int64_t last = q_offset + (q_len < (qb + 1) * q_block ? q_len : (qb + 1) * q_block) - 1;
+    return last / k_block + 1 < k_blocks() ? last / k_block + 1 : k_blocks();
+  }
   const float* row(int64_t head, int64_t query_block) const {
     return mass.data() + (head * q_blocks() + query_block) * k_blocks();
   }
@@ -38,6 +49,9 @@ double mask_recall(const BlockMass& mass, const BlockMask& mask);
 
 // SparseD: per head and query block keep the ceil(topk_ratio * k_blocks) key
 // blocks (at least one) with the largest mass; ties go to the lower index.
+// Causal masses: k_blocks counts the row's visible blocks, and only those
+// are candidates. (The extensions below are the diffusion session's and
+// refuse causal masses.)
 BlockMask sparsed_select(const BlockMass& mass, double topk_ratio);
 // The same budget (heads x ceil(topk_ratio * k_blocks) blocks per query
 // block) pooled across heads: every head keeps its best block, the rest go to

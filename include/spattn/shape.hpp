@@ -16,8 +16,21 @@ struct AttentionShape {
   int64_t kv_len = 0;
   int64_t head_dim = 0;
   float scale = 0.0f;  // softmax scale; 0 means 1/sqrt(head_dim)
+  // Causal attention (autoregressive prefill): query token t sits at absolute
+  // position q_offset + t and sees the keys at positions <= its own. q_offset
+  // kQOffsetEnd (the default) means kv_len - q_len: the queries are the last
+  // q_len tokens of the cache. Set it explicitly for chunked prefill into a
+  // cache with room to spare. Needs q_offset + q_len <= kv_len, so every
+  // query sees at least key 0. Without causal, q_offset must stay
+  // kQOffsetEnd (positions only matter under causality and for the patterns'
+  // diagonal, which uses the same rule).
+  bool causal = false;
+  int64_t q_offset = kQOffsetEnd;
+  static constexpr int64_t kQOffsetEnd = -1;
 
   float effective_scale() const;
+  // Absolute position of query token 0.
+  int64_t query_position0() const { return q_offset == kQOffsetEnd ? kv_len - q_len : q_offset; }
   int64_t group_size() const { return heads / kv_heads; }
   // Throws spattn::Error naming the first bad field.
   void validate() const;

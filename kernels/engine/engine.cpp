@@ -77,6 +77,47 @@ void qk_block(const KernelTable& kt, const AttentionShape& shape, InputView q, c
                       shape.effective_scale(), s, static_cast<int>(ld_s));
 }
 
+// Causal: how many of the plan's key blocks hold a key at a position <= pos
+// (the blocks a query at pos may visit are exactly these, a prefix).
+int64_t blocks_up_to(const KVPlan& kv, int64_t pos) {
+  const int64_t kb = kv.k_block(), nk = kv.k_blocks();
+  if (kv.key_positions() == nullptr) return std::clamp<int64_t>(pos / kb + 1, 0, nk);
+  int64_t lo = 0, hi = nk;  // first block whose first key lies after pos
+  while (lo < hi) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    if (kv.key_position(mid * kb) <= pos) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+// Key blocks the work item's rows may see: blocks < n_visible (all of them
+// without causality).
+int64_t visible_blocks(const AttentionShape& shape, const KVPlan& kv, int64_t r0, int rows) {
+  return shape.causal ? blocks_up_to(kv, shape.query_position0() + r0 + rows - 1) : kv.k_blocks();
+}
+
+// Causal: the blocks of an ascending list the item may visit (a prefix).
+std::span<const int32_t> clip_blocks(std::span<const int32_t> blocks, int64_t n_visible) {
+  const auto end = std::partition_point(blocks.begin(), blocks.end(), [&](int32_t b) { return b < n_visible; });
+  return blocks.first(static_cast<size_t>(end - blocks.begin()));
+}
+
+// QK of a block then, under causality, the element mask of the diagonal.
+void masked_qk_block(const KernelTable& kt, const AttentionShape& shape, InputView q, const KVPlan& kv, int64_t h,
+                     int64_t r0, int rows, int64_t b, float* s, int64_t ld_s) {
+  qk_block(kt, shape, q, kv, h, r0, rows, b, s, ld_s);
+  if (!shape.causal) return;
+  const int64_t kb = kv.k_block();
+  mask_future_keys(s, ld_s, rows, shape.query_position0() + r0, b * kb,
+                   static_cast<int>(std::min(kb, kv.kv_len() - b * kb)), kv.key_positions());
+}
+
+// Causal items cost in proportion to their position: hand them out one by one.
+Schedule schedule_for(const AttentionShape& shape) {
+  return shape.causal ? Schedule::dynamic : Schedule::contiguous;
+}
+
 }  // namespace
 
 std::vector<int32_t> all_key_blocks(const KVPlan& kv) {
@@ -108,6 +149,9 @@ QueryBlockJob flash_job(const AttentionShape& shape, InputView q, const KVPlan& 
   job.out_stride = out.token_stride;
   job.out_dtype = out.dtype;
   job.lse = lse != nullptr ? lse + w.head * shape.q_len + w.r0 : nullptr;
+  job.causal = shape.causal;
+  job.q_pos = shape.query_position0() + w.r0;
+  job.key_pos = kv.key_positions();
   job.scratch = scratch;
   return job;
 }
@@ -125,9 +169,11 @@ void attend(const AttentionShape& shape, InputView q_in, const KVPlan& kv, Outpu
   const AttendFn kernel = attend_kernel(active_kernels(), kv);
   std::vector<float> q_buffer;
   const InputView q = queries_for(kv, q_in, threads, q_buffer);
-  for_each_work_item(shape.heads, shape.q_len, q_block, threads, Schedule::contiguous, &kv.numa(),
+  for_each_work_item(shape.heads, shape.q_len, q_block, threads, schedule_for(shape), &kv.numa(),
                      scratch_floats(q_block, kv.k_block(), shape.head_dim), [&](const WorkItem& w, float* scratch) {
-                       kernel(flash_job(shape, q, kv, out, w, key_blocks(w.head, w.tile), lse, scratch));
+                       std::span<const int32_t> blocks = key_blocks(w.head, w.tile);
+                       if (shape.causal) blocks = clip_blocks(blocks, visible_blocks(shape, kv, w.r0, w.rows));
+                       kernel(flash_job(shape, q, kv, out, w, blocks, lse, scratch));
                      });
 }
 
@@ -140,21 +186,24 @@ void attend_with_block_mass(const AttentionShape& shape, InputView q_in, const K
   const int64_t nk = kv.k_blocks(), q_blocks = (shape.q_len + q_block - 1) / q_block;
   const int64_t flash_floats = scratch_floats(q_block, kv.k_block(), shape.head_dim);
   for_each_work_item(
-      shape.heads, shape.q_len, q_block, threads, Schedule::contiguous, &kv.numa(), flash_floats + 2 * q_block * nk,
+      shape.heads, shape.q_len, q_block, threads, schedule_for(shape), &kv.numa(), flash_floats + 2 * q_block * nk,
       [&](const WorkItem& w, float* scratch) {
-        QueryBlockJob job = flash_job(shape, q, kv, out, w, all, lse, scratch);
+        const int64_t visible = visible_blocks(shape, kv, w.r0, w.rows);  // all blocks unless causal
+        QueryBlockJob job = flash_job(shape, q, kv, out, w, std::span<const int32_t>(all).first(visible), lse, scratch);
         job.block_max = scratch + flash_floats;
         job.block_sum = job.block_max + q_block * nk;
         kernel(job);
-        // mass of block b = mean over rows of exp(max_rb - lse_r) * sum_rb.
+        // mass of block b = mean over rows of exp(max_rb - lse_r) * sum_rb
+        // (job rows are strided by n_key_blocks, the visible blocks).
         float* dst = mass + (w.head * q_blocks + w.tile) * nk;
+        std::fill(dst + visible, dst + nk, 0.0f);  // future blocks: no mass
         const float* row_lse = lse + w.head * shape.q_len + w.r0;
-        for (int64_t b = 0; b < nk; ++b) {
+        for (int64_t b = 0; b < visible; ++b) {
           double total = 0.0;
           for (int r = 0; r < w.rows; ++r) {
-            const float m = job.block_max[r * nk + b], l = row_lse[r];
+            const float m = job.block_max[r * visible + b], l = row_lse[r];
             if (m == -INFINITY || l == -INFINITY) continue;  // nothing seen yet, or an empty row
-            total += std::exp(static_cast<double>(m) - static_cast<double>(l)) * job.block_sum[r * nk + b];
+            total += std::exp(static_cast<double>(m) - static_cast<double>(l)) * job.block_sum[r * visible + b];
           }
           dst[b] = static_cast<float>(total / w.rows);
         }
@@ -164,22 +213,23 @@ void attend_with_block_mass(const AttentionShape& shape, InputView q_in, const K
 std::vector<float> row_lse(const AttentionShape& shape, InputView q_in, const KVPlan& kv, int64_t q_block,
                            int threads) {
   const KernelTable& kt = active_kernels();
-  const int64_t kb = kv.k_block(), k_blocks = kv.k_blocks();
+  const int64_t kb = kv.k_block();
   std::vector<float> q_buffer;
   const InputView q = queries_for(kv, q_in, threads, q_buffer);
   std::vector<float> lse(static_cast<size_t>(shape.heads * shape.q_len));
   // Scratch: scores, then running max, sum and rescale per row.
   for_each_work_item(
-      shape.heads, shape.q_len, q_block, threads, Schedule::contiguous, &kv.numa(), q_block * kb + 3 * q_block,
+      shape.heads, shape.q_len, q_block, threads, schedule_for(shape), &kv.numa(), q_block * kb + 3 * q_block,
       [&](const WorkItem& w, float* s) {
         float* mx = s + q_block * kb;
         float* sum = mx + q_block;
         float* resc = sum + q_block;
         std::fill_n(mx, w.rows, -INFINITY);
         std::fill_n(sum, w.rows, 0.0f);
-        for (int64_t b = 0; b < k_blocks; ++b) {
-          const int64_t valid = std::min(kb, shape.kv_len - b * kb);
-          qk_block(kt, shape, q, kv, w.head, w.r0, w.rows, b, s, kb);
+        const int64_t visible = visible_blocks(shape, kv, w.r0, w.rows);
+        for (int64_t b = 0; b < visible; ++b) {
+          const int64_t valid = std::min(kb, kv.kv_len() - b * kb);
+          masked_qk_block(kt, shape, q, kv, w.head, w.r0, w.rows, b, s, kb);
           kt.online_softmax_update(s, static_cast<int>(kb), w.rows, static_cast<int>(valid), mx, sum, resc);
         }
         for (int r = 0; r < w.rows; ++r) lse[w.head * shape.q_len + w.r0 + r] = mx[r] + std::log(sum[r]);
@@ -195,13 +245,15 @@ void block_mass(const AttentionShape& shape, InputView q_in, const KVPlan& kv, c
   std::vector<float> q_buffer;
   const InputView q = queries_for(kv, q_in, threads, q_buffer);
   for_each_work_item(
-      shape.heads, shape.q_len, q_block, threads, Schedule::contiguous, &kv.numa(), q_block * kb,
+      shape.heads, shape.q_len, q_block, threads, schedule_for(shape), &kv.numa(), q_block * kb,
       [&](const WorkItem& w, float* s) {
         const float* lse_rows = lse + w.head * shape.q_len + w.r0;
         float* dst = mass + (w.head * q_blocks + w.tile) * k_blocks;
-        for (int64_t b = 0; b < k_blocks; ++b) {
-          const int64_t valid = std::min(kb, shape.kv_len - b * kb);
-          qk_block(kt, shape, q, kv, w.head, w.r0, w.rows, b, s, kb);
+        const int64_t visible = visible_blocks(shape, kv, w.r0, w.rows);
+        std::fill(dst + visible, dst + k_blocks, 0.0f);  // future blocks: no mass
+        for (int64_t b = 0; b < visible; ++b) {
+          const int64_t valid = std::min(kb, kv.kv_len() - b * kb);
+          masked_qk_block(kt, shape, q, kv, w.head, w.r0, w.rows, b, s, kb);
           double total = 0.0;
           for (int r = 0; r < w.rows; ++r) {
             float* sr = s + r * kb;
@@ -218,27 +270,37 @@ void block_mass(const AttentionShape& shape, InputView q_in, const KVPlan& kv, c
 }
 
 void key_softmax_rows(const AttentionShape& shape, InputView q_in, const KVPlan& kv, int64_t rows_per_item,
-                      float last_key_bias, int threads, SoftmaxRowsFn emit) {
+                      float last_key_bias, std::span<const int64_t> visible_keys, int threads,
+                      SoftmaxRowsFn emit) {
   const KernelTable& kt = active_kernels();
   const int64_t kb = kv.k_block(), nk = kv.kv_len();
   const int64_t ld = kv.k_blocks() * kb;
   std::vector<float> q_buffer;
   const InputView q = queries_for(kv, q_in, threads, q_buffer);
+  auto seen = [&](int64_t row) { return visible_keys.empty() ? nk : visible_keys[static_cast<size_t>(row)]; };
   for_each_work_item(
       shape.heads, shape.q_len, rows_per_item, threads, Schedule::dynamic, nullptr, rows_per_item * ld,
       [&](const WorkItem& w, float* s) {
-        for (int64_t b = 0; b < kv.k_blocks(); ++b) qk_block(kt, shape, q, kv, w.head, w.r0, w.rows, b, s + b * kb, ld);
+        int64_t most = 0;  // keys any row of the item sees: blocks past them are not computed
+        for (int r = 0; r < w.rows; ++r) most = std::max(most, seen(w.r0 + r));
+        for (int64_t b = 0; b * kb < most; ++b) qk_block(kt, shape, q, kv, w.head, w.r0, w.rows, b, s + b * kb, ld);
         for (int r = 0; r < w.rows; ++r) {
           float* sr = s + r * ld;
-          sr[nk - 1] += last_key_bias;
+          const int64_t n = seen(w.r0 + r);
+          if (n == 0) {  // a row that sees no key: no distribution, zeros
+            std::fill(sr, sr + nk, 0.0f);
+            continue;
+          }
+          if (n == nk) sr[nk - 1] += last_key_bias;
           float mx = sr[0];
-          for (int64_t j = 1; j < nk; ++j) mx = sr[j] > mx ? sr[j] : mx;
-          for (int64_t j = 0; j < nk; ++j) sr[j] -= mx;
-          kt.exp_inplace(sr, nk);
+          for (int64_t j = 1; j < n; ++j) mx = sr[j] > mx ? sr[j] : mx;
+          for (int64_t j = 0; j < n; ++j) sr[j] -= mx;
+          kt.exp_inplace(sr, n);
           float sum = 0.0f;
-          for (int64_t j = 0; j < nk; ++j) sum += sr[j];
+          for (int64_t j = 0; j < n; ++j) sum += sr[j];
           const float inv = 1.0f / sum;
-          for (int64_t j = 0; j < nk; ++j) sr[j] *= inv;
+          for (int64_t j = 0; j < n; ++j) sr[j] *= inv;
+          std::fill(sr + n, sr + nk, 0.0f);  // keys the row may not see
         }
         emit(w.head, w.r0, w.rows, s, ld);
       });

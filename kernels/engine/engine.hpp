@@ -12,6 +12,12 @@
 //                    handed to the caller per work item (UniSparse scoring
 //                    over pooled keys)
 //
+// Causal shapes (shape.causal): every pass sees only the keys at positions
+// <= the query row's (the plan's key_position()); key blocks wholly in the
+// future are dropped from what the caller lists (a prefix: lists ascend), the
+// blocks crossing the diagonal are masked per element, and what a row cannot
+// see counts as zero mass / probability.
+//
 // Policies choose blocks and call these; they never see the kernel table or
 // threads. No argument checks here: the public entry points have made them.
 #include <cstdint>
@@ -55,13 +61,18 @@ void block_mass(const AttentionShape& shape, InputView q, const KVPlan& kv, cons
 
 // For every head and every tile of rows_per_item query rows: the softmax of
 // scale * q . k + bias(j) over all keys j of the plan (bias: last_key_bias on
-// the last key, 0 elsewhere), row r of the tile at probs + r * ld. The
+// the last key, 0 elsewhere), row r of the tile at probs + r * ld. With
+// visible_keys (one count per query row) row i sees only keys
+// [0, visible_keys[i]) (causal selection over pooled keys) and the others get
+// probability 0 (a row that sees none is all zeros); empty: every row sees
+// every key. The
 // callback sees each tile once, from any thread; tiles are handed out
 // dynamically (their cost is uneven with GQA and short last tiles).
 using SoftmaxRowsFn =
     FunctionRef<void(int64_t head, int64_t first_row, int rows, const float* probs, int64_t ld)>;
 void key_softmax_rows(const AttentionShape& shape, InputView q, const KVPlan& kv, int64_t rows_per_item,
-                      float last_key_bias, int threads, SoftmaxRowsFn emit);
+                      float last_key_bias, std::span<const int64_t> visible_keys, int threads,
+                      SoftmaxRowsFn emit);
 
 // DPad compaction: the rows kept lists (ascending, shared by all heads) of x,
 // into dst as [heads][kept][d] of x's dtype (dst holds the bytes); returns the

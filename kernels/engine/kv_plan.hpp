@@ -13,6 +13,7 @@
 // record step: flash with LSE, then block masses) builds one plan.
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "kernels/numa_placement.hpp"
@@ -43,6 +44,12 @@ class KVPlan {
   // bf16_pairs: the head's packed values.
   const void* values(int64_t h) const { return v_heads_[static_cast<size_t>(h)]; }
   int64_t v_stride() const { return v_stride_; }
+  // Absolute positions of the plan's keys, for causal passes: key t sits at
+  // key_positions()[t] (ascending) where the keys are a compaction (DPad's
+  // kept tokens), else (nullptr) at t. The span must outlive the plan.
+  void set_key_positions(std::span<const int32_t> pos) { key_pos_ = pos.data(); }
+  const int32_t* key_positions() const { return key_pos_; }
+  int64_t key_position(int64_t t) const { return key_pos_ != nullptr ? key_pos_[t] : t; }
 
  private:
   void pack_f32(InputView k, InputView v, int threads);
@@ -55,6 +62,7 @@ class KVPlan {
   std::unique_ptr<HeadBuffers> v_copy_;  // widened, placed or bf16-packed values
   std::vector<const void*> v_heads_;     // each kv head's values (nullptr: QK only)
   int64_t v_stride_ = 0;
+  const int32_t* key_pos_ = nullptr;
 };
 
 }  // namespace spattn::detail

@@ -96,6 +96,7 @@ inline void attend_query_block_with(const QueryBlockJob& job) {
     const int64_t t0 = static_cast<int64_t>(b) * kb;
     const int valid = static_cast<int>(job.kv_len - t0 < kb ? job.kv_len - t0 : kb);
     Path::qk(job, b, (valid + W - 1) / W * W, s);
+    if (job.causal) detail::mask_future_keys(s, kb, rows, job.q_pos, t0, valid, job.key_pos);
     online_softmax_update(s, kb, rows, valid, row_max, row_sum, rescale);
     if (job.block_sum != nullptr) record_block_sums(job, s, rows, valid, row_max, i);
     Path::pv(job, o, rescale, s, valid, b, p16);
