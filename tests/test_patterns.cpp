@@ -14,6 +14,13 @@
 
 #include "test_util.hpp"
 
+// GCC 12 reports a false -Wdangling-pointer inside std::vector's copy of
+// UnisparseParams' default initializer list once enough tests in this file
+// inline it (a known GCC 12 false positive, gcc.gnu.org PR 106199 family).
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ == 12
+#pragma GCC diagnostic ignored "-Wdangling-pointer"
+#endif
+
 namespace spattn::test {
 namespace {
 
@@ -723,6 +730,133 @@ TEST(WindowSink, RejectsBadArgumentsNamingThem) {
   AttentionShape bad = s;
   bad.q_len = 0;
   expect_error([&] { window_sink_mask(bad, {}); }, {"q_len", "0", "window_sink_mask"});
+}
+
+// ---- causal prefill ------------------------------------------------------
+
+AttentionShape causal(AttentionShape s, int64_t q_offset = AttentionShape::kQOffsetEnd) {
+  s.causal = true;
+  s.q_offset = q_offset;
+  return s;
+}
+
+// Every row lists only blocks up to its diagonal (block_sparse_attention
+// refuses anything else), and with diagonal_kept the diagonal block itself.
+void expect_causal_rows(const AttentionShape& s, const BlockMask& m, bool diagonal_kept = true) {
+  for (int64_t h = 0; h < m.heads; ++h)
+    for (int64_t qb = 0; qb < m.q_blocks(); ++qb) {
+      const int64_t last = s.query_position0() + std::min(s.q_len, (qb + 1) * m.q_block) - 1;
+      const auto row = row_vec(m, h, qb);
+      ASSERT_FALSE(row.empty());
+      if (diagonal_kept) {
+        EXPECT_EQ(row.back(), last / m.k_block) << "h " << h << " qb " << qb;
+      } else {
+        EXPECT_LE(row.back(), last / m.k_block) << "h " << h << " qb " << qb;
+      }
+    }
+}
+
+TEST_P(UnisparsePerIsa, CausalKeepsPlantedVisibleBlocksAndNothingAfterTheDiagonal) {
+  const AttentionShape s = causal({4, 2, 2000, 2000, 64});
+  const Planted pl = make_planted(s, 64, 3);
+  const BlockMass exact = block_attention_mass(s, pl.x.q, pl.x.k, 64, 64);
+  for (const Select mode : {Select::topk, Select::threshold}) {
+    UnisparseParams p;
+    p.select = mode;
+    p.topk_ratio = 0.25;
+    p.tau = 0.9;
+    const BlockMask m = unisparse_select(s, pl.x.q, pl.x.k, p);
+    expect_causal_rows(s, m);
+    for (int64_t h = 0; h < s.heads; ++h)
+      for (int64_t qb = 0; qb < pl.q_blocks; ++qb) {
+        const auto row = row_vec(m, h, qb);
+        const std::set<int32_t> kept(row.begin(), row.end());
+        const std::set<int32_t>& planted = pl.planted[h * pl.q_blocks + qb];
+        const int64_t visible_planted = std::count_if(planted.begin(), planted.end(), [&](int32_t kb) { return kb <= qb; });
+        // topk keeps 25% of the visible blocks: early rows cannot hold every planted block.
+        if (mode == Select::topk && blocks_for_ratio(p.topk_ratio, qb + 1) < visible_planted + 2) continue;
+        for (int32_t kb : planted)
+          if (kb <= qb) {
+            EXPECT_TRUE(kept.count(kb)) << "mode " << int(mode) << " h " << h << " qb " << qb << " kb " << kb;
+          }
+      }
+    // topk's early rows keep 1-2 of a handful of visible blocks: recall 0.80 here.
+    EXPECT_GT(mask_recall(exact, m), mode == Select::threshold ? 0.95 : 0.75) << "mode " << int(mode);
+    Tensor out(s.heads, s.q_len, s.head_dim);
+    block_sparse_attention(s, pl.x.q, pl.x.k, pl.x.v, m, out.view);  // accepted: nothing in the future
+  }
+}
+
+TEST_P(UnisparsePerIsa, CausalEstimateDoesNotSeeLaterTokens) {
+  // Change every query and key after position 1024: the selection of the
+  // query blocks that end before it must not change, at any granularity
+  // (256-token pools straddle 1024 - 64 .. 1024 + 192).
+  const AttentionShape s = causal({2, 1, 1500, 1500, 64});
+  Qkv a(s, 8), b = a;
+  std::mt19937_64 rng(1);
+  std::normal_distribution<float> nd(0.0f, 3.0f);
+  for (int64_t t = 1024; t < s.kv_len; ++t)
+    for (int64_t c = 0; c < s.head_dim; ++c) {
+      b.k.view.row(0, t)[c] = nd(rng);
+      for (int64_t h = 0; h < s.heads; ++h) b.q.view.row(h, t)[c] = nd(rng);
+    }
+  UnisparseParams p;
+  p.tau = 0.8;
+  const BlockMask ma = unisparse_select(s, a.q, a.k, p), mb = unisparse_select(s, b.q, b.k, p);
+  for (int64_t h = 0; h < s.heads; ++h)
+    for (int64_t qb = 0; qb < 1024 / 64; ++qb) EXPECT_EQ(row_vec(ma, h, qb), row_vec(mb, h, qb)) << h << " " << qb;
+  expect_causal_rows(s, ma);
+}
+
+TEST_P(UnisparsePerIsa, CausalChunkWithOffsetSelectsUpToItsDiagonal) {
+  // A 4th chunk of 300 queries at positions 900..1199 over a 1200-token cache,
+  // offset inside a block (900 = 14 * 64 + 4).
+  const AttentionShape s = causal({2, 2, 300, 1200, 64}, 900);
+  const Qkv x(s, 12);
+  UnisparseParams p;
+  p.select = Select::topk;
+  p.topk_ratio = 0.2;
+  const BlockMask m = unisparse_select(s, x.q, x.k, p);
+  expect_causal_rows(s, m);
+  for (int64_t qb = 0; qb < m.q_blocks(); ++qb) {  // 20% of the visible blocks (sink and diagonal forced)
+    const int64_t visible = (900 + std::min<int64_t>(300, (qb + 1) * 64) - 1) / 64 + 1;
+    EXPECT_EQ(static_cast<int64_t>(row_vec(m, 0, qb).size()), blocks_for_ratio(0.2, visible)) << qb;
+  }
+}
+
+TEST(WindowSinkCausal, BandLiesBehindTheQueries) {
+  const AttentionShape s = causal({1, 1, 1000, 1000, 64});
+  WindowSinkParams p;
+  p.block_size = 64;
+  p.sink_tokens = 64;
+  p.window_tokens = 256;
+  const BlockMask m = window_sink_mask(s, p);
+  expect_causal_rows(s, m);
+  const std::vector<int32_t> first{0}, tenth{0, 6, 7, 8, 9, 10}, chunk{0, 3, 4, 5, 6, 7, 8};
+  EXPECT_EQ(row_vec(m, 0, 0), first);
+  EXPECT_EQ(row_vec(m, 0, 10), tenth);  // 640 - 256 = 384: block 6
+  // A chunk at offset 500 of a 1000-token cache: its first block holds 500..563.
+  const AttentionShape c = causal({1, 1, 100, 1000, 64}, 500);
+  EXPECT_EQ(row_vec(window_sink_mask(c, p), 0, 0), chunk);
+}
+
+TEST(SparsedCausal, TopkCountsVisibleBlocksOnly) {
+  const AttentionShape s = causal({2, 1, 640, 640, 64});
+  const Qkv x(s, 3);
+  const BlockMass mass = block_attention_mass(s, x.q, x.k, 64, 64);
+  const BlockMask m = sparsed_select(mass, 0.3);
+  expect_causal_rows(s, m, /*diagonal_kept=*/false);  // SparseD forces nothing
+  for (int64_t qb = 0; qb < m.q_blocks(); ++qb)
+    EXPECT_EQ(static_cast<int64_t>(row_vec(m, 0, qb).size()), blocks_for_ratio(0.3, qb + 1)) << qb;
+  Tensor out(s.heads, s.q_len, s.head_dim);
+  block_sparse_attention(s, x.q, x.k, x.v, m, out.view);
+  expect_error([&] { sparsed_select_pooled(mass, 0.3); }, {"mass.causal", "sparsed_select"});
+  expect_error([&] { sparsed_select_mass(mass, MassBudget{}); }, {"mass.causal"});
+}
+
+TEST(SessionCausal, IsRefusedWithAPointer) {
+  expect_error([] { DiffusionAttention(causal({1, 1, 64, 64, 64}), SessionConfig{}); },
+               {"shape.causal", "bidirectional", "block_sparse_attention"});
 }
 
 }  // namespace
