@@ -94,6 +94,9 @@ spattn_status guarded(F&& body, bool io = false) noexcept {
 spattn::AttentionShape to_shape(const char* where, const spattn_shape* s) {
   require_non_null(where, "shape", s);
   spattn::AttentionShape shape{s->heads, s->kv_heads, s->q_len, s->kv_len, s->head_dim, s->scale};
+  // q_offset is read only with causal: a zero-initialized struct is bidirectional.
+  shape.causal = s->causal != 0;
+  if (shape.causal) shape.q_offset = s->q_offset;
   try {
     shape.validate();
   } catch (const spattn::Error& e) {
@@ -107,10 +110,11 @@ struct Views {
   spattn::OutputView out;
 };
 
-// An element type from C (any int may arrive).
-spattn::DType to_dtype(const char* where, const char* arg, spattn_dtype t) {
+// An element type from C (any int may arrive): read through a pointer as an
+// int, since loading an out-of-range value as the enum is undefined in C++.
+spattn::DType to_dtype(const char* where, const char* arg, const spattn_dtype* t) {
   int v = 0;
-  std::memcpy(&v, &t, sizeof v);
+  std::memcpy(&v, t, sizeof v);
   if (v < SPATTN_FP32 || v > SPATTN_FP16)
     fail(SPATTN_ERROR_INVALID_ARGUMENT,
          std::string(where) + ": argument '" + arg + "' = " + std::to_string(v) + ": not a spattn_dtype");
@@ -127,8 +131,8 @@ Views to_views(const char* where, const spattn::AttentionShape& s, spattn_dtypes
   require_non_null(where, "k", k);
   require_non_null(where, "v", v);
   require_non_null(where, "out", out);
-  const spattn::DType qt = to_dtype(where, "types.q", types.q), kt = to_dtype(where, "types.kv", types.kv);
-  const spattn::DType ot = to_dtype(where, "types.out", types.out);
+  const spattn::DType qt = to_dtype(where, "types.q", &types.q), kt = to_dtype(where, "types.kv", &types.kv);
+  const spattn::DType ot = to_dtype(where, "types.out", &types.out);
   const int64_t d = s.head_dim;
   Views w{spattn::InputView(q, qt, s.heads, s.q_len, d, s.q_len * d, d),
           spattn::InputView(k, kt, s.kv_heads, s.kv_len, d, s.kv_len * d, d),

@@ -7,7 +7,7 @@
 
 int main(void) {
   const int64_t heads = 4, n = 512, d = 64;
-  const spattn_shape shape = {heads, heads, n, n, d, 0.0f}; /* scale 0: 1/sqrt(d) */
+  const spattn_shape shape = {heads, heads, n, n, d, 0.0f, 0, 0}; /* scale 0: 1/sqrt(d) */
   const size_t count = (size_t)(heads * n * d);
   float* q = malloc(count * sizeof(float));
   float* k = malloc(count * sizeof(float));

@@ -64,7 +64,10 @@ static void reference(const spattn_shape* s, const float* q, const float* k, con
       const float* qr = q + (h * s->q_len + t) * d;
       const int64_t kvh = h / group;
       double mx = -INFINITY, sum = 0.0;
-      for (int64_t j = 0; j < s->kv_len; ++j) {
+      /* Causal: keys up to the query's position q_offset + t (-1: kv_len - q_len). */
+      const int64_t pos0 = s->q_offset == SPATTN_Q_OFFSET_END ? s->kv_len - s->q_len : s->q_offset;
+      const int64_t seen = s->causal ? pos0 + t + 1 : s->kv_len;
+      for (int64_t j = 0; j < seen; ++j) {
         const float* kr = k + (kvh * s->kv_len + j) * d;
         double dot = 0.0;
         for (int64_t c = 0; c < d; ++c) dot += (double)qr[c] * kr[c];
@@ -73,7 +76,7 @@ static void reference(const spattn_shape* s, const float* q, const float* k, con
       }
       double* o = out + (h * s->q_len + t) * d;
       for (int64_t c = 0; c < d; ++c) o[c] = 0.0;
-      for (int64_t j = 0; j < s->kv_len; ++j) {
+      for (int64_t j = 0; j < seen; ++j) {
         const double p = exp(logits[j] - mx);
         sum += p;
         const float* vr = v + (kvh * s->kv_len + j) * d;
@@ -96,8 +99,31 @@ static double max_rel_error(const float* out, const double* ref, int64_t n) {
   return mref > 0.0 ? err / mref : err;
 }
 
+static void test_causal(void) {
+  /* Queries at the end of the cache (SPATTN_Q_OFFSET_END) and a chunk at 16. */
+  const int64_t offsets[] = {SPATTN_Q_OFFSET_END, 16};
+  for (int i = 0; i < 2; ++i) {
+    const spattn_shape s = {2, 1, 37, 70, 32, 0.0f, 1, offsets[i]};
+    const int64_t nq = s.heads * s.q_len * s.head_dim, nk = s.kv_heads * s.kv_len * s.head_dim;
+    float *q = random_tensor(nq), *k = random_tensor(nk), *v = random_tensor(nk);
+    float* out = calloc((size_t)nq, sizeof *out);
+    double* ref = malloc((size_t)nq * sizeof *ref);
+    reference(&s, q, k, v, ref);
+    CHECK(spattn_dense_attention(&s, q, k, v, out, 2) == SPATTN_OK);
+    CHECK(max_rel_error(out, ref, nq) <= 2e-5);
+    free(q);
+    free(k);
+    free(v);
+    free(out);
+    free(ref);
+  }
+  float x = 0.0f;
+  spattn_shape bad = {1, 1, 10, 20, 32, 0.0f, 1, 11}; /* 11 + 10 > 20 */
+  MISUSE("causal chunk past the cache", spattn_dense_attention(&bad, &x, &x, &x, &x, 1), INVALID, "q_offset + q_len");
+}
+
 static void test_dense_against_reference(void) {
-  const spattn_shape s = {2, 1, 37, 53, 32, 0.0f};
+  const spattn_shape s = {2, 1, 37, 53, 32, 0.0f, 0, 0};
   const int64_t nq = s.heads * s.q_len * s.head_dim, nk = s.kv_heads * s.kv_len * s.head_dim;
   float *q = random_tensor(nq), *k = random_tensor(nk), *v = random_tensor(nk);
   float* out = calloc((size_t)nq, sizeof *out);
@@ -200,7 +226,7 @@ static void test_dense_against_reference(void) {
 }
 
 static void test_sessions(void) {
-  const spattn_shape s = {2, 1, 200, 200, 32, 0.0f};
+  const spattn_shape s = {2, 1, 200, 200, 32, 0.0f, 0, 0};
   const int64_t nq = s.heads * s.q_len * s.head_dim, nk = s.kv_heads * s.kv_len * s.head_dim;
   float *q = random_tensor(nq), *k = random_tensor(nk), *v = random_tensor(nk);
   float* out = calloc((size_t)nq, sizeof *out);
@@ -458,17 +484,17 @@ static void test_profiles(void) {
   CHECK(spattn_profile_load(good, 0, &prof) == SPATTN_OK && prof != NULL);
   spattn_session_config c;
   spattn_session_config_default(&c);
-  const spattn_shape near = {2, 1, 2500, 2500, 32, 0.0f}; /* 4096 / 2500 = 1.6x: fits */
+  const spattn_shape near = {2, 1, 2500, 2500, 32, 0.0f, 0, 0}; /* 4096 / 2500 = 1.6x: fits */
   CHECK(spattn_profile_lookup(prof, &near, 50, 0, &c) == SPATTN_OK);
   CHECK(c.block_size == 32 && c.topk_ratio == 0.25 && c.warmup_fraction == 0.125 &&
         c.q_tile_rows == 32 && c.threads == 1);
-  const spattn_shape other = {2, 1, 2000, 2000, 64, 0.0f};
+  const spattn_shape other = {2, 1, 2000, 2000, 64, 0.0f, 0, 0};
   MISUSE("profile lookup, no head_dim 64 entry", spattn_profile_lookup(prof, &other, 50, 0, &c),
          SPATTN_NO_MATCH, "head_dim 64");
   CHECK(c.block_size == 64 && c.topk_ratio == 0.1 && c.warmup_fraction == 0.2 && c.q_tile_rows == 64 &&
         c.threads == 0);
   /* More than 2x away in seq_len or steps: refused (defaults), or used when lenient. */
-  const spattn_shape far = {2, 1, 9000, 9000, 32, 0.0f};
+  const spattn_shape far = {2, 1, 9000, 9000, 32, 0.0f, 0, 0};
   MISUSE("profile lookup, seq_len 2.2x away", spattn_profile_lookup(prof, &far, 50, 0, &c), SPATTN_NO_MATCH,
          "more than 2x from 9000");
   CHECK(c.block_size == 64);
@@ -519,7 +545,7 @@ __attribute__((noinline)) static double max_abs_of(double m, double x) {
  * (2^-8 max|v| for P's rounding, plus the fp32 bound) of the reference on the
  * rounded values; bad types refused by name. */
 static void test_typed(void) {
-  const spattn_shape s = {2, 2, 40, 70, 32, 0.0f};
+  const spattn_shape s = {2, 2, 40, 70, 32, 0.0f, 0, 0};
   const int64_t n = s.heads * s.q_len * s.head_dim;  /* q_len == kv_len not needed: kv has 70 rows */
   const int64_t nk = s.kv_heads * s.kv_len * s.head_dim;
   float *q = random_tensor(n), *k = random_tensor(nk), *v = random_tensor(nk);
@@ -583,6 +609,7 @@ int main(void) {
   CHECK(strcmp(spattn_policy_name((spattn_policy)42), "unknown") == 0);
   CHECK(strcmp(spattn_last_error(), "") == 0);
   test_dense_against_reference();
+  test_causal();
   test_sessions();
   test_typed();
   test_profiles();

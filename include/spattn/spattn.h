@@ -65,11 +65,21 @@ typedef struct spattn_shape {
   int64_t kv_len;   /* key/value tokens, > 0 */
   int64_t head_dim; /* the kernels need a multiple of 16 up to 256 */
   float scale;      /* softmax scale, >= 0 and finite; 0 means 1/sqrt(head_dim) */
+  /* Causal attention (LLM prefill): query token t sits at absolute position
+   * q_offset + t and sees the keys at positions <= its own. 0: bidirectional
+   * (q_offset is then ignored). */
+  int32_t causal;
+  /* With causal: position of query token 0, >= 0 with q_offset + q_len <=
+   * kv_len; SPATTN_Q_OFFSET_END (-1) for kv_len - q_len (the queries are the
+   * last q_len tokens of the cache). Note that 0, not -1, is what a
+   * zero-initialized struct holds: set it whenever causal is set. */
+  int64_t q_offset;
 } spattn_shape;
+#define SPATTN_Q_OFFSET_END (-1)
 
 /* ---- kernels ------------------------------------------------------------ */
 
-/* Dense (full, non-causal) attention: out = softmax(scale q k^T) v. */
+/* Dense attention: out = softmax(scale q k^T) v (causal per shape->causal). */
 spattn_status spattn_dense_attention(const spattn_shape* shape, const float* q, const float* k,
                                      const float* v, float* out, int threads);
 

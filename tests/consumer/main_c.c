@@ -6,7 +6,7 @@
 #include <string.h>
 
 int main(void) {
-  spattn_shape s = {2, 1, 33, 47, 32, 0.0f};
+  spattn_shape s = {2, 1, 33, 47, 32, 0.0f, 0, 0};
   static float q[2 * 33 * 32], k[47 * 32], v[47 * 32], out[2 * 33 * 32];
   for (int i = 0; i < 2 * 33 * 32; ++i) q[i] = sinf(0.37f * (float)i);
   for (int i = 0; i < 47 * 32; ++i) k[i] = cosf(0.11f * (float)i), v[i] = sinf(0.05f * (float)i);
