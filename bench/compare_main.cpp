@@ -36,6 +36,10 @@
 #include "spattn/profile.hpp"
 #endif
 
+namespace spattn::bench {
+int prefill_main(int argc, char** argv);  // compare_prefill.cpp
+}
+
 namespace {
 
 using namespace spattn;
@@ -47,6 +51,8 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 const char* kUsage = R"(usage: spattn-compare [flags]
 Sparse methods (SparseD, UniSparse, DPad+SparseD, window+sink) against dense
 baselines (naive, OpenBLAS, flash) on the synthetic diffusion workload.
+  --workload W          diffusion (default) | prefill: causal LLM prefill, its own
+                        flags (spattn-compare --workload prefill --help)
   --heads LIST          query heads (= kv heads), comma separated (default 8,32)
   --seq-lens LIST       sequence lengths, e.g. 4096,8192 or 4K,64K (default 4K..64K)
   --quick               drop sequence lengths above 16K
@@ -124,27 +130,6 @@ struct Options {
 };
 
 // "4096", "4K" (x1024) or "1M" (x1048576), comma separated.
-std::vector<int64_t> parse_int_list(cli::Args& a, const std::string& f, int64_t lo, int64_t hi) {
-  const std::string v = a.value(f);
-  std::vector<int64_t> out;
-  std::stringstream ss(v);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    int64_t mult = 1;
-    if (!item.empty() && (item.back() == 'K' || item.back() == 'k')) mult = 1024, item.pop_back();
-    else if (!item.empty() && (item.back() == 'M' || item.back() == 'm')) mult = 1 << 20, item.pop_back();
-    char* end = nullptr;
-    errno = 0;
-    const long long x = std::strtoll(item.c_str(), &end, 10);
-    if (item.empty() || *end != '\0' || errno != 0 || x < 1 || x * mult < lo || x * mult > hi)
-      cli::usage_error(a.tool, f + ": '" + v + "' is not a list of integers in [" + std::to_string(lo) + ", " +
-                                   std::to_string(hi) + "]");
-    out.push_back(x * mult);
-  }
-  if (out.empty() || v.back() == ',') cli::usage_error(a.tool, f + ": '" + v + "' is not a list");
-  return out;
-}
-
 std::vector<Method> parse_methods(cli::Args& a, const std::string& f) {
   const std::string v = a.value(f);
   std::vector<Method> out;
@@ -389,10 +374,12 @@ Options parse(int argc, char** argv) {
   while (!a.done()) {
     const std::string f = a.flag();
     if (a.common(f, kUsage)) {
+    } else if (f == "--workload") {
+      if (a.value(f) != "diffusion") cli::usage_error(a.tool, "--workload: diffusion or prefill");
     } else if (f == "--heads") {
-      o.heads = parse_int_list(a, f, 1, 1024);
+      o.heads = cli::int_list(a, f, 1, 1024);
     } else if (f == "--seq-lens") {
-      o.seq_lens = parse_int_list(a, f, 16, 1 << 22);
+      o.seq_lens = cli::int_list(a, f, 16, 1 << 22);
       seq_given = true;
     } else if (f == "--quick") {
       o.quick = true;
@@ -839,6 +826,9 @@ std::vector<std::vector<Field>> print_table(const std::vector<Row>& rows, const 
 }  // namespace
 
 int compare_main(int argc, char** argv) {
+  for (int i = 1; i + 1 < argc; ++i)  // the prefill workload is its own tool mode, with its own flags
+    if (std::string(argv[i]) == "--workload" && std::string(argv[i + 1]) == "prefill")
+      return bench::prefill_main(argc, argv);
   const Options o = parse(argc, argv);
   KernelOptions kopt;
   kopt.threads = o.threads;

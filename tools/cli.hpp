@@ -8,7 +8,9 @@
 #include <cstdlib>
 #include <exception>
 #include <new>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include "spattn/attention.hpp"
 #include "spattn/config.h"
@@ -69,6 +71,29 @@ struct Args {
     return false;
   }
 };
+
+// A comma-separated list of positive integers with optional K / M suffixes
+// (4K = 4096), each in [lo, hi]; a bad one exits 2 naming the flag.
+inline std::vector<int64_t> int_list(Args& a, const std::string& f, int64_t lo, int64_t hi) {
+  const std::string v = a.value(f);
+  std::vector<int64_t> out;
+  std::stringstream ss(v);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    int64_t mult = 1;
+    if (!item.empty() && (item.back() == 'K' || item.back() == 'k')) mult = 1024, item.pop_back();
+    else if (!item.empty() && (item.back() == 'M' || item.back() == 'm')) mult = 1 << 20, item.pop_back();
+    char* end = nullptr;
+    errno = 0;
+    const long long x = std::strtoll(item.c_str(), &end, 10);
+    if (item.empty() || *end != '\0' || errno != 0 || x < 1 || x * mult < lo || x * mult > hi)
+      usage_error(a.tool, f + ": '" + v + "' is not a list of integers in [" + std::to_string(lo) + ", " +
+                                   std::to_string(hi) + "]");
+    out.push_back(x * mult);
+  }
+  if (out.empty() || v.back() == ',') usage_error(a.tool, f + ": '" + v + "' is not a list");
+  return out;
+}
 
 // Runs a tool's main: the environment the library reads (SPATTN_ISA,
 // SPATTN_NUM_THREADS) is checked first, then any exception that escapes

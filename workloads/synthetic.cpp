@@ -270,7 +270,8 @@ std::shared_ptr<const State> derive_state(const SyntheticConfig& c) {
       const double u = uniform01(hash_key(seed, kSlashOffset, h, l, 0));
       const double mag = std::exp(std::log(std::min(lo_off, hi_off)) +
                                   u * (std::log(hi_off) - std::log(std::min(lo_off, hi_off))));
-      const bool neg = uniform01(hash_key(seed, kSlashOffset, h, l, 1)) < 0.5;
+      // Causal: query i attends i - offset, so offsets look back (positive).
+      const bool neg = !c.causal && uniform01(hash_key(seed, kSlashOffset, h, l, 1)) < 0.5;
       const int64_t off = std::max<int64_t>(1, std::llround(mag));
       hp.slash_offsets.push_back(neg ? -off : off);
     }
@@ -342,6 +343,18 @@ SyntheticConfig calibrated_synthetic_config(int64_t heads) {
   return c;
 }
 
+SyntheticConfig prefill_synthetic_config(int64_t heads, int64_t seq_len) {
+  if (heads < 1) throw_bad_argument("prefill_synthetic_config", "heads", std::to_string(heads), "must be >= 1");
+  SyntheticConfig c;
+  c.heads = c.kv_heads = heads;
+  c.seq_len = seq_len;
+  c.steps = 1;
+  c.prompt_fraction = 1.0;
+  c.drift = 0.0;
+  c.causal = true;
+  return c;
+}
+
 void set_synthetic_param(SyntheticConfig& c, const std::string& key, double value) {
   const std::pair<const char*, double*> reals[] = {
       {"pos_fraction", &c.pos_fraction}, {"band_logit", &c.band_logit}, {"band_width", &c.band_width},
@@ -378,8 +391,9 @@ SyntheticWorkload::SyntheticWorkload(SyntheticConfig config) : config_(config) {
 }
 
 AttentionShape SyntheticWorkload::shape() const {
-  return AttentionShape{config_.heads,   config_.kv_heads, config_.seq_len,
-                        config_.seq_len, config_.head_dim, 0.0f};
+  AttentionShape s{config_.heads, config_.kv_heads, config_.seq_len, config_.seq_len, config_.head_dim, 0.0f};
+  s.causal = config_.causal;
+  return s;
 }
 
 std::pair<int64_t, int64_t> SyntheticWorkload::decoding_block(int64_t s) const {

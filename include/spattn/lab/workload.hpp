@@ -130,6 +130,13 @@ struct SyntheticConfig {
   // later blocks stay masked; unmask_per_step is then unused). 0: every
   // generated token unmasks at a random step, anywhere.
   int64_t decode_block = 0;
+
+  // Causal LLM prefill instead of diffusion: shape() is causal (query i sees
+  // keys <= i), slash lines look back only (offsets > 0), and the same
+  // structure (sinks, local band, stripes, slash lines, head mix) shows under
+  // the causal mask. Pair it with prompt_fraction 1 (nothing masked) and one
+  // step, as prefill_synthetic_config does.
+  bool causal = false;
 };
 
 // The default workload of the tools (spattn-tune, spattn-eval,
@@ -141,6 +148,12 @@ struct SyntheticConfig {
 // keeps its proportions: heads / 4 diffuse and heads / 4 semi-diffuse heads
 // (rounded down), the rest sharp.
 SyntheticConfig calibrated_synthetic_config(int64_t heads = 8);
+
+// The prefill workload of spattn-compare --workload prefill: the generator's
+// default mix (1 diffuse head in 8, the rest sharp: sinks, band, stripes,
+// slash lines) under a causal mask, seq_len tokens all prompt, one step, no
+// drift. Not calibrated against a real LLM (no LLM traces are at hand).
+SyntheticConfig prefill_synthetic_config(int64_t heads, int64_t seq_len);
 
 // Sets one field of c by its name in SyntheticConfig ("diffuse_heads",
 // "content_logit_std", ...) from value (integers must be whole); throws
