@@ -140,6 +140,18 @@ BENCHMARK(BM_Dtype<2>)->Name("dtype/sparsed_block_mass")->ArgNames({"dtype", "N"
 BENCHMARK(BM_Dtype<3>)->Name("dtype/unisparse_select")->ArgNames({"dtype", "N"})
     ->ArgsProduct({{0, 1, 2}, {16384}})->Unit(benchmark::kMillisecond)->UseRealTime();
 
+// Causal prefill against bidirectional attention at the same N (args:
+// causal 0/1, N), 2 heads, d 128, all threads. FLOPS count the work done:
+// the causal half for causal.
+void BM_Causal(benchmark::State& st) {
+  Inputs in(2, st.range(1), 128);
+  in.shape.causal = st.range(0) != 0;
+  for (auto _ : st) dense_attention(in.shape, in.qv(), in.kv(), in.vv(), in.ov());
+  set_flops(st, in.dense_flops() * (in.shape.causal ? 0.5 : 1.0));
+}
+BENCHMARK(BM_Causal)->Name("causal/flash")->ArgNames({"causal", "N"})
+    ->ArgsProduct({{0, 1}, {4096, 16384}})->Unit(benchmark::kMillisecond)->UseRealTime();
+
 #ifdef SPATTN_BENCH_HAVE_CBLAS
 // The practical FMA roofline: OpenBLAS sgemm, one thread, at attention-like sizes.
 void BM_Sgemm(benchmark::State& st) {

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <sstream>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -46,6 +47,8 @@ OpenBLAS, UniSparse, a SparseD top-k oracle and window+sink.
   --sink-tokens N       window+sink sink tokens (default 64)
   --blas-max-n N        run OpenBLAS only up to N tokens (default 16384)
   --bidir-max-n N       run bidirectional flash only up to N tokens (default 16384)
+  --methods LIST        subset of bidir,chunked,openblas,unisparse,sparsed,window (default all;
+                        causal flash always runs: it is the reference)
   --seed X              workload seed (default 1)
 )";
 
@@ -56,6 +59,8 @@ struct Options {
   int threads = 0, reps = 3;
   double tau = 0.95, topk = 0.1;
   uint64_t seed = 1;
+  std::vector<std::string> methods{"bidir", "chunked", "openblas", "unisparse", "sparsed", "window"};
+  bool wants(const char* name) const { return std::find(methods.begin(), methods.end(), name) != methods.end(); }
 };
 
 Options parse(int argc, char** argv) {
@@ -93,6 +98,15 @@ Options parse(int argc, char** argv) {
       o.blas_max_n = a.integer(f, 0, 1 << 22);
     } else if (f == "--bidir-max-n") {
       o.bidir_max_n = a.integer(f, 0, 1 << 22);
+    } else if (f == "--methods") {
+      const std::vector<std::string> all = o.methods;
+      std::stringstream list(a.value(f));
+      o.methods.clear();
+      for (std::string m; std::getline(list, m, ',');) {
+        if (std::find(all.begin(), all.end(), m) == all.end())
+          cli::usage_error(a.tool, "--methods: unknown method '" + m + "'");
+        o.methods.push_back(m);
+      }
     } else if (f == "--seed") {
       o.seed = static_cast<uint64_t>(a.integer(f, 0, INT64_MAX));
     } else {
@@ -197,6 +211,7 @@ std::vector<Method> methods(const Options& o, const KernelOptions& ko, int64_t n
                   sel = time_ms([&] { m = window_sink_mask(p.shape, w); });
                   run_mask(p, out, m, d);
                 }});
+  std::erase_if(ms, [&](const Method& m) { return !o.wants(m.name); });
   return ms;
 }
 

@@ -117,6 +117,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (mismatch == 2) s.kv_len += 1;
   const bool large_logits = fdp.ConsumeBool();
   const uint32_t seed = fdp.ConsumeIntegral<uint32_t>();
+  // Causal: a shape with more queries than keys, or a mask row listing a key
+  // block after its last query (queries are the last q_len positions), must
+  // be refused; anything else must run and match the causal reference.
+  s.causal = fdp.ConsumeBool();
+  bool refuse_causal = s.causal && s.q_len > s.kv_len;
+  if (s.causal && !refuse_causal && mismatch != 1 && mismatch != 2)
+    for (int64_t h = 0; h < m.heads; ++h)
+      for (int64_t qb = 0; qb < m.q_blocks(); ++qb)
+        for (int32_t kb : m.row(h, qb))
+          if (kb * m.k_block > s.kv_len - s.q_len + std::min(s.q_len, (qb + 1) * m.q_block) - 1) refuse_causal = true;
 
   std::vector<float> q(static_cast<size_t>(s.heads * s.q_len * s.head_dim)),
       k(static_cast<size_t>(s.kv_heads * s.kv_len * s.head_dim)), v(k.size()), out(q.size());
@@ -133,10 +143,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
     spattn::block_sparse_attention(s, qv, kv, vv, m, ov, opts);
   } catch (const spattn::Error&) {
-    if (mismatch == 1 || mismatch == 2) return 0;
+    if (mismatch == 1 || mismatch == 2 || refuse_causal) return 0;
     bug("block_sparse_attention refused a mask that validate() accepted");
   }
   if (mismatch == 1 || mismatch == 2) bug("block_sparse_attention accepted a mask of another shape");
+  if (refuse_causal) bug("block_sparse_attention accepted a causal mask listing future blocks");
   for (float x : out)
     if (!std::isfinite(x)) bug("non-finite output");
 

@@ -122,6 +122,16 @@ TEST(WorkloadSynthetic, ShapeSizesAndFiniteValues) {
       std::all_of(out.data.begin(), out.data.end(), [](float x) { return std::isfinite(x); }));
 }
 
+TEST(WorkloadSynthetic, PrefillConfigIsCausalWithBackwardSlashLines) {
+  const SyntheticWorkload w(prefill_synthetic_config(4, 2048));
+  EXPECT_TRUE(w.shape().causal);
+  EXPECT_EQ(w.shape().query_position0(), 0);
+  for (int64_t h = 0; h < 4; ++h)
+    for (int64_t off : w.slash_offsets(h)) EXPECT_GT(off, 0) << "head " << h;  // query i attends i - off
+  for (int64_t t = 0; t < 2048; t += 97) EXPECT_FALSE(w.is_masked(t, 0));    // all prompt
+  expect_error([] { prefill_synthetic_config(0, 64); }, {"heads"});
+}
+
 TEST(WorkloadSynthetic, TinyShapesWork) {
   // Fewer tokens than sinks + stripes, smallest head_dim, one step.
   SyntheticConfig c;
