@@ -50,6 +50,10 @@ OpenBLAS, UniSparse, a SparseD top-k oracle and window+sink.
   --methods LIST        subset of bidir,chunked,openblas,unisparse,sparsed,window (default all;
                         causal flash always runs: it is the reference)
   --seed X              workload seed (default 1)
+  --npy DIR             instead of the synthetic prompt: captured Q/K/V, one step folder
+                        (DIR/q.npy ... or DIR/layerL/...) or a trace directory (its first
+                        step); attention is made causal over its tokens (--seq-lens ignored)
+  --layer L             with --npy: the layer folder (default: the first)
 )";
 
 struct Options {
@@ -59,6 +63,8 @@ struct Options {
   int threads = 0, reps = 3;
   double tau = 0.95, topk = 0.1;
   uint64_t seed = 1;
+  std::string npy;
+  int layer = -1;
   std::vector<std::string> methods{"bidir", "chunked", "openblas", "unisparse", "sparsed", "window"};
   bool wants(const char* name) const { return std::find(methods.begin(), methods.end(), name) != methods.end(); }
 };
@@ -107,6 +113,10 @@ Options parse(int argc, char** argv) {
           cli::usage_error(a.tool, "--methods: unknown method '" + m + "'");
         o.methods.push_back(m);
       }
+    } else if (f == "--npy") {
+      o.npy = a.value(f);
+    } else if (f == "--layer") {
+      o.layer = static_cast<int>(a.integer(f, 0, 1 << 20));
     } else if (f == "--seed") {
       o.seed = static_cast<uint64_t>(a.integer(f, 0, INT64_MAX));
     } else {
@@ -227,13 +237,28 @@ double mean_cosine(const Prefill& p, const std::vector<float>& out) {
   return sum / double(p.shape.heads);
 }
 
-void run_length(const Options& o, const KernelOptions& ko, int64_t n) {
+// The synthetic prompt of n tokens, or the captured step --npy names.
+Prefill load(const Options& o, int64_t n) {
+  if (!o.npy.empty()) {
+    const std::vector<std::string> steps = list_npy_steps(o.npy);
+    NpyStep st = load_npy_step(steps.empty() ? o.npy : steps.front(), o.layer);
+    st.shape.causal = true;
+    if (st.shape.q_len != st.shape.kv_len)
+      throw Error("spattn-compare: --npy: q and k have different token counts; prefill needs one sequence");
+    return Prefill{st.shape, std::move(st.q), std::move(st.k), std::move(st.v), {}};
+  }
   SyntheticConfig c = prefill_synthetic_config(o.heads, n);
   c.head_dim = o.head_dim;
   c.seed = o.seed;
   const SyntheticWorkload w(c);
   Prefill p{w.shape(), {}, {}, {}, {}};
   w.step(0, p.q, p.k, p.v);
+  return p;
+}
+
+void run_length(const Options& o, const KernelOptions& ko, int64_t n_wanted) {
+  Prefill p = load(o, n_wanted);
+  const int64_t n = p.shape.kv_len;
   p.ref.resize(p.q.size());
   const TensorView ref_view = TensorView::heads_major(p.ref.data(), p.shape.heads, n, p.shape.head_dim);
   const std::vector<Method> ms = methods(o, ko, n);
@@ -259,9 +284,11 @@ void run_length(const Options& o, const KernelOptions& ko, int64_t n) {
   }
   std::fprintf(stderr, "\r%60s\r", "");
   const double fm = median(flash_ms);
-  std::printf("\nN %lld, heads %lld, head_dim %lld: causal flash %.1f ms (%.1f GFLOP/s over the causal half)\n",
-              (long long)n, (long long)o.heads, (long long)o.head_dim, fm,
-              2.0 * double(o.heads) * double(n) * double(n) * double(o.head_dim) / (fm * 1e6));
+  const AttentionShape& s = p.shape;
+  std::printf("\nN %lld, heads %lld (kv %lld), head_dim %lld%s: causal flash %.1f ms (%.1f GFLOP/s over the causal half)\n",
+              (long long)n, (long long)s.heads, (long long)s.kv_heads, (long long)s.head_dim,
+              o.npy.empty() ? "" : (", " + o.npy).c_str(), fm,
+              2.0 * double(s.heads) * double(n) * double(n) * double(s.head_dim) / (fm * 1e6));
   std::printf("  %-10s %12s %9s %11s %9s %10s\n", "method", "prefill ms", "vs flash", "select ms", "density", "cosine");
   for (size_t i = 0; i < ms.size(); ++i) {
     const bool oracle = std::string(ms[i].name) == "sparsed";
@@ -278,7 +305,9 @@ int prefill_main(int argc, char** argv) {
   ko.threads = o.threads;
   std::printf("spattn-compare --workload prefill: %d threads, ISA %s, median of %d reps\n", resolve_threads(ko),
               isa_name(active_isa()), o.reps);
-  for (int64_t n : o.seq_lens) run_length(o, ko, n);
+  if (!o.npy.empty()) run_length(o, ko, 0);
+  else
+    for (int64_t n : o.seq_lens) run_length(o, ko, n);
   std::printf("\nprefill ms: the whole prompt's attention for one layer (all heads), selection included; "
               "vs flash: median of per-rep flash/method ratios; density: kept share of the causal block area "
               "(bidir: 2 = the full square); cosine: mean row cosine against causal flash; "
