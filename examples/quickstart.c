@@ -7,7 +7,8 @@
 
 int main(void) {
   const int64_t heads = 4, n = 512, d = 64;
-  const spattn_shape shape = {heads, heads, n, n, d, 0.0f, 0, 0}; /* scale 0: 1/sqrt(d) */
+  /* scale 0: 1/sqrt(d); causal 0 (bidirectional), q_offset unused */
+  const spattn_shape shape = {heads, heads, n, n, d, 0.0f, 0, 0};
   const size_t count = (size_t)(heads * n * d);
   float* q = malloc(count * sizeof(float));
   float* k = malloc(count * sizeof(float));

@@ -34,7 +34,10 @@
 // work; they run through the same hand-vectorized qk_scores / exp as the
 // dense kernels (pooled keys packed like ordinary key blocks), as the
 // engine's key_softmax_rows pass over (head, tile of pooled query rows). Work items own disjoint query
-// blocks, so the result does not depend on the thread count.
+// blocks, so the result does not depend on the thread count. Q and K are read
+// once, pooled at the finest width (the gcd of the granularities; bf16 / fp16
+// rows widened there), and each granularity's pools are token-weighted means
+// of those.
 //
 // Selection per (head, query block), on the combined estimate:
 //  - forced blocks: key block 0 (attention sink) and the key block(s) at the
@@ -69,6 +72,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -169,9 +173,42 @@ void fold_onto_key_blocks(const float* p, int64_t nk, int64_t g, int64_t block, 
   }
 }
 
-// Adds weight * (this granularity's block-mass estimate) to est
-// ([heads][q_blocks][k_blocks]).
-void add_granularity_estimate(const AttentionShape& shape, InputView q, InputView k,
+// Mean pools of one tensor at the finest width, read once (16-bit inputs are
+// widened here, once); the pools of every granularity are means of these.
+struct BasePools {
+  std::vector<float> mean;  // [heads][ceil(tokens / width)][d]
+  int64_t width, tokens, heads, d;
+};
+
+BasePools base_pools(InputView x, int64_t width, int threads) {
+  return {mean_pool(x, width, threads), width, x.tokens, x.heads, x.head_dim};
+}
+
+// Pools of width g (a multiple of p.width): token-weighted means of the base
+// pools, so the same means as pooling the tokens directly, up to rounding.
+std::vector<float> coarsen(const BasePools& p, int64_t g, int threads) {
+  if (g == p.width) return p.mean;
+  const int64_t nb = (p.tokens - 1) / p.width + 1, n = (p.tokens - 1) / g + 1, per = g / p.width, d = p.d;
+  std::vector<float> out(static_cast<size_t>(p.heads * n * d), 0.0f);
+  detail::parallel_for(threads, p.heads * n, [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t h = item / n, i = item % n, j1 = std::min(nb, (i + 1) * per);
+      float* acc = out.data() + item * d;
+      for (int64_t j = i * per; j < j1; ++j) {
+        const float w = static_cast<float>(std::min(p.width, p.tokens - j * p.width));  // tokens of pool j
+        const float* src = p.mean.data() + (h * nb + j) * d;
+        for (int64_t c = 0; c < d; ++c) acc[c] += w * src[c];
+      }
+      const float inv = 1.0f / static_cast<float>(std::min(g, p.tokens - i * g));
+      for (int64_t c = 0; c < d; ++c) acc[c] *= inv;
+    }
+  });
+  return out;
+}
+
+// Adds weight * (granularity g's block-mass estimate) to est
+// ([heads][q_blocks][k_blocks]), from the base pools of q and k.
+void add_granularity_estimate(const AttentionShape& shape, const BasePools& q_base, const BasePools& k_base,
                               int64_t g, int64_t block, float weight, int threads,
                               std::vector<float>& est) {
   const int64_t d = shape.head_dim;
@@ -180,8 +217,8 @@ void add_granularity_estimate(const AttentionShape& shape, InputView q, InputVie
   const int64_t q_blocks = (shape.q_len + block - 1) / block;
   const int64_t k_blocks = (shape.kv_len + block - 1) / block;
 
-  const std::vector<float> q_pooled = mean_pool(q, gq, threads);
-  const std::vector<float> k_pooled = mean_pool(k, g, threads);
+  const std::vector<float> q_pooled = coarsen(q_base, gq, threads);
+  const std::vector<float> k_pooled = coarsen(k_base, g, threads);
   AttentionShape pooled = shape;  // composite tokens; the scale stays the shape's
   pooled.q_len = nq;
   pooled.kv_len = nk;
@@ -318,10 +355,18 @@ BlockMask unisparse_select(const AttentionShape& shape, InputView q, InputView k
   const int64_t q_blocks = (shape.q_len + block - 1) / block;
   const int64_t k_blocks = (shape.kv_len + block - 1) / block;
   std::vector<float> est(static_cast<size_t>(shape.heads * q_blocks * k_blocks), 0.0f);
+  // Pool q and k once at the finest widths (the gcd of the granularities;
+  // queries pool no wider than a block), then every granularity from those.
+  int64_t k_width = 0, q_width = 0;
   double inv_g_sum = 0.0;
-  for (const int64_t g : params.granularities) inv_g_sum += 1.0 / static_cast<double>(g);
+  for (const int64_t g : params.granularities) {
+    k_width = std::gcd(k_width, g);
+    q_width = std::gcd(q_width, std::min(g, block));
+    inv_g_sum += 1.0 / static_cast<double>(g);
+  }
+  const BasePools q_base = base_pools(q, q_width, threads), k_base = base_pools(k, k_width, threads);
   for (const int64_t g : params.granularities)
-    add_granularity_estimate(shape, q, k, g, block,
+    add_granularity_estimate(shape, q_base, k_base, g, block,
                              static_cast<float>(1.0 / static_cast<double>(g) / inv_g_sum), threads, est);
 
   // Select into per-row flags, then emit each row's blocks in ascending order.

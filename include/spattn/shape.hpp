@@ -20,7 +20,7 @@ struct AttentionShape {
   // position q_offset + t and sees the keys at positions <= its own. q_offset
   // kQOffsetEnd (the default) means kv_len - q_len: the queries are the last
   // q_len tokens of the cache. Set it explicitly for chunked prefill into a
-  // cache with room to spare. Needs q_offset + q_len <= kv_len, so every
+  // cache with spare capacity. Needs q_offset + q_len <= kv_len, so every
   // query sees at least key 0. Without causal, q_offset must stay
   // kQOffsetEnd (positions only matter under causality and for the patterns'
   // diagonal, which uses the same rule).
