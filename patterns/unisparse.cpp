@@ -72,6 +72,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <map>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -173,42 +174,51 @@ void fold_onto_key_blocks(const float* p, int64_t nk, int64_t g, int64_t block, 
   }
 }
 
-// Mean pools of one tensor at the finest width, read once (16-bit inputs are
-// widened here, once); the pools of every granularity are means of these.
-struct BasePools {
-  std::vector<float> mean;  // [heads][ceil(tokens / width)][d]
-  int64_t width, tokens, heads, d;
+// Mean pools of one tensor at every width asked for, from one read of the
+// tensor: pools at the finest width (16-bit inputs are widened there, once),
+// then each wider width as token-weighted means of those (the same means as
+// pooling the tokens directly, up to rounding), each computed once.
+class Pools {
+ public:
+  Pools(InputView x, int64_t finest, int threads)
+      : base_(mean_pool(x, finest, threads)), width_(finest), tokens_(x.tokens), heads_(x.heads), d_(x.head_dim),
+        threads_(threads) {}
+  const std::vector<float>& at(int64_t g) {  // g: a multiple of the finest width
+    if (g == width_) return base_;
+    std::vector<float>& out = wider_[g];
+    if (out.empty()) out = coarsen(g);
+    return out;
+  }
+
+ private:
+  std::vector<float> coarsen(int64_t g) const {
+    const int64_t nb = (tokens_ - 1) / width_ + 1, n = (tokens_ - 1) / g + 1, per = g / width_, d = d_;
+    std::vector<float> out(static_cast<size_t>(heads_ * n * d), 0.0f);
+    detail::parallel_for(threads_, heads_ * n, [&](int64_t begin, int64_t end) {
+      for (int64_t item = begin; item < end; ++item) {
+        const int64_t h = item / n, i = item % n, j1 = std::min(nb, (i + 1) * per);
+        float* acc = out.data() + item * d;
+        for (int64_t j = i * per; j < j1; ++j) {
+          const float w = static_cast<float>(std::min(width_, tokens_ - j * width_));  // tokens of pool j
+          const float* src = base_.data() + (h * nb + j) * d;
+          for (int64_t c = 0; c < d; ++c) acc[c] += w * src[c];
+        }
+        const float inv = 1.0f / static_cast<float>(std::min(g, tokens_ - i * g));
+        for (int64_t c = 0; c < d; ++c) acc[c] *= inv;
+      }
+    });
+    return out;
+  }
+
+  std::vector<float> base_;
+  int64_t width_, tokens_, heads_, d_;
+  int threads_;
+  std::map<int64_t, std::vector<float>> wider_;
 };
 
-BasePools base_pools(InputView x, int64_t width, int threads) {
-  return {mean_pool(x, width, threads), width, x.tokens, x.heads, x.head_dim};
-}
-
-// Pools of width g (a multiple of p.width): token-weighted means of the base
-// pools, so the same means as pooling the tokens directly, up to rounding.
-std::vector<float> coarsen(const BasePools& p, int64_t g, int threads) {
-  if (g == p.width) return p.mean;
-  const int64_t nb = (p.tokens - 1) / p.width + 1, n = (p.tokens - 1) / g + 1, per = g / p.width, d = p.d;
-  std::vector<float> out(static_cast<size_t>(p.heads * n * d), 0.0f);
-  detail::parallel_for(threads, p.heads * n, [&](int64_t begin, int64_t end) {
-    for (int64_t item = begin; item < end; ++item) {
-      const int64_t h = item / n, i = item % n, j1 = std::min(nb, (i + 1) * per);
-      float* acc = out.data() + item * d;
-      for (int64_t j = i * per; j < j1; ++j) {
-        const float w = static_cast<float>(std::min(p.width, p.tokens - j * p.width));  // tokens of pool j
-        const float* src = p.mean.data() + (h * nb + j) * d;
-        for (int64_t c = 0; c < d; ++c) acc[c] += w * src[c];
-      }
-      const float inv = 1.0f / static_cast<float>(std::min(g, p.tokens - i * g));
-      for (int64_t c = 0; c < d; ++c) acc[c] *= inv;
-    }
-  });
-  return out;
-}
-
 // Adds weight * (granularity g's block-mass estimate) to est
-// ([heads][q_blocks][k_blocks]), from the base pools of q and k.
-void add_granularity_estimate(const AttentionShape& shape, const BasePools& q_base, const BasePools& k_base,
+// ([heads][q_blocks][k_blocks]), from the pools of q and k.
+void add_granularity_estimate(const AttentionShape& shape, Pools& q_pools, Pools& k_pools,
                               int64_t g, int64_t block, float weight, int threads,
                               std::vector<float>& est) {
   const int64_t d = shape.head_dim;
@@ -217,8 +227,8 @@ void add_granularity_estimate(const AttentionShape& shape, const BasePools& q_ba
   const int64_t q_blocks = (shape.q_len + block - 1) / block;
   const int64_t k_blocks = (shape.kv_len + block - 1) / block;
 
-  const std::vector<float> q_pooled = coarsen(q_base, gq, threads);
-  const std::vector<float> k_pooled = coarsen(k_base, g, threads);
+  const std::vector<float>& q_pooled = q_pools.at(gq);
+  const std::vector<float>& k_pooled = k_pools.at(g);
   AttentionShape pooled = shape;  // composite tokens; the scale stays the shape's
   pooled.q_len = nq;
   pooled.kv_len = nk;
@@ -364,9 +374,9 @@ BlockMask unisparse_select(const AttentionShape& shape, InputView q, InputView k
     q_width = std::gcd(q_width, std::min(g, block));
     inv_g_sum += 1.0 / static_cast<double>(g);
   }
-  const BasePools q_base = base_pools(q, q_width, threads), k_base = base_pools(k, k_width, threads);
+  Pools q_pools(q, q_width, threads), k_pools(k, k_width, threads);
   for (const int64_t g : params.granularities)
-    add_granularity_estimate(shape, q_base, k_base, g, block,
+    add_granularity_estimate(shape, q_pools, k_pools, g, block,
                              static_cast<float>(1.0 / static_cast<double>(g) / inv_g_sum), threads, est);
 
   // Select into per-row flags, then emit each row's blocks in ascending order.
