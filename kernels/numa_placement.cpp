@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <mutex>
 #include <new>
 
 #if SPATTN_HAS_NUMA
@@ -13,6 +14,58 @@
 namespace spattn::detail {
 namespace {
 std::atomic<int> g_simulated_nodes{0};
+
+// The buffers of the last call's plan (packed keys, a widened or packed V),
+// kept for the next call: a fresh allocation of that size is an mmap whose
+// pages fault in on first touch, which costs more than packing itself in
+// some VMs, and calls in a row (chunked prefill, a session's steps, a
+// benchmark) want the same sizes again. At most kSlots buffers are kept, so
+// the memory held between calls is at most what the last call held anyway.
+class BufferCache {
+ public:
+  static constexpr int kSlots = 2;
+  // A kept buffer of at least `floats` and at most twice that, or a new one.
+  std::unique_ptr<float[]> take(size_t floats, size_t& capacity) {
+    {
+      const std::lock_guard<std::mutex> lock(mutex_);
+      for (Slot& s : slots_)
+        if (s.data && s.floats >= floats && s.floats <= 2 * floats) {
+          capacity = s.floats;
+          return std::move(s.data);
+        }
+    }
+    capacity = floats;
+    return std::unique_ptr<float[]>(new float[floats]);  // not value-initialized
+  }
+  // Keeps buf in an empty slot, else in place of the smallest kept one.
+  void give(std::unique_ptr<float[]> buf, size_t floats) {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    Slot* target = &slots_[0];
+    for (Slot& s : slots_) {
+      if (!s.data) {
+        target = &s;
+        break;
+      }
+      if (s.floats < target->floats) target = &s;
+    }
+    if (target->data && target->floats > floats) return;  // keep the larger ones
+    target->data = std::move(buf);
+    target->floats = floats;
+  }
+
+ private:
+  struct Slot {
+    std::unique_ptr<float[]> data;
+    size_t floats = 0;
+  };
+  std::mutex mutex_;
+  Slot slots_[kSlots];
+};
+
+BufferCache& buffer_cache() {
+  static BufferCache cache;
+  return cache;
+}
 }  // namespace
 
 int numa_configured_nodes() {
@@ -63,7 +116,7 @@ HeadBuffers::HeadBuffers(const NumaPlan& plan, int64_t kv_heads, int64_t floats_
 #else
   (void)plan;
 #endif
-  single_.reset(new float[static_cast<size_t>(kv_heads * floats_per_head)]);  // not value-initialized
+  single_ = buffer_cache().take(static_cast<size_t>(kv_heads * floats_per_head), single_floats_);
   for (int64_t h = 0; h < kv_heads; ++h) parts_[h] = single_.get() + h * floats_per_head;
 }
 
@@ -72,6 +125,7 @@ HeadBuffers::~HeadBuffers() {
   if (on_nodes_)
     for (float* p : parts_) numa_free(p, std::max<size_t>(bytes_per_head_, 1));
 #endif
+  if (single_) buffer_cache().give(std::move(single_), single_floats_);
 }
 
 }  // namespace spattn::detail

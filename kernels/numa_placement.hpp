@@ -31,8 +31,9 @@ void bind_thread_to_node(int logical_node);
 void set_simulated_numa_nodes(int nodes);
 
 // One float buffer per kv head, on its node (numa_alloc_onnode) when the plan
-// has several nodes, else parts of one uninitialized allocation. Never zeroed:
-// the writers fill every element.
+// has several nodes, else parts of one uninitialized allocation (reused from
+// an earlier call's plan when one of a fitting size was kept: see
+// numa_placement.cpp). Never zeroed: the writers fill every element.
 class HeadBuffers {
  public:
   HeadBuffers(const NumaPlan& plan, int64_t kv_heads, int64_t floats_per_head);
@@ -44,6 +45,7 @@ class HeadBuffers {
  private:
   std::vector<float*> parts_;
   std::unique_ptr<float[]> single_;
+  size_t single_floats_ = 0;
   [[maybe_unused]] size_t bytes_per_head_ = 0;  // used only with libnuma
   [[maybe_unused]] bool on_nodes_ = false;
 };

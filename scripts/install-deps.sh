@@ -19,6 +19,8 @@ if [[ "${1:-test}" == test ]]; then
     # Fuzzing (libFuzzer ships in clang's runtime), clang+libomp+Archer for TSan,
     # valgrind for memcheck on the scalar/AVX2 paths.
     clang libclang-rt-14-dev libomp-dev valgrind
+    # The Python module and its tests.
+    pybind11-dev python3-dev python3-numpy python3-pytest
   )
 elif [[ "$1" != build ]]; then
   echo "usage: install-deps.sh [build|test]" >&2

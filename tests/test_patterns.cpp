@@ -757,7 +757,7 @@ void expect_causal_rows(const AttentionShape& s, const BlockMask& m, bool diagon
 }
 
 TEST_P(UnisparsePerIsa, CausalKeepsPlantedVisibleBlocksAndNothingAfterTheDiagonal) {
-  const AttentionShape s = causal({4, 2, 2000, 2000, 64});
+  const AttentionShape s = causal({2, 1, 1280, 1280, 64});  // GQA, 20 blocks: small enough for qemu and ASan
   const Planted pl = make_planted(s, 64, 3);
   const BlockMass exact = block_attention_mass(s, pl.x.q, pl.x.k, 64, 64);
   for (const Select mode : {Select::topk, Select::threshold}) {
