@@ -12,7 +12,12 @@
 #include <string>
 #include <vector>
 
+#include "spattn/config.h"
+#include "spattn/session.hpp"
 #include "spattn/spattn.hpp"
+#if SPATTN_HAS_YAML
+#include "spattn/profile.hpp"
+#endif
 
 namespace py = pybind11;
 
@@ -168,6 +173,81 @@ py::array window_sink(int64_t heads, int64_t q_len, int64_t kv_len, int64_t bloc
   return mask_to_array(spattn::window_sink_mask(s, p));
 }
 
+// One attention layer of a diffusion model (DiffusionAttention), stepped once
+// per denoising step on arrays of the session's shape.
+class Session {
+ public:
+  Session(int64_t heads, int64_t kv_heads, int64_t seq_len, int64_t head_dim, const std::string& policy,
+          int64_t total_steps, double warmup_fraction, int64_t block_size, double topk_ratio, const std::string& profile,
+          int threads)
+      : session_(make(heads, kv_heads, seq_len, head_dim, policy, total_steps, warmup_fraction, block_size, topk_ratio,
+                      profile, threads)) {}
+
+  // (out, report): out [heads, seq_len, head_dim] float32; report a dict of
+  // what ran (path, ms, select_ms, density, dense_heads, step).
+  py::tuple step(const py::array& q, const py::array& k, const py::array& v) {
+    const spattn::InputView qv = view_of(q, "q"), kv = view_of(k, "k"), vv = view_of(v, "v");
+    const spattn::AttentionShape& s = session_.shape();
+    py::array out = new_output(s, "fp32");
+    const spattn::OutputView ov = out_view(out, DType::fp32);
+    spattn::StepReport r;
+    {
+      py::gil_scoped_release nogil;
+      r = session_.step(qv, kv, vv, ov);
+    }
+    py::dict report;
+    report["step"] = r.step;
+    report["path"] = spattn::step_path_name(r.path);
+    report["ms"] = r.ms;
+    report["select_ms"] = r.select_ms;
+    report["density"] = r.density;
+    report["dense_heads"] = r.dense_heads;
+    return py::make_tuple(out, report);
+  }
+  void set_decoding_block(int64_t begin, int64_t end) { session_.set_decoding_block(begin, end); }
+  int64_t warmup_steps() const { return session_.warmup_steps(); }
+  int64_t steps_done() const { return session_.steps_done(); }
+  py::dict config() const {
+    const spattn::SessionConfig& c = session_.config();
+    py::dict d;
+    d["policy"] = spattn::policy_name(c.policy);
+    d["total_steps"] = c.total_steps;
+    d["warmup_steps"] = session_.warmup_steps();
+    d["block_size"] = c.block_size;
+    d["topk_ratio"] = c.topk_ratio;
+    d["mass_budget_tau"] = c.mass_budget ? py::object(py::float_(c.mass_budget->tau)) : py::object(py::none());
+    d["threads"] = c.kernel.threads;
+    return d;
+  }
+
+ private:
+  static spattn::DiffusionAttention make(int64_t heads, int64_t kv_heads, int64_t seq_len, int64_t head_dim,
+                                         const std::string& policy, int64_t total_steps, double warmup_fraction,
+                                         int64_t block_size, double topk_ratio, const std::string& profile,
+                                         int threads) {
+    const spattn::AttentionShape shape{heads, kv_heads, seq_len, seq_len, head_dim};
+    spattn::SessionConfig c;
+    c.policy = spattn::parse_policy(policy);
+    c.total_steps = total_steps;
+    c.warmup_fraction = warmup_fraction;
+    c.block_size = block_size;
+    c.topk_ratio = topk_ratio;
+    c.kernel.threads = threads;
+    if (!profile.empty()) {
+#if SPATTN_HAS_YAML
+      // The entry tuned nearest this shape (a word on stderr when none fits).
+      c = spattn::session_config_from_profile(spattn::Profile::load_for_machine(profile, /*strict=*/false), shape, c,
+                                              spattn::ProfileFit::lenient);
+#else
+      throw py::value_error("profile: this build has no YAML profile support");
+#endif
+    }
+    return spattn::DiffusionAttention(shape, c);
+  }
+
+  spattn::DiffusionAttention session_;
+};
+
 }  // namespace
 
 PYBIND11_MODULE(_spattn, m) {
@@ -204,4 +284,19 @@ PYBIND11_MODULE(_spattn, m) {
         py::arg("block_size") = 64, py::arg("sink_tokens") = 64, py::arg("window_tokens") = 512,
         py::arg("causal") = false, py::arg("q_offset") = kEnd,
         "Attention sinks plus a local band, as a uint8 [heads, q_blocks, k_blocks] mask.");
+  py::class_<Session>(m, "Session", "One attention layer of a diffusion model, stepped once per denoising step.")
+      .def(py::init<int64_t, int64_t, int64_t, int64_t, const std::string&, int64_t, double, int64_t, double,
+                    const std::string&, int>(),
+           py::arg("heads"), py::arg("kv_heads"), py::arg("seq_len"), py::arg("head_dim"), py::kw_only(),
+           py::arg("policy") = "sparsed", py::arg("total_steps") = 64, py::arg("warmup_fraction") = 0.2,
+           py::arg("block_size") = 64, py::arg("topk_ratio") = 0.1, py::arg("profile") = "",
+           py::arg("threads") = 0,
+           "policy: dense, sparsed, unisparse, dpad, dpad+sparsed, window; profile: a spattn-tune YAML file "
+           "whose entry nearest this shape sets block size, budget and warmup.")
+      .def("step", &Session::step, py::arg("q"), py::arg("k"), py::arg("v"),
+           "Runs the next step: returns (out float32 [heads, seq_len, head_dim], report dict).")
+      .def("set_decoding_block", &Session::set_decoding_block, py::arg("begin"), py::arg("end"))
+      .def_property_readonly("warmup_steps", &Session::warmup_steps)
+      .def_property_readonly("steps_done", &Session::steps_done)
+      .def_property_readonly("config", &Session::config);
 }

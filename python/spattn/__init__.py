@@ -16,6 +16,7 @@ the arguments raise ValueError naming the argument.
 import numpy as _np
 
 from ._spattn import (  # noqa: F401
+    Session,
     block_sparse_attention,
     dense_attention,
     isa,

@@ -125,6 +125,33 @@ def test_errors_name_the_argument():
         spattn.block_sparse_attention(q, k, v, np.ones((4, 2, 3)), causal=True, q_offset=0)
 
 
+def test_session_records_then_reuses_the_pattern():
+    q, k, v = qkv(heads=2, kv_heads=2, n_q=512, n_k=512, d=64, seed=5)
+    k = q.copy()  # each query's own key dominates its row: the recorded pattern holds the mass
+    s = spattn.Session(2, 2, 512, 64, policy="sparsed", total_steps=4, warmup_fraction=0.25, topk_ratio=0.5)
+    assert s.warmup_steps == 1 and s.config["policy"] == "sparsed"
+    paths = []
+    for i in range(4):
+        out, report = s.step(q, k, v)
+        paths.append(report["path"])
+        if i == 0:  # the dense step is dense attention
+            assert rel_err(out, reference(q, k, v)) < 2e-5
+    assert paths == ["dense+record", "sparse(cached)", "sparse(cached)", "sparse(cached)"]
+    assert 0.45 < report["density"] <= 0.55 and out.shape == q.shape
+    ref = reference(q, k, v)
+    cos = (out * ref).sum(-1) / np.linalg.norm(out, axis=-1) / np.linalg.norm(ref, axis=-1)
+    assert cos.mean() > 0.99
+    with pytest.raises(ValueError, match="total_steps"):
+        s.step(q, k, v)  # past the last step
+
+
+def test_session_arguments_are_checked():
+    with pytest.raises(ValueError, match="policy"):
+        spattn.Session(2, 2, 512, 64, policy="magic")
+    with pytest.raises(ValueError):
+        spattn.Session(2, 2, 512, 64, profile="/nonexistent/profile.yaml")
+
+
 def test_kernels_release_the_gil():
     # Two Python threads in kernels at once finish with correct results.
     q, k, v = qkv(heads=2, kv_heads=2, n_q=512, n_k=512, d=64)
