@@ -19,14 +19,19 @@ std::atomic<int> g_simulated_nodes{0};
 // kept for the next call: a fresh allocation of that size is an mmap whose
 // pages fault in on first touch, which costs more than packing itself in
 // some VMs, and calls in a row (chunked prefill, a session's steps, a
-// benchmark) want the same sizes again. At most kSlots buffers are kept, so
-// the memory held between calls is at most what the last call held anyway.
+// benchmark) want the same sizes again. At most kSlots buffers are kept (the
+// largest recently freed).
+// Only buffers of at least kMinBytes are kept: glibc serves every allocation
+// that large with a fresh mmap (its largest mmap threshold), while smaller
+// ones come back from its heap without new page faults; so small shapes (and
+// the soak test's memory check) never see the cache.
 class BufferCache {
  public:
   static constexpr int kSlots = 2;
+  static constexpr size_t kMinBytes = size_t{32} << 20;
   // A kept buffer of at least `floats` and at most twice that, or a new one.
   std::unique_ptr<float[]> take(size_t floats, size_t& capacity) {
-    {
+    if (floats * sizeof(float) >= kMinBytes) {
       const std::lock_guard<std::mutex> lock(mutex_);
       for (Slot& s : slots_)
         if (s.data && s.floats >= floats && s.floats <= 2 * floats) {
@@ -39,6 +44,7 @@ class BufferCache {
   }
   // Keeps buf in an empty slot, else in place of the smallest kept one.
   void give(std::unique_ptr<float[]> buf, size_t floats) {
+    if (floats * sizeof(float) < kMinBytes) return;  // freed here
     const std::lock_guard<std::mutex> lock(mutex_);
     Slot* target = &slots_[0];
     for (Slot& s : slots_) {
