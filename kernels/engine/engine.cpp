@@ -29,7 +29,12 @@ void for_each_work_item(int64_t heads, int64_t rows, int64_t tile_rows, int thre
   parallel_for(
       threads, heads * tiles,
       [&](int64_t begin, int64_t end) {
-        std::vector<float> scratch(static_cast<size_t>(scratch_floats));
+        // One buffer per thread, kept across calls: with dynamic hand-out the
+        // body runs once per item, and an allocation per item churns the
+        // allocator. Zeroed per call, as a fresh vector was.
+        thread_local std::vector<float> scratch;
+        if (scratch.size() < static_cast<size_t>(scratch_floats)) scratch.resize(static_cast<size_t>(scratch_floats));
+        std::fill_n(scratch.data(), scratch_floats, 0.0f);
         for (int64_t i = begin; i < end; ++i) {
           const int64_t h = i / tiles, t = i % tiles, r0 = t * tile_rows;
           body(WorkItem{h, t, r0, static_cast<int>(std::min(tile_rows, rows - r0))}, scratch.data());
