@@ -12,8 +12,9 @@ namespace spattn::detail {
 // diagonal only, but it is correct (a no-op) on any block.
 inline void mask_future_keys(float* s, int64_t ld, int rows, int64_t q_pos, int64_t t0, int valid,
                              const int32_t* key_pos) {
+  if (valid <= 0) return;
   const int64_t last_key = key_pos != nullptr ? key_pos[t0 + valid - 1] : t0 + valid - 1;
-  if (valid <= 0 || last_key <= q_pos) return;  // every row sees the whole block
+  if (last_key <= q_pos) return;  // every row sees the whole block
   for (int r = 0; r < rows; ++r) {
     const int64_t pos = q_pos + r;
     int seen = 0;  // keys at positions <= pos: a prefix, positions ascend
