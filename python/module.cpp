@@ -16,7 +16,14 @@
 #include "spattn/session.hpp"
 #include "spattn/spattn.hpp"
 #if SPATTN_HAS_YAML
+#include "spattn/lab/tune.hpp"
 #include "spattn/profile.hpp"
+#endif
+#if __has_include(<dlpack/dlpack.h>)
+#include <dlpack/dlpack.h>
+#define SPATTN_PY_DLPACK 1
+#else
+#define SPATTN_PY_DLPACK 0
 #endif
 
 namespace py = pybind11;
@@ -46,6 +53,61 @@ spattn::InputView view_of(const py::array& a, const char* name) {
     if (a.strides(i) % item != 0 || a.strides(i) < 0)
       throw py::value_error(std::string(name) + ": strides must be non-negative multiples of the element size");
   return spattn::InputView(a.data(), t, a.shape(0), a.shape(1), a.shape(2), a.strides(0) / item, a.strides(1) / item);
+}
+
+#if SPATTN_PY_DLPACK
+// The element type of a DLPack tensor: float32, float16 or bfloat16 (lanes 1).
+DType dtype_of(const DLDataType& t, const char* name) {
+  if (t.lanes == 1 && t.code == kDLFloat && t.bits == 32) return DType::fp32;
+  if (t.lanes == 1 && t.code == kDLFloat && t.bits == 16) return DType::fp16;
+  if (t.lanes == 1 && t.code == kDLBfloat && t.bits == 16) return DType::bf16;
+  static const char* const kinds[] = {"int", "uint", "float", "opaque", "bfloat", "complex", "bool"};
+  const std::string kind = t.code < 7 ? kinds[t.code] : "code" + std::to_string(t.code) + "_";
+  throw py::type_error(std::string(name) + ": dtype " + kind + std::to_string(t.bits) +
+                       (t.lanes != 1 ? " x" + std::to_string(t.lanes) : std::string()) +
+                       " is not float32, float16 or bfloat16");
+}
+
+// A view of a CPU tensor handed over through DLPack (obj.__dlpack__()). The
+// capsule stays with the caller (Input::keep) and is never renamed "used":
+// its producer's destructor frees the tensor once the call is over.
+spattn::InputView view_of_dlpack(const py::capsule& cap, const char* name) {
+  if (std::string(cap.name() ? cap.name() : "") != "dltensor")
+    throw py::type_error(std::string(name) + ": __dlpack__() did not return a 'dltensor' capsule");
+  const DLTensor& t = static_cast<DLManagedTensor*>(cap.get_pointer())->dl_tensor;
+  if (t.device.device_type != kDLCPU && t.device.device_type != kDLCUDAHost)
+    throw py::value_error(std::string(name) + ": a DLPack tensor must be in CPU memory");
+  if (t.ndim != 3) throw py::value_error(std::string(name) + ": must be 3-d [heads][tokens][head_dim]");
+  const DType dt = dtype_of(t.dtype, name);
+  // No strides: compact row-major.
+  const int64_t s0 = t.strides ? t.strides[0] : t.shape[1] * t.shape[2];
+  const int64_t s1 = t.strides ? t.strides[1] : t.shape[2];
+  if (t.strides && t.shape[2] > 1 && t.strides[2] != 1)
+    throw py::value_error(std::string(name) + ": rows (the last axis) must be contiguous");
+  if (s0 < 0 || s1 < 0) throw py::value_error(std::string(name) + ": strides must be non-negative");
+  const void* data = static_cast<const char*>(t.data) + t.byte_offset;
+  return spattn::InputView(data, dt, t.shape[0], t.shape[1], t.shape[2], s0, s1);
+}
+#endif
+
+// An input argument: a NumPy array, or any object with __dlpack__ (a torch
+// tensor, bfloat16 included). `keep` holds whatever owns the memory for as
+// long as the view is used.
+struct Input {
+  spattn::InputView view;
+  py::object keep;
+};
+
+Input input_of(const py::object& x, const char* name) {
+  if (py::isinstance<py::array>(x)) return {view_of(py::reinterpret_borrow<py::array>(x), name), x};
+#if SPATTN_PY_DLPACK
+  if (py::hasattr(x, "__dlpack__")) {
+    py::capsule cap = x.attr("__dlpack__")();
+    return {view_of_dlpack(cap, name), cap};
+  }
+#endif
+  throw py::type_error(std::string(name) + ": expected a NumPy array or a tensor with __dlpack__, got " +
+                       py::str(py::type::handle_of(x)).cast<std::string>());
 }
 
 spattn::AttentionShape shape_of(const spattn::InputView& q, const spattn::InputView& k, bool causal,
@@ -108,9 +170,10 @@ py::array mask_to_array(const spattn::BlockMask& m) {
   return a;
 }
 
-py::array dense(const py::array& q, const py::array& k, const py::array& v, bool causal, int64_t q_offset, float scale,
+py::array dense(const py::object& q, const py::object& k, const py::object& v, bool causal, int64_t q_offset, float scale,
                 const std::string& out_dtype, int threads, int64_t q_tile_rows, int64_t k_block) {
-  const spattn::InputView qv = view_of(q, "q"), kv = view_of(k, "k"), vv = view_of(v, "v");
+  const Input qi = input_of(q, "q"), ki = input_of(k, "k"), vi = input_of(v, "v");
+  const spattn::InputView &qv = qi.view, &kv = ki.view, &vv = vi.view;
   const spattn::AttentionShape s = shape_of(qv, kv, causal, q_offset, scale);
   py::array out = new_output(s, out_dtype);
   const spattn::OutputView ov = out_view(out, spattn::parse_dtype(out_dtype));
@@ -122,10 +185,11 @@ py::array dense(const py::array& q, const py::array& k, const py::array& v, bool
   return out;
 }
 
-py::array block_sparse(const py::array& q, const py::array& k, const py::array& v, const py::array& mask,
+py::array block_sparse(const py::object& q, const py::object& k, const py::object& v, const py::array& mask,
                        int64_t block_size, bool causal, int64_t q_offset, float scale, const std::string& out_dtype,
                        int threads) {
-  const spattn::InputView qv = view_of(q, "q"), kv = view_of(k, "k"), vv = view_of(v, "v");
+  const Input qi = input_of(q, "q"), ki = input_of(k, "k"), vi = input_of(v, "v");
+  const spattn::InputView &qv = qi.view, &kv = ki.view, &vv = vi.view;
   const spattn::AttentionShape s = shape_of(qv, kv, causal, q_offset, scale);
   spattn::check_block_size("block_sparse_attention", "block_size", block_size);
   const spattn::BlockMask m = mask_from_array(mask, s, block_size, block_size);
@@ -139,10 +203,11 @@ py::array block_sparse(const py::array& q, const py::array& k, const py::array& 
   return out;
 }
 
-py::array unisparse(const py::array& q, const py::array& k, bool causal, int64_t q_offset, float scale,
+py::array unisparse(const py::object& q, const py::object& k, bool causal, int64_t q_offset, float scale,
                     int64_t block_size, const std::vector<int64_t>& granularities, const std::string& select,
                     double tau, double topk_ratio, int64_t min_blocks, int threads) {
-  const spattn::InputView qv = view_of(q, "q"), kv = view_of(k, "k");
+  const Input qi = input_of(q, "q"), ki = input_of(k, "k");
+  const spattn::InputView &qv = qi.view, &kv = ki.view;
   const spattn::AttentionShape s = shape_of(qv, kv, causal, q_offset, scale);
   spattn::UnisparseParams p;
   p.block_size = block_size;
@@ -185,8 +250,9 @@ class Session {
 
   // (out, report): out [heads, seq_len, head_dim] float32; report a dict of
   // what ran (path, ms, select_ms, density, dense_heads, step).
-  py::tuple step(const py::array& q, const py::array& k, const py::array& v) {
-    const spattn::InputView qv = view_of(q, "q"), kv = view_of(k, "k"), vv = view_of(v, "v");
+  py::tuple step(const py::object& q, const py::object& k, const py::object& v) {
+    const Input qi = input_of(q, "q"), ki = input_of(k, "k"), vi = input_of(v, "v");
+  const spattn::InputView &qv = qi.view, &kv = ki.view, &vv = vi.view;
     const spattn::AttentionShape& s = session_.shape();
     py::array out = new_output(s, "fp32");
     const spattn::OutputView ov = out_view(out, DType::fp32);
@@ -248,6 +314,97 @@ class Session {
   spattn::DiffusionAttention session_;
 };
 
+#if SPATTN_HAS_YAML
+py::dict entry_dict(const spattn::ProfileEntry& e) {
+  py::dict d;
+  d["policy"] = e.policy;
+  d["block_size"] = e.block_size;
+  d["topk_ratio"] = e.topk_ratio;
+  d["warmup_fraction"] = e.warmup_fraction;
+  d["pooled_budget"] = e.pooled_budget;
+  d["mass_tau"] = e.mass_tau;
+  d["dense_head_share"] = e.dense_head_share;
+  d["drift_check_every"] = e.drift_check_every;
+  d["q_tile_rows"] = e.q_tile_rows;
+  d["threads"] = e.threads;
+  d["dense_ms"] = e.dense_ms;
+  d["sparse_ms"] = e.sparse_ms;
+  d["speedup"] = e.speedup;
+  d["mean_cosine"] = e.mean_cosine;
+  d["min_cosine"] = e.min_cosine;
+  d["mean_density"] = e.mean_density;
+  return d;
+}
+
+// What Session(profile=...) would use for this shape: the matching entry
+// (None when the profile has none for this head_dim/dtype), whether it fits
+// the shape, and why not.
+py::dict profile_lookup(const std::string& path, int64_t heads, int64_t kv_heads, int64_t seq_len,
+                        int64_t head_dim, int64_t steps, const std::string& dtype, int layer) {
+  const spattn::Profile p = spattn::Profile::load_for_machine(path, /*strict=*/false);
+  spattn::TunedShape shape{heads, kv_heads > 0 ? kv_heads : heads, seq_len, head_dim, steps,
+                           spattn::dtype_name(spattn::parse_dtype(dtype))};
+  const spattn::ProfileMatch m = p.match(shape, {}, layer);
+  py::dict d;
+  d["entry"] = m.entry ? py::object(entry_dict(*m.entry)) : py::object(py::none());
+  d["fits"] = m.fits;
+  d["why"] = m.why;
+  return d;
+}
+
+// spattn-tune's search (tune()) on the built-in synthetic workload or a
+// folder of captured .npy steps; merges the chosen setting into `out` when
+// given. progress(fraction, eta_s, phase) is called with the GIL held.
+py::dict tune(int64_t seq_len, int64_t heads, int64_t kv_heads, int64_t head_dim, int64_t steps,
+              const std::string& npy, int layer, int64_t npy_prompt_len, int64_t npy_steps_per_block,
+              const std::string& dtype, double min_mean_cosine, double min_step_cosine,
+              const std::vector<int64_t>& block_sizes, const std::vector<int>& threads, int reps, double budget_s,
+              const std::string& out, const py::object& progress) {
+  spattn::TuneOptions o;
+  o.workload.synthetic = spattn::calibrated_synthetic_config(heads);
+  o.workload.synthetic.seq_len = seq_len;
+  o.workload.synthetic.kv_heads = kv_heads > 0 ? kv_heads : heads;
+  o.workload.synthetic.head_dim = head_dim;
+  o.workload.synthetic.steps = steps;
+  o.workload.npy_dir = npy;
+  o.workload.layer = layer;
+  o.workload.npy_prompt_len = npy_prompt_len;
+  o.workload.npy_steps_per_block = npy_steps_per_block;
+  o.dtype = spattn::parse_dtype(dtype);
+  o.steps = steps;
+  o.min_mean_cosine = min_mean_cosine;
+  o.min_step_cosine = min_step_cosine;
+  if (!block_sizes.empty()) o.block_sizes = block_sizes;
+  o.threads = threads;
+  o.reps = reps;
+  o.budget_s = budget_s;
+  if (!progress.is_none())
+    o.on_progress = [&progress](const spattn::TuneProgress& p) {
+      py::gil_scoped_acquire gil;
+      progress(p.fraction, p.eta_s, p.phase);
+    };
+  if (!out.empty()) spattn::check_profile_destination(out);  // before minutes of search
+  spattn::TuneResult r;
+  {
+    py::gil_scoped_release nogil;
+    r = spattn::tune(o);
+  }
+  py::dict d;
+  d["met"] = r.met;
+  d["note"] = r.note;
+  d["entry"] = r.met ? py::object(entry_dict(r.entry)) : py::object(py::none());
+  d["dense_step_ms"] = r.dense_step_ms;
+  d["elapsed_s"] = r.elapsed_s;
+  d["budget_hit"] = r.budget_hit;
+  d["profile"] = py::none();
+  if (r.met && !out.empty()) {
+    spattn::merge_into_file(out, r.entry);
+    d["profile"] = out;
+  }
+  return d;
+}
+#endif
+
 }  // namespace
 
 PYBIND11_MODULE(_spattn, m) {
@@ -284,6 +441,23 @@ PYBIND11_MODULE(_spattn, m) {
         py::arg("block_size") = 64, py::arg("sink_tokens") = 64, py::arg("window_tokens") = 512,
         py::arg("causal") = false, py::arg("q_offset") = kEnd,
         "Attention sinks plus a local band, as a uint8 [heads, q_blocks, k_blocks] mask.");
+#if SPATTN_HAS_YAML
+  m.def("tune", &tune, py::kw_only(), py::arg("seq_len") = 4096, py::arg("heads") = 8, py::arg("kv_heads") = 0,
+        py::arg("head_dim") = 128, py::arg("steps") = 64, py::arg("npy") = "", py::arg("layer") = -1,
+        py::arg("npy_prompt_len") = 0, py::arg("npy_steps_per_block") = 0, py::arg("dtype") = "fp32",
+        py::arg("min_mean_cosine") = 0.99, py::arg("min_step_cosine") = 0.98,
+        py::arg("block_sizes") = std::vector<int64_t>{}, py::arg("threads") = std::vector<int>{},
+        py::arg("reps") = 5, py::arg("budget_s") = 120.0, py::arg("out") = "", py::arg("progress") = py::none(),
+        "spattn-tune's search: the fastest SparseD setting whose whole run stays within the cosine bounds of "
+        "dense attention, on the built-in workload (seq_len, heads, ...) or the .npy steps in npy (layer). "
+        "Returns a dict (met, entry, note, dense_step_ms, elapsed_s, budget_hit, profile); with out, merges "
+        "the entry into that profile file, which Session(profile=...) then reads.");
+  m.def("profile_lookup", &profile_lookup, py::arg("path"), py::kw_only(), py::arg("heads"),
+        py::arg("kv_heads") = 0, py::arg("seq_len"), py::arg("head_dim"), py::arg("steps") = 0,
+        py::arg("dtype") = "fp32", py::arg("layer") = -1,
+        "The profile entry nearest this shape (dict: entry or None, fits, why), as Session(profile=...) "
+        "picks it; a profile of another machine is read with a warning on stderr.");
+#endif
   py::class_<Session>(m, "Session", "One attention layer of a diffusion model, stepped once per denoising step.")
       .def(py::init<int64_t, int64_t, int64_t, int64_t, const std::string&, int64_t, double, int64_t, double,
                     const std::string&, int>(),

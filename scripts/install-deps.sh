@@ -19,8 +19,10 @@ if [[ "${1:-test}" == test ]]; then
     # Fuzzing (libFuzzer ships in clang's runtime), clang+libomp+Archer for TSan,
     # valgrind for memcheck on the scalar/AVX2 paths.
     clang libclang-rt-14-dev libomp-dev valgrind
-    # The Python module and its tests.
-    pybind11-dev python3-dev python3-numpy python3-pytest
+    # The Python module, its pip install (venv, no network), DLPack, and its
+    # tests, including a small PyTorch model whose attention spattn replaces.
+    pybind11-dev python3-dev python3-numpy python3-pytest libdlpack-dev
+    python3-venv python3-pip python3-setuptools python3-wheel python3-torch
   )
 elif [[ "$1" != build ]]; then
   echo "usage: install-deps.sh [build|test]" >&2

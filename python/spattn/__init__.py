@@ -25,6 +25,11 @@ from ._spattn import (  # noqa: F401
     window_sink_mask,
 )
 
+try:  # builds without yaml-cpp have no profiles, hence no tuner
+    from ._spattn import profile_lookup, tune  # noqa: F401
+except ImportError:
+    pass
+
 __version__ = version()
 
 

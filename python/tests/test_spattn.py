@@ -168,14 +168,111 @@ def test_kernels_release_the_gil():
     assert np.array_equal(results[0], results[1])
 
 
-def test_replaces_torch_sdpa_in_a_small_model():
+class DLPackOnly:
+    """Hands an array over only through the DLPack protocol (as a torch or JAX tensor would)."""
+
+    def __init__(self, a):
+        self.a = a
+
+    def __dlpack__(self, stream=None):
+        return self.a.__dlpack__()
+
+    def __dlpack_device__(self):
+        return self.a.__dlpack_device__()
+
+
+def test_dlpack_inputs_are_read_in_place():
+    q, k, v = qkv()
+    want = spattn.dense_attention(q, k, v, causal=True)
+    got = spattn.dense_attention(DLPackOnly(q), DLPackOnly(k), DLPackOnly(v), causal=True)
+    assert np.array_equal(got, want)
+    half = [x.astype(np.float16) for x in (q, k, v)]
+    assert np.array_equal(spattn.dense_attention(*map(DLPackOnly, half)), spattn.dense_attention(*half))
+    # A strided (transposed) view through DLPack.
+    qt = np.ascontiguousarray(q.transpose(1, 0, 2)).transpose(1, 0, 2)
+    assert np.array_equal(spattn.dense_attention(DLPackOnly(qt), k, v, causal=True), want)
+    with pytest.raises(TypeError, match="float64"):
+        spattn.dense_attention(DLPackOnly(q.astype(np.float64)), k, v)
+    with pytest.raises(TypeError, match="__dlpack__"):
+        spattn.dense_attention(q.tolist(), k, v)
+
+
+def test_tune_writes_a_profile_the_session_reads(tmp_path):
+    fractions = []
+    profile = tmp_path / "tuned.yaml"
+    r = spattn.tune(seq_len=512, heads=4, head_dim=32, steps=8, block_sizes=[32], threads=[1], reps=1,
+                    budget_s=30, out=str(profile), progress=lambda f, eta, phase: fractions.append(f))
+    assert r["met"] and r["profile"] == str(profile) and profile.exists()
+    e = r["entry"]
+    assert e["block_size"] == 32 and e["mean_cosine"] >= 0.99 and e["min_cosine"] >= 0.98
+    assert e["dense_ms"] > 0 and e["sparse_ms"] > 0 and 0 < e["mean_density"] <= 1
+    assert fractions and all(0 <= f <= 1 for f in fractions)
+    found = spattn.profile_lookup(str(profile), heads=4, seq_len=512, head_dim=32, steps=8)
+    assert found["fits"] and found["entry"]["topk_ratio"] == e["topk_ratio"]
+    far = spattn.profile_lookup(str(profile), heads=4, seq_len=65536, head_dim=32)
+    assert not far["fits"] and "seq_len" in far["why"]
+    assert spattn.profile_lookup(str(profile), heads=4, seq_len=512, head_dim=64)["entry"] is None
+    s = spattn.Session(4, 4, 512, 32, profile=str(profile), total_steps=8)
+    assert s.config["block_size"] == 32 and s.config["topk_ratio"] == pytest.approx(e["topk_ratio"])
+    with pytest.raises(ValueError, match="dtype"):
+        spattn.tune(seq_len=512, heads=4, head_dim=32, steps=8, dtype="fp64")
+
+
+def torch_attention(torch, q, k, v, causal):
+    """PyTorch's own attention: SDPA where this torch has it (2.0+), else its math."""
+    sdpa = getattr(torch.nn.functional, "scaled_dot_product_attention", None)
+    if sdpa is not None:
+        return sdpa(q, k, v, is_causal=causal)
+    logits = q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5
+    if causal:
+        n = q.shape[-2]
+        logits = logits.masked_fill(torch.ones(n, n, dtype=torch.bool).triu(1), float("-inf"))
+    return torch.softmax(logits, dim=-1) @ v
+
+
+def test_replaces_the_attention_of_a_small_torch_model():
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
     heads, n, d = 4, 256, 32
-    x = torch.randn(1, n, heads * d)
-    proj = torch.nn.Linear(heads * d, 3 * heads * d)
-    qt, kt, vt = proj(x).detach().view(1, n, 3, heads, d).permute(2, 0, 3, 1, 4)[:, 0]  # [heads][n][d] each
-    want = torch.nn.functional.scaled_dot_product_attention(qt, kt, vt, is_causal=True)
-    got = spattn.dense_attention(qt.contiguous().numpy(), kt.contiguous().numpy(), vt.contiguous().numpy(),
-                                 causal=True)
-    assert np.abs(got - want.numpy()).max() < 1e-4 * np.abs(want.numpy()).max() + 1e-6
+
+    class Block(torch.nn.Module):
+        """One pre-norm transformer block whose attention is a swappable function."""
+
+        def __init__(self, attend):
+            super().__init__()
+            self.norm = torch.nn.LayerNorm(heads * d)
+            self.qkv = torch.nn.Linear(heads * d, 3 * heads * d)
+            self.proj = torch.nn.Linear(heads * d, heads * d)
+            self.attend = attend
+
+        def forward(self, x):  # x [n, heads * d]
+            q, k, v = self.qkv(self.norm(x)).view(n, 3, heads, d).permute(1, 2, 0, 3)  # each [heads][n][d]
+            return x + self.proj(self.attend(q, k, v).transpose(0, 1).reshape(n, heads * d))
+
+    def spattn_attention(q, k, v):  # torch tensors in (DLPack), a torch tensor out
+        out, report = session.step(q.contiguous(), k.contiguous(), v.contiguous())
+        reports.append(report)
+        return torch.from_numpy(out)
+
+    x = torch.randn(n, heads * d)
+    with torch.no_grad():
+        model = Block(lambda q, k, v: torch_attention(torch, q, k, v, causal=False))
+        want = model(x)
+        # The same weights with spattn's session as the attention (2 dense steps, then sparse).
+        session, reports = spattn.Session(heads, heads, n, d, policy="sparsed", total_steps=4,
+                                          warmup_fraction=0.5, block_size=32, topk_ratio=0.75), []
+        model.attend = spattn_attention
+        got = [model(x) for _ in range(4)]
+    assert [r["path"] for r in reports][:2] == ["dense", "dense+record"]
+    assert np.abs(got[0].numpy() - want.numpy()).max() < 1e-4 * np.abs(want.numpy()).max()
+    for g in got[2:]:  # sparse steps: close, not exact
+        cos = torch.nn.functional.cosine_similarity(g, want, dim=-1)
+        assert cos.min() > 0.99
+    # Causal, and bf16 tensors handed over through DLPack.
+    qt, kt, vt = torch.randn(3, heads, n, d).unbind(0)
+    ref = torch_attention(torch, qt, kt, vt, causal=True).numpy()
+    assert np.abs(spattn.dense_attention(qt, kt, vt, causal=True) - ref).max() < 1e-4 * np.abs(ref).max()
+    got16 = spattn.dense_attention(qt.bfloat16(), kt.bfloat16(), vt.bfloat16(), causal=True)
+    ref16 = torch_attention(torch, qt.bfloat16().float(), kt.bfloat16().float(), vt.bfloat16().float(),
+                            causal=True).numpy()
+    assert np.abs(got16 - ref16).max() <= 2.0 ** -8 * np.abs(vt).max().item() + 1e-5
