@@ -32,17 +32,10 @@ inline void qk_scores_bf16_tile(const uint16_t* q, int64_t q_stride, const uint1
 inline void qk_scores_bf16(const uint16_t* q, int64_t q_stride, int rows, const uint16_t* kt, int ld_kt, int cols,
                            int head_dim, float scale, float* s, int ld_s) {
   constexpr int W = Bf16Ops::W;
-  const int vecs = cols / W;
-  for (int r0 = 0; r0 < rows; r0 += Tiles::qk_mr) {
-    const int mr = rows - r0 < Tiles::qk_mr ? rows - r0 : Tiles::qk_mr;
-    for (int v0 = 0; v0 < vecs; v0 += Tiles::qk_nv) {
-      const int nv = vecs - v0 < Tiles::qk_nv ? vecs - v0 : Tiles::qk_nv;
-      with_tile<Tiles::qk_mr, Tiles::qk_nv>(mr, nv, [&]<int MR, int NV>() {
-        qk_scores_bf16_tile<MR, NV>(q + r0 * q_stride, q_stride, kt + v0 * W * 2, ld_kt, head_dim, scale,
-                                    s + r0 * ld_s + v0 * W, ld_s);
-      });
-    }
-  }
+  for_each_tile<Tiles::qk_mr, Tiles::qk_nv>(rows, cols / W, [&]<int MR, int NV>(int r0, int v0) {
+    qk_scores_bf16_tile<MR, NV>(q + r0 * q_stride, q_stride, kt + v0 * W * 2, ld_kt, head_dim, scale,
+                                s + r0 * ld_s + v0 * W, ld_s);
+  });
 }
 
 // o[r] = o[r] * rescale[r] + sum_j p[r][j] * v_j, p in bf16 pairs (ld_p
@@ -72,17 +65,10 @@ inline void pv_accumulate_bf16_tile(float* o, int ld_o, const float* rescale, co
 inline void pv_accumulate_bf16(float* o, int ld_o, int rows, const float* rescale, const uint16_t* p, int ld_p,
                                int pairs, const uint16_t* v, int head_dim) {
   constexpr int W = Bf16Ops::W;
-  const int vecs = head_dim / W;
-  for (int r0 = 0; r0 < rows; r0 += Tiles::pv_mr) {
-    const int mr = rows - r0 < Tiles::pv_mr ? rows - r0 : Tiles::pv_mr;
-    for (int c0 = 0; c0 < vecs; c0 += Tiles::pv_nv) {
-      const int nv = vecs - c0 < Tiles::pv_nv ? vecs - c0 : Tiles::pv_nv;
-      with_tile<Tiles::pv_mr, Tiles::pv_nv>(mr, nv, [&]<int MR, int NV>() {
-        pv_accumulate_bf16_tile<MR, NV>(o + r0 * ld_o + c0 * W, ld_o, rescale + r0, p + r0 * ld_p, ld_p, pairs,
-                                        v + c0 * W * 2, head_dim);
-      });
-    }
-  }
+  for_each_tile<Tiles::pv_mr, Tiles::pv_nv>(rows, head_dim / W, [&]<int MR, int NV>(int r0, int c0) {
+    pv_accumulate_bf16_tile<MR, NV>(o + r0 * ld_o + c0 * W, ld_o, rescale + r0, p + r0 * ld_p, ld_p, pairs,
+                                    v + c0 * W * 2, head_dim);
+  });
 }
 
 // The bf16 path of attend_query_block: q, keys and values in bf16, logits and

@@ -27,15 +27,8 @@ inline void pv_accumulate_tile(float* o, int ld_o, const float* rescale, const f
 inline void pv_accumulate(float* o, int ld_o, int rows, const float* rescale, const float* p,
                           int ld_p, int cols, const float* v, int64_t v_stride, int head_dim) {
   constexpr int W = Ops::W;
-  const int vecs = head_dim / W;
-  for (int r0 = 0; r0 < rows; r0 += Tiles::pv_mr) {
-    const int mr = rows - r0 < Tiles::pv_mr ? rows - r0 : Tiles::pv_mr;
-    for (int c0 = 0; c0 < vecs; c0 += Tiles::pv_nv) {
-      const int nv = vecs - c0 < Tiles::pv_nv ? vecs - c0 : Tiles::pv_nv;
-      with_tile<Tiles::pv_mr, Tiles::pv_nv>(mr, nv, [&]<int MR, int NV>() {
-        pv_accumulate_tile<MR, NV>(o + r0 * ld_o + c0 * W, ld_o, rescale + r0, p + r0 * ld_p,
-                                   ld_p, cols, v + c0 * W, v_stride);
-      });
-    }
-  }
+  for_each_tile<Tiles::pv_mr, Tiles::pv_nv>(rows, head_dim / W, [&]<int MR, int NV>(int r0, int c0) {
+    pv_accumulate_tile<MR, NV>(o + r0 * ld_o + c0 * W, ld_o, rescale + r0, p + r0 * ld_p, ld_p, cols, v + c0 * W,
+                               v_stride);
+  });
 }

@@ -26,15 +26,8 @@ inline void qk_scores_tile(const float* q, int64_t q_stride, const float* kt, in
 inline void qk_scores(const float* q, int64_t q_stride, int rows, const float* kt, int ld_kt,
                       int cols, int head_dim, float scale, float* s, int ld_s) {
   constexpr int W = Ops::W;
-  const int vecs = cols / W;
-  for (int r0 = 0; r0 < rows; r0 += Tiles::qk_mr) {
-    const int mr = rows - r0 < Tiles::qk_mr ? rows - r0 : Tiles::qk_mr;
-    for (int v0 = 0; v0 < vecs; v0 += Tiles::qk_nv) {
-      const int nv = vecs - v0 < Tiles::qk_nv ? vecs - v0 : Tiles::qk_nv;
-      with_tile<Tiles::qk_mr, Tiles::qk_nv>(mr, nv, [&]<int MR, int NV>() {
-        qk_scores_tile<MR, NV>(q + r0 * q_stride, q_stride, kt + v0 * W, ld_kt, head_dim, scale,
-                               s + r0 * ld_s + v0 * W, ld_s);
-      });
-    }
-  }
+  for_each_tile<Tiles::qk_mr, Tiles::qk_nv>(rows, cols / W, [&]<int MR, int NV>(int r0, int v0) {
+    qk_scores_tile<MR, NV>(q + r0 * q_stride, q_stride, kt + v0 * W, ld_kt, head_dim, scale, s + r0 * ld_s + v0 * W,
+                           ld_s);
+  });
 }
