@@ -140,6 +140,33 @@ BENCHMARK(BM_Dtype<2>)->Name("dtype/sparsed_block_mass")->ArgNames({"dtype", "N"
 BENCHMARK(BM_Dtype<3>)->Name("dtype/unisparse_select")->ArgNames({"dtype", "N"})
     ->ArgsProduct({{0, 1, 2}, {16384}})->Unit(benchmark::kMillisecond)->UseRealTime();
 
+// Dense flash per ISA, input dtype and thread count (args: isa index into
+// supported_isas(), dtype 0 f32 / 1 bf16 / 2 f16, N, threads; 0: all),
+// heads 8, d 128: the many-core and AMX comparison against PyTorch's SDPA
+// (bench/peers/); --benchmark_filter='isa_dtype/' runs only these. Indices
+// 2-4 are avx512, avx512_bf16 and amx where the CPU has them all.
+void BM_FlashIsaDtype(benchmark::State& st) {
+  const auto isas = supported_isas();
+  if (st.range(0) >= static_cast<int64_t>(isas.size())) {
+    st.SkipWithError("ISA not supported here");
+    return;
+  }
+  const Isa before = active_isa();
+  set_isa(isas[st.range(0)]);
+  const DType t = kBenchTypes[st.range(1)];
+  Inputs in(kHeads, st.range(2), 128);
+  const InputView q = in.typed(t, 0), k = in.typed(t, 1), v = in.typed(t, 2);
+  KernelOptions opts;
+  opts.threads = static_cast<int>(st.range(3));
+  st.SetLabel(std::string(isa_name(active_isa())) + " " + dtype_name(t) + " " + std::to_string(resolve_threads(opts)) +
+              "t");
+  for (auto _ : st) dense_attention(in.shape, q, k, v, in.ov(), opts);
+  set_flops(st, in.dense_flops());
+  set_isa(before);
+}
+BENCHMARK(BM_FlashIsaDtype)->Name("isa_dtype/flash")->ArgNames({"isa", "dtype", "N", "threads"})
+    ->ArgsProduct({{2, 3, 4}, {0, 1}, {4096, 16384}, {1, 0}})->Unit(benchmark::kMillisecond)->UseRealTime();
+
 // Causal prefill against bidirectional attention at the same N (args:
 // causal 0/1, N), 2 heads, d 128, all threads. FLOPS count the work done:
 // the causal half for causal.

@@ -54,6 +54,11 @@ OpenBLAS, UniSparse, a SparseD top-k oracle and window+sink.
                         (DIR/q.npy ... or DIR/layerL/...) or a trace directory (its first
                         step); attention is made causal over its tokens (--seq-lens ignored)
   --layer L             with --npy: the layer folder (default: the first)
+  --dtype T             fp32 | bf16 | fp16: Q, K and V are rounded to T and handed over
+                        as T (default fp32); chunked and openblas take fp32 only and are
+                        left out otherwise
+  --causal 0|1          1 (default): causal prefill; 0: every method bidirectional (the
+                        reference is then bidirectional flash; bidir is left out)
 )";
 
 struct Options {
@@ -65,6 +70,8 @@ struct Options {
   uint64_t seed = 1;
   std::string npy;
   int layer = -1;
+  DType dtype = DType::fp32;
+  bool causal = true;
   std::vector<std::string> methods{"bidir", "chunked", "openblas", "unisparse", "sparsed", "window"};
   bool wants(const char* name) const { return std::find(methods.begin(), methods.end(), name) != methods.end(); }
 };
@@ -117,6 +124,14 @@ Options parse(int argc, char** argv) {
       o.npy = a.value(f);
     } else if (f == "--layer") {
       o.layer = static_cast<int>(a.integer(f, 0, 1 << 20));
+    } else if (f == "--dtype") {
+      try {
+        o.dtype = parse_dtype(a.value(f));
+      } catch (const Error&) {
+        cli::usage_error(a.tool, "--dtype: fp32, bf16 or fp16");
+      }
+    } else if (f == "--causal") {
+      o.causal = a.integer(f, 0, 1) != 0;
     } else if (f == "--seed") {
       o.seed = static_cast<uint64_t>(a.integer(f, 0, INT64_MAX));
     } else {
@@ -131,12 +146,33 @@ Options parse(int argc, char** argv) {
 struct Prefill {
   AttentionShape shape;
   std::vector<float> q, k, v, ref;
+  DType dtype = DType::fp32;
+  std::vector<uint16_t> narrow[3];  // q, k, v as dtype (bf16 / fp16 bits)
   ConstTensorView view(const std::vector<float>& x, int64_t heads) const {
     return ConstTensorView::heads_major(x.data(), heads, shape.kv_len, shape.head_dim);
   }
   ConstTensorView qv() const { return view(q, shape.heads); }
   ConstTensorView kv() const { return view(k, shape.kv_heads); }
   ConstTensorView vv() const { return view(v, shape.kv_heads); }
+  // q, k, v as handed to the kernels: dtype's copies (rounded once), or fp32.
+  InputView typed(int which) const {
+    const ConstTensorView f = which == 0 ? qv() : which == 1 ? kv() : vv();
+    if (dtype == DType::fp32) return f;
+    return InputView(narrow[which].data(), dtype, f.heads, f.tokens, f.head_dim, f.tokens * f.head_dim, f.head_dim);
+  }
+  InputView qi() const { return typed(0); }
+  InputView ki() const { return typed(1); }
+  InputView vi() const { return typed(2); }
+  void round_inputs() {
+    std::vector<float>* src[] = {&q, &k, &v};
+    for (int i = 0; i < 3 && dtype != DType::fp32; ++i) {
+      narrow[i].resize(src[i]->size());
+      for (size_t j = 0; j < src[i]->size(); ++j) {
+        narrow[i][j] = dtype == DType::bf16 ? to_bf16((*src[i])[j]).bits : to_fp16((*src[i])[j]).bits;
+        (*src[i])[j] = dtype == DType::bf16 ? to_float(bf16_t{narrow[i][j]}) : to_float(fp16_t{narrow[i][j]});
+      }
+    }
+  }
 };
 
 // A method's run: fills out (heads-major); extra_ms gets time spent outside
@@ -164,14 +200,14 @@ std::vector<Method> methods(const Options& o, const KernelOptions& ko, int64_t n
   };
   auto run_mask = [=](const Prefill& p, std::vector<float>& out, const BlockMask& m, double& density) {
     density = causal_density(m, p.shape);
-    block_sparse_attention(p.shape, p.qv(), p.kv(), p.vv(), m, out_view(p, out), ko);
+    block_sparse_attention(p.shape, p.qi(), p.ki(), p.vi(), m, out_view(p, out), ko);
   };
   if (n <= o.bidir_max_n)
     ms.push_back({"bidir", [=](const Prefill& p, std::vector<float>& out, double&, double& d) {
                     AttentionShape s = p.shape;
                     s.causal = false;
                     d = 2.0;  // twice the causal area
-                    dense_attention(s, p.qv(), p.kv(), p.vv(), out_view(p, out), ko);
+                    dense_attention(s, p.qi(), p.ki(), p.vi(), out_view(p, out), ko);
                   }, false});
   ms.push_back({"chunked", [=](const Prefill& p, std::vector<float>& out, double&, double& d) {
                   d = 1.0;
@@ -202,12 +238,12 @@ std::vector<Method> methods(const Options& o, const KernelOptions& ko, int64_t n
                   u.block_size = o.block;
                   u.tau = o.tau;
                   BlockMask m;
-                  sel = time_ms([&] { m = unisparse_select(p.shape, p.qv(), p.kv(), u, ko); });
+                  sel = time_ms([&] { m = unisparse_select(p.shape, p.qi(), p.ki(), u, ko); });
                   run_mask(p, out, m, d);
                 }});
   ms.push_back({"sparsed", [=](const Prefill& p, std::vector<float>& out, double& sel, double& d) {
                   BlockMass mass;
-                  sel = time_ms([&] { mass = block_attention_mass(p.shape, p.qv(), p.kv(), o.block, o.block, ko); });
+                  sel = time_ms([&] { mass = block_attention_mass(p.shape, p.qi(), p.ki(), o.block, o.block, ko); });
                   const BlockMask m = sparsed_select(mass, o.topk);
                   sel = -sel;  // oracle: shown, not counted in the method's time
                   run_mask(p, out, m, d);
@@ -221,7 +257,11 @@ std::vector<Method> methods(const Options& o, const KernelOptions& ko, int64_t n
                   sel = time_ms([&] { m = window_sink_mask(p.shape, w); });
                   run_mask(p, out, m, d);
                 }});
-  std::erase_if(ms, [&](const Method& m) { return !o.wants(m.name); });
+  std::erase_if(ms, [&](const Method& m) {
+    const std::string name = m.name;
+    const bool fp32_only = name == "chunked" || name == "openblas";
+    return !o.wants(m.name) || (fp32_only && o.dtype != DType::fp32) || (name == "bidir" && !o.causal);
+  });
   return ms;
 }
 
@@ -242,22 +282,25 @@ Prefill load(const Options& o, int64_t n) {
   if (!o.npy.empty()) {
     const std::vector<std::string> steps = list_npy_steps(o.npy);
     NpyStep st = load_npy_step(steps.empty() ? o.npy : steps.front(), o.layer);
-    st.shape.causal = true;
+    st.shape.causal = o.causal;
     if (st.shape.q_len != st.shape.kv_len)
       throw Error("spattn-compare: --npy: q and k have different token counts; prefill needs one sequence");
-    return Prefill{st.shape, std::move(st.q), std::move(st.k), std::move(st.v), {}};
+    return Prefill{st.shape, std::move(st.q), std::move(st.k), std::move(st.v), {}, DType::fp32, {}};
   }
   SyntheticConfig c = prefill_synthetic_config(o.heads, n);
   c.head_dim = o.head_dim;
   c.seed = o.seed;
   const SyntheticWorkload w(c);
-  Prefill p{w.shape(), {}, {}, {}, {}};
+  Prefill p{w.shape(), {}, {}, {}, {}, DType::fp32, {}};
+  p.shape.causal = o.causal;
   w.step(0, p.q, p.k, p.v);
   return p;
 }
 
 void run_length(const Options& o, const KernelOptions& ko, int64_t n_wanted) {
   Prefill p = load(o, n_wanted);
+  p.dtype = o.dtype;
+  p.round_inputs();
   const int64_t n = p.shape.kv_len;
   p.ref.resize(p.q.size());
   const TensorView ref_view = TensorView::heads_major(p.ref.data(), p.shape.heads, n, p.shape.head_dim);
@@ -266,9 +309,9 @@ void run_length(const Options& o, const KernelOptions& ko, int64_t n_wanted) {
   std::vector<std::vector<double>> ratio(ms.size()), total(ms.size()), sel(ms.size());
   std::vector<double> cosine(ms.size(), NAN), density(ms.size(), NAN);
   std::vector<float> out;
-  dense_attention(p.shape, p.qv(), p.kv(), p.vv(), ref_view, ko);  // warm-up: threads, pages, caches
+  dense_attention(p.shape, p.qi(), p.ki(), p.vi(), ref_view, ko);  // warm-up: threads, pages, caches
   for (int rep = 0; rep < o.reps; ++rep) {
-    const double f = time_ms([&] { dense_attention(p.shape, p.qv(), p.kv(), p.vv(), ref_view, ko); });
+    const double f = time_ms([&] { dense_attention(p.shape, p.qi(), p.ki(), p.vi(), ref_view, ko); });
     flash_ms.push_back(f);
     for (size_t i = 0; i < ms.size(); ++i) {
       double s = 0, d = NAN;
@@ -285,10 +328,11 @@ void run_length(const Options& o, const KernelOptions& ko, int64_t n_wanted) {
   std::fprintf(stderr, "\r%60s\r", "");
   const double fm = median(flash_ms);
   const AttentionShape& s = p.shape;
-  std::printf("\nN %lld, heads %lld (kv %lld), head_dim %lld%s: causal flash %.1f ms (%.1f GFLOP/s over the causal half)\n",
-              (long long)n, (long long)s.heads, (long long)s.kv_heads, (long long)s.head_dim,
-              o.npy.empty() ? "" : (", " + o.npy).c_str(), fm,
-              2.0 * double(s.heads) * double(n) * double(n) * double(s.head_dim) / (fm * 1e6));
+  std::printf("\nN %lld, heads %lld (kv %lld), head_dim %lld, %s%s: %s flash %.1f ms (%.1f GFLOP/s%s)\n",
+              (long long)n, (long long)s.heads, (long long)s.kv_heads, (long long)s.head_dim, dtype_name(o.dtype),
+              o.npy.empty() ? "" : (", " + o.npy).c_str(), s.causal ? "causal" : "bidirectional", fm,
+              (s.causal ? 2.0 : 4.0) * double(s.heads) * double(n) * double(n) * double(s.head_dim) / (fm * 1e6),
+              s.causal ? " over the causal half" : "");
   std::printf("  %-10s %12s %9s %11s %9s %10s\n", "method", "prefill ms", "vs flash", "select ms", "density", "cosine");
   for (size_t i = 0; i < ms.size(); ++i) {
     const bool oracle = std::string(ms[i].name) == "sparsed";

@@ -2,6 +2,9 @@
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <cstdint>
 #elif defined(__aarch64__)
 #include <asm/hwcap.h>
@@ -17,6 +20,19 @@ uint64_t read_xcr0() {
   // xgetbv with ecx = 0; written as asm so this file needs no -mxsave.
   __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
   return (static_cast<uint64_t>(hi) << 32) | lo;
+}
+
+// Linux hands out AMX tile data (8 KiB of XSAVE state per thread) only to a
+// process that asks: ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA. Refused (an
+// old kernel, a seccomp policy) means no AMX, not a crash at the first tile
+// instruction.
+bool request_tile_data() {
+#if defined(__linux__) && defined(__x86_64__)
+  constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+#else
+  return false;
+#endif
 }
 
 CpuFeatures detect() {
@@ -39,6 +55,10 @@ CpuFeatures detect() {
   f.avx512 = f.avx2_fma && zmm_os && avx512f && avx512dq && avx512bw && avx512vl;
   __cpuid_count(7, 1, eax, ebx, ecx, edx);
   f.avx512_bf16 = f.avx512 && (eax & (1u << 5));
+  __cpuid_count(7, 0, eax, ebx, ecx, edx);
+  const bool amx_bf16 = edx & (1u << 22), amx_tile = edx & (1u << 24);
+  const bool tile_os = (xcr0 & 0x60000) == 0x60000;  // XTILECFG + XTILEDATA
+  f.amx = f.avx512_bf16 && amx_bf16 && amx_tile && tile_os && request_tile_data();
   return f;
 }
 #elif defined(__aarch64__)

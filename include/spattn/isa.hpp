@@ -1,6 +1,6 @@
 #pragma once
 // Instruction-set paths. The best one the CPU supports is chosen once at first
-// use; SPATTN_ISA=scalar|avx2|avx512|avx512_bf16|neon (any
+// use; SPATTN_ISA=scalar|avx2|avx512|avx512_bf16|amx|neon (any
 // case) or set_isa() forces one.
 // A SPATTN_ISA this CPU cannot run is reported once on stderr and the best
 // path used; with SPATTN_ISA_STRICT=1 every kernel call throws spattn::Error
@@ -12,10 +12,13 @@ namespace spattn {
 
 // avx512_bf16 is avx512 plus bf16 dot products (vdpbf16ps): its fp32 kernels
 // are avx512's; bf16 K/V run on the bf16 kernels instead of being widened.
-enum class Isa { scalar, avx2, avx512, neon, avx512_bf16 };
+// amx is avx512_bf16 with the bf16 QK and PV products of full 16-row tiles
+// on AMX-BF16 tiles (Linux must grant the process tile state; see
+// dispatch/cpu_features.cpp).
+enum class Isa { scalar, avx2, avx512, neon, avx512_bf16, amx };
 
 const char* isa_name(Isa isa);
-// Parses "scalar", "avx2", "avx512", "avx512_bf16" or "neon" in any case; throws spattn::Error otherwise.
+// Parses "scalar", "avx2", "avx512", "avx512_bf16", "amx" or "neon" in any case; throws spattn::Error otherwise.
 Isa parse_isa(std::string_view name);
 // Whether this build contains the path and this CPU can run it.
 bool isa_supported(Isa isa);

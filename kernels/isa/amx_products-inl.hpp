@@ -1,0 +1,192 @@
+// The bf16 products of flash attention on AMX-BF16 tiles (_tile_dpbf16ps:
+// C[16][16] fp32 += A[16][32] bf16 x B[16 pair rows][16 x 2] bf16). They read
+// the bf16 pair layouts the AVX-512 BF16 kernels read (bf16_products-inl.hpp):
+// a key pair row is a B tile row for QK, a value pair row one for PV; query
+// rows and rounded probability rows are A tile rows as they are. Full 16-row
+// groups run on tiles; the rows after the last full group, head dims that are
+// not a multiple of 32 and key tails shorter than 32 run the AVX-512 BF16
+// products (included before this file in the same namespace).
+//
+// Tile registers, every one 16 rows x 64 bytes (palette 1):
+//   tmm0..3  fp32 accumulators: C(i, j) = tmm(2i + j), a 32 x 32 output block
+//   tmm4, 5  A: 16 rows x 32 bf16 (query rows / probability rows)
+//   tmm6, 7  B: 16 pair rows x 16 columns (key pairs / value pairs)
+
+struct alignas(64) TileConfig {
+  uint8_t palette_id = 1;
+  uint8_t start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+// Tile state is per thread, and any other library on the thread may have
+// configured it differently, so every entry point loads the configuration
+// (one ldtilecfg per query block) and releases the tiles when done.
+inline void configure_tiles() {
+  TileConfig c;
+  for (int t = 0; t < 8; ++t) {
+    c.colsb[t] = 64;
+    c.rows[t] = 16;
+  }
+  _tile_loadconfig(&c);
+}
+
+// s = q . k for RB x 16 query rows and CB x 16 keys (unscaled), head_dim a
+// multiple of 32; kt points at the block's first key column (pair row 0).
+template <int RB, int CB>
+inline void qk_amx_block(const uint16_t* q, int64_t q_stride, const uint16_t* kt, int ld_kt, int head_dim, float* s,
+                         int ld_s) {
+  _tile_zero(0);
+  if constexpr (CB > 1) _tile_zero(1);
+  if constexpr (RB > 1) _tile_zero(2);
+  if constexpr (RB > 1 && CB > 1) _tile_zero(3);
+  const long qb = static_cast<long>(q_stride) * 2, kbytes = static_cast<long>(ld_kt) * 4;
+  for (int k0 = 0; k0 < head_dim; k0 += 32) {
+    const uint16_t* b = kt + static_cast<int64_t>(k0 / 2) * ld_kt * 2;
+    _tile_loadd(6, b, kbytes);
+    if constexpr (CB > 1) _tile_loadd(7, b + 32, kbytes);
+    _tile_loadd(4, q + k0, qb);
+    _tile_dpbf16ps(0, 4, 6);
+    if constexpr (CB > 1) _tile_dpbf16ps(1, 4, 7);
+    if constexpr (RB > 1) {
+      _tile_loadd(5, q + 16 * q_stride + k0, qb);
+      _tile_dpbf16ps(2, 5, 6);
+      if constexpr (CB > 1) _tile_dpbf16ps(3, 5, 7);
+    }
+  }
+  const long sb = static_cast<long>(ld_s) * 4;
+  _tile_stored(0, s, sb);
+  if constexpr (CB > 1) _tile_stored(1, s + 16, sb);
+  if constexpr (RB > 1) _tile_stored(2, s + 16 * ld_s, sb);
+  if constexpr (RB > 1 && CB > 1) _tile_stored(3, s + 16 * ld_s + 16, sb);
+}
+
+// qk_scores_bf16's contract on tiles already configured.
+inline void qk_scores_amx_configured(const uint16_t* q, int64_t q_stride, int rows, const uint16_t* kt, int ld_kt,
+                                     int cols, int head_dim, float scale, float* s, int ld_s) {
+  const int full = head_dim % 32 == 0 ? rows / 16 * 16 : 0;
+  for (int r0 = 0; r0 < full; r0 += 32) {
+    const bool two_rows = full - r0 >= 32;
+    for (int n0 = 0; n0 < cols; n0 += 32) {
+      const bool two_cols = cols - n0 >= 32;
+      const uint16_t* qr = q + r0 * q_stride;
+      const uint16_t* kc = kt + n0 * 2;
+      float* sb = s + r0 * ld_s + n0;
+      if (two_rows && two_cols) qk_amx_block<2, 2>(qr, q_stride, kc, ld_kt, head_dim, sb, ld_s);
+      else if (two_rows) qk_amx_block<2, 1>(qr, q_stride, kc, ld_kt, head_dim, sb, ld_s);
+      else if (two_cols) qk_amx_block<1, 2>(qr, q_stride, kc, ld_kt, head_dim, sb, ld_s);
+      else qk_amx_block<1, 1>(qr, q_stride, kc, ld_kt, head_dim, sb, ld_s);
+    }
+  }
+  const typename Ops::V sv = Ops::set1(scale);
+  for (int r = 0; r < full; ++r)
+    for (int c = 0; c < cols; c += Ops::W) Ops::store(s + r * ld_s + c, Ops::mul(Ops::load(s + r * ld_s + c), sv));
+  if (full < rows)
+    qk_scores_bf16(q + full * q_stride, q_stride, rows - full, kt, ld_kt, cols, head_dim, scale, s + full * ld_s, ld_s);
+}
+
+// The table's qk_scores_bf16 (the engine's QK-only passes call it alone).
+inline void qk_scores_amx(const uint16_t* q, int64_t q_stride, int rows, const uint16_t* kt, int ld_kt, int cols,
+                          int head_dim, float scale, float* s, int ld_s) {
+  configure_tiles();
+  qk_scores_amx_configured(q, q_stride, rows, kt, ld_kt, cols, head_dim, scale, s, ld_s);
+  _tile_release();
+}
+
+// o += p . v for RB x 16 rows and CB x 16 output columns over pairs (a
+// multiple of 16) key pairs; v points at pair row 0, output column 0 of o.
+template <int RB, int CB>
+inline void pv_amx_block(float* o, int ld_o, const uint16_t* p, int ld_p, int pairs, const uint16_t* v, int head_dim) {
+  const long ob = static_cast<long>(ld_o) * 4, pb = static_cast<long>(ld_p) * 2, vb = static_cast<long>(head_dim) * 4;
+  _tile_loadd(0, o, ob);
+  if constexpr (CB > 1) _tile_loadd(1, o + 16, ob);
+  if constexpr (RB > 1) _tile_loadd(2, o + 16 * ld_o, ob);
+  if constexpr (RB > 1 && CB > 1) _tile_loadd(3, o + 16 * ld_o + 16, ob);
+  for (int kk = 0; kk < pairs; kk += 16) {
+    const uint16_t* b = v + static_cast<int64_t>(kk) * head_dim * 2;
+    _tile_loadd(6, b, vb);
+    if constexpr (CB > 1) _tile_loadd(7, b + 32, vb);
+    _tile_loadd(4, p + kk * 2, pb);
+    _tile_dpbf16ps(0, 4, 6);
+    if constexpr (CB > 1) _tile_dpbf16ps(1, 4, 7);
+    if constexpr (RB > 1) {
+      _tile_loadd(5, p + 16 * ld_p + kk * 2, pb);
+      _tile_dpbf16ps(2, 5, 6);
+      if constexpr (CB > 1) _tile_dpbf16ps(3, 5, 7);
+    }
+  }
+  _tile_stored(0, o, ob);
+  if constexpr (CB > 1) _tile_stored(1, o + 16, ob);
+  if constexpr (RB > 1) _tile_stored(2, o + 16 * ld_o, ob);
+  if constexpr (RB > 1 && CB > 1) _tile_stored(3, o + 16 * ld_o + 16, ob);
+}
+
+// pv_accumulate_bf16's contract on configured tiles. The rescale of the
+// tile rows is a pass of its own (tiles cannot scale), skipped for rows whose
+// factor is exactly 1 (their running max did not move: most rows, most blocks).
+inline void pv_accumulate_amx(float* o, int ld_o, int rows, const float* rescale, const uint16_t* p, int ld_p,
+                              int pairs, const uint16_t* v, int head_dim) {
+  const int full = rows / 16 * 16, tile_pairs = pairs / 16 * 16;
+  for (int r = 0; r < full; ++r) {
+    if (rescale[r] == 1.0f) continue;
+    const typename Ops::V a = Ops::set1(rescale[r]);
+    for (int c = 0; c < head_dim; c += Ops::W) Ops::store(o + r * ld_o + c, Ops::mul(Ops::load(o + r * ld_o + c), a));
+  }
+  static constexpr float kOnes[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+  for (int r0 = 0; r0 < full; r0 += 32) {
+    const bool two_rows = full - r0 >= 32;
+    for (int c0 = 0; tile_pairs > 0 && c0 < head_dim; c0 += 32) {
+      const bool two_cols = head_dim - c0 >= 32;
+      float* ob = o + r0 * ld_o + c0;
+      const uint16_t* pr = p + r0 * ld_p;
+      const uint16_t* vc = v + c0 * 2;
+      if (two_rows && two_cols) pv_amx_block<2, 2>(ob, ld_o, pr, ld_p, tile_pairs, vc, head_dim);
+      else if (two_rows) pv_amx_block<2, 1>(ob, ld_o, pr, ld_p, tile_pairs, vc, head_dim);
+      else if (two_cols) pv_amx_block<1, 2>(ob, ld_o, pr, ld_p, tile_pairs, vc, head_dim);
+      else pv_amx_block<1, 1>(ob, ld_o, pr, ld_p, tile_pairs, vc, head_dim);
+    }
+    // The key pairs after the last full group of 16, already rescaled above.
+    for (int g = r0; tile_pairs < pairs && g < r0 + (two_rows ? 32 : 16); g += 16)
+      pv_accumulate_bf16(o + g * ld_o, ld_o, 16, kOnes, p + g * ld_p + tile_pairs * 2, ld_p, pairs - tile_pairs,
+                         v + static_cast<int64_t>(tile_pairs) * head_dim * 2, head_dim);
+  }
+  if (full < rows)
+    pv_accumulate_bf16(o + full * ld_o, ld_o, rows - full, rescale + full, p + full * ld_p, ld_p, pairs, v, head_dim);
+}
+
+// Bf16Path with the products on tiles (configured by attend_query_block_amx).
+struct AmxPath {
+  static void prefetch(const QueryBlockJob& job, int32_t b) { Bf16Path::prefetch(job, b); }
+  static void qk(const QueryBlockJob& job, int32_t b, int cols, float* s) {
+    const int64_t block_elems = static_cast<int64_t>(job.k_block) * job.head_dim;
+    qk_scores_amx_configured(static_cast<const uint16_t*>(job.q), job.q_stride, job.rows,
+                             static_cast<const uint16_t*>(job.k_packed) + b * block_elems, job.k_block, cols,
+                             job.head_dim, job.scale, s, job.k_block);
+  }
+  static void pv(const QueryBlockJob& job, float* o, const float* rescale, const float* s, int valid, int32_t b,
+                 uint16_t* p) {
+    const int kb = job.k_block, pairs = (valid + 1) / 2;
+    for (int r = 0; r < job.rows; ++r) {
+      Bf16Ops::round_row(s + static_cast<int64_t>(r) * kb, p + static_cast<int64_t>(r) * kb, valid);
+      if (valid % 2 != 0) p[static_cast<int64_t>(r) * kb + valid] = 0;  // pairs the last key with a zero pad
+    }
+    const int64_t block_elems = static_cast<int64_t>(kb) * job.head_dim;
+    pv_accumulate_amx(o, job.head_dim, job.rows, rescale, p, kb, pairs,
+                      static_cast<const uint16_t*>(job.v) + b * block_elems, job.head_dim);
+  }
+};
+
+inline void attend_query_block_amx(const QueryBlockJob& job) {
+  configure_tiles();
+  attend_query_block_with<AmxPath>(job);
+  _tile_release();
+}
+
+// avx512's fp32 table with the bf16 path on tiles.
+inline KernelTable with_amx_kernels(KernelTable base) {
+  base.isa = Isa::amx;
+  base.qk_scores_bf16 = &qk_scores_amx;
+  base.attend_query_block_bf16 = &attend_query_block_amx;
+  return base;
+}
