@@ -57,6 +57,8 @@ OpenBLAS, UniSparse, a SparseD top-k oracle and window+sink.
   --dtype T             fp32 | bf16 | fp16: Q, K and V are rounded to T and handed over
                         as T (default fp32); chunked and openblas take fp32 only and are
                         left out otherwise
+  --q-tile R            query rows per work item of the dense paths (default 64)
+  --k-block B           keys per block of the dense paths: 16 | 32 | 64 | 128 (default 64)
   --causal 0|1          1 (default): causal prefill; 0: every method bidirectional (the
                         reference is then bidirectional flash; bidir is left out)
 )";
@@ -72,6 +74,7 @@ struct Options {
   int layer = -1;
   DType dtype = DType::fp32;
   bool causal = true;
+  int64_t q_tile = 64, k_block = 64;
   std::vector<std::string> methods{"bidir", "chunked", "openblas", "unisparse", "sparsed", "window"};
   bool wants(const char* name) const { return std::find(methods.begin(), methods.end(), name) != methods.end(); }
 };
@@ -130,6 +133,11 @@ Options parse(int argc, char** argv) {
       } catch (const Error&) {
         cli::usage_error(a.tool, "--dtype: fp32, bf16 or fp16");
       }
+    } else if (f == "--q-tile") {
+      o.q_tile = a.integer(f, 1, 4096);
+    } else if (f == "--k-block") {
+      o.k_block = a.integer(f, 16, 128);
+      if (!is_supported_block_size(o.k_block)) cli::usage_error(a.tool, "--k-block: " + std::string(kBlockSizeRule));
     } else if (f == "--causal") {
       o.causal = a.integer(f, 0, 1) != 0;
     } else if (f == "--seed") {
@@ -347,6 +355,8 @@ int prefill_main(int argc, char** argv) {
   const Options o = parse(argc, argv);
   KernelOptions ko;
   ko.threads = o.threads;
+  ko.q_tile_rows = o.q_tile;
+  ko.k_block = o.k_block;
   std::printf("spattn-compare --workload prefill: %d threads, ISA %s, median of %d reps\n", resolve_threads(ko),
               isa_name(active_isa()), o.reps);
   if (!o.npy.empty()) run_length(o, ko, 0);
