@@ -57,7 +57,7 @@ OpenBLAS, UniSparse, a SparseD top-k oracle and window+sink.
   --dtype T             fp32 | bf16 | fp16: Q, K and V are rounded to T and handed over
                         as T (default fp32); chunked and openblas take fp32 only and are
                         left out otherwise
-  --q-tile R            query rows per work item of the dense paths (default 64)
+  --q-tile R            query rows per work item of the dense paths: 16 | 32 | 64 | 128 (default 64)
   --k-block B           keys per block of the dense paths: 16 | 32 | 64 | 128 (default 64)
   --causal 0|1          1 (default): causal prefill; 0: every method bidirectional (the
                         reference is then bidirectional flash; bidir is left out)
@@ -134,7 +134,8 @@ Options parse(int argc, char** argv) {
         cli::usage_error(a.tool, "--dtype: fp32, bf16 or fp16");
       }
     } else if (f == "--q-tile") {
-      o.q_tile = a.integer(f, 1, 4096);
+      o.q_tile = a.integer(f, 16, 128);
+      if (!is_supported_block_size(o.q_tile)) cli::usage_error(a.tool, "--q-tile: " + std::string(kBlockSizeRule));
     } else if (f == "--k-block") {
       o.k_block = a.integer(f, 16, 128);
       if (!is_supported_block_size(o.k_block)) cli::usage_error(a.tool, "--k-block: " + std::string(kBlockSizeRule));
