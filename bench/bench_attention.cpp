@@ -69,22 +69,35 @@ void BM_SparseThreads(benchmark::State& st) {
 BENCHMARK(BM_SparseThreads)->Name("threads/block_sparse_10pct")->ArgNames({"N", "threads"})
     ->Args({8192, 1})->Args({8192, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
 
+// Forces the ISA at index i of supported_isas() for one benchmark and puts
+// the previous one back; ok() is false (the benchmark skipped) where i is
+// past the ISAs this CPU has.
+class IsaForBenchmark {
+ public:
+  IsaForBenchmark(benchmark::State& st, int64_t i) : before_(active_isa()) {
+    const auto isas = supported_isas();
+    ok_ = i < static_cast<int64_t>(isas.size());
+    if (ok_) set_isa(isas[static_cast<size_t>(i)]);
+    else st.SkipWithError("ISA not supported here");
+  }
+  ~IsaForBenchmark() { set_isa(before_); }
+  bool ok() const { return ok_; }
+
+ private:
+  Isa before_;
+  bool ok_ = false;
+};
+
 // Dense flash per ISA (args: isa index into supported_isas(), N).
 void BM_FlashIsa(benchmark::State& st) {
-  const auto isas = supported_isas();
-  if (st.range(0) >= static_cast<int64_t>(isas.size())) {
-    st.SkipWithError("ISA not supported here");
-    return;
-  }
-  const Isa before = active_isa();
-  set_isa(isas[st.range(0)]);
+  const IsaForBenchmark forced(st, st.range(0));
+  if (!forced.ok()) return;
   st.SetLabel(isa_name(active_isa()));
   Inputs in(kHeads, st.range(1), 128);
   KernelOptions opts;
   opts.threads = 1;
   for (auto _ : st) dense_attention(in.shape, in.qv(), in.kv(), in.vv(), in.ov(), opts);
   set_flops(st, in.dense_flops());
-  set_isa(before);
 }
 BENCHMARK(BM_FlashIsa)->Name("isa/flash")->ArgNames({"isa", "N"})
     ->ArgsProduct({{0, 1, 2}, {4096}})->Unit(benchmark::kMillisecond)->UseRealTime();
@@ -146,13 +159,8 @@ BENCHMARK(BM_Dtype<3>)->Name("dtype/unisparse_select")->ArgNames({"dtype", "N"})
 // (bench/peers/); --benchmark_filter='isa_dtype/' runs only these. Indices
 // 2-4 are avx512, avx512_bf16 and amx where the CPU has them all.
 void BM_FlashIsaDtype(benchmark::State& st) {
-  const auto isas = supported_isas();
-  if (st.range(0) >= static_cast<int64_t>(isas.size())) {
-    st.SkipWithError("ISA not supported here");
-    return;
-  }
-  const Isa before = active_isa();
-  set_isa(isas[st.range(0)]);
+  const IsaForBenchmark forced(st, st.range(0));
+  if (!forced.ok()) return;
   const DType t = kBenchTypes[st.range(1)];
   Inputs in(kHeads, st.range(2), 128);
   const InputView q = in.typed(t, 0), k = in.typed(t, 1), v = in.typed(t, 2);
@@ -162,7 +170,6 @@ void BM_FlashIsaDtype(benchmark::State& st) {
               "t");
   for (auto _ : st) dense_attention(in.shape, q, k, v, in.ov(), opts);
   set_flops(st, in.dense_flops());
-  set_isa(before);
 }
 BENCHMARK(BM_FlashIsaDtype)->Name("isa_dtype/flash")->ArgNames({"isa", "dtype", "N", "threads"})
     ->ArgsProduct({{2, 3, 4}, {0, 1}, {4096, 16384}, {1, 0}})->Unit(benchmark::kMillisecond)->UseRealTime();

@@ -73,8 +73,10 @@ inline void pv_accumulate_bf16(float* o, int ld_o, int rows, const float* rescal
 
 // The bf16 path of attend_query_block: q, keys and values in bf16, logits and
 // softmax in fp32, P rounded to bf16 for the PV product (as FlashAttention
-// does; the row sums use the unrounded P).
-struct Bf16Path {
+// does; the row sums use the unrounded P). The two products are parameters:
+// AMX runs the same path with its tile products.
+template <auto QkScores, auto PvAccumulate>
+struct Bf16PathWith {
   static void prefetch(const QueryBlockJob& job, int32_t b) {
     const int64_t block_elems = static_cast<int64_t>(job.k_block) * job.head_dim;
     prefetch_bytes(static_cast<const uint16_t*>(job.k_packed) + b * block_elems, block_elems * 2);
@@ -82,9 +84,9 @@ struct Bf16Path {
   }
   static void qk(const QueryBlockJob& job, int32_t b, int cols, float* s) {
     const int64_t block_elems = static_cast<int64_t>(job.k_block) * job.head_dim;
-    qk_scores_bf16(static_cast<const uint16_t*>(job.q), job.q_stride, job.rows,
-                   static_cast<const uint16_t*>(job.k_packed) + b * block_elems, job.k_block, cols, job.head_dim,
-                   job.scale, s, job.k_block);
+    QkScores(static_cast<const uint16_t*>(job.q), job.q_stride, job.rows,
+             static_cast<const uint16_t*>(job.k_packed) + b * block_elems, job.k_block, cols, job.head_dim, job.scale, s,
+             job.k_block);
   }
   static void pv(const QueryBlockJob& job, float* o, const float* rescale, const float* s, int valid, int32_t b,
                  uint16_t* p) {
@@ -94,9 +96,10 @@ struct Bf16Path {
       if (valid % 2 != 0) p[static_cast<int64_t>(r) * kb + valid] = 0;  // pairs the last key with a zero pad
     }
     const int64_t block_elems = static_cast<int64_t>(kb) * job.head_dim;
-    pv_accumulate_bf16(o, job.head_dim, job.rows, rescale, p, kb, pairs,
-                       static_cast<const uint16_t*>(job.v) + b * block_elems, job.head_dim);
+    PvAccumulate(o, job.head_dim, job.rows, rescale, p, kb, pairs, static_cast<const uint16_t*>(job.v) + b * block_elems,
+                 job.head_dim);
   }
 };
+using Bf16Path = Bf16PathWith<&qk_scores_bf16, &pv_accumulate_bf16>;
 
 inline void attend_query_block_bf16(const QueryBlockJob& job) { attend_query_block_with<Bf16Path>(job); }

@@ -155,27 +155,9 @@ inline void pv_accumulate_amx(float* o, int ld_o, int rows, const float* rescale
     pv_accumulate_bf16(o + full * ld_o, ld_o, rows - full, rescale + full, p + full * ld_p, ld_p, pairs, v, head_dim);
 }
 
-// Bf16Path with the products on tiles (configured by attend_query_block_amx).
-struct AmxPath {
-  static void prefetch(const QueryBlockJob& job, int32_t b) { Bf16Path::prefetch(job, b); }
-  static void qk(const QueryBlockJob& job, int32_t b, int cols, float* s) {
-    const int64_t block_elems = static_cast<int64_t>(job.k_block) * job.head_dim;
-    qk_scores_amx_configured(static_cast<const uint16_t*>(job.q), job.q_stride, job.rows,
-                             static_cast<const uint16_t*>(job.k_packed) + b * block_elems, job.k_block, cols,
-                             job.head_dim, job.scale, s, job.k_block);
-  }
-  static void pv(const QueryBlockJob& job, float* o, const float* rescale, const float* s, int valid, int32_t b,
-                 uint16_t* p) {
-    const int kb = job.k_block, pairs = (valid + 1) / 2;
-    for (int r = 0; r < job.rows; ++r) {
-      Bf16Ops::round_row(s + static_cast<int64_t>(r) * kb, p + static_cast<int64_t>(r) * kb, valid);
-      if (valid % 2 != 0) p[static_cast<int64_t>(r) * kb + valid] = 0;  // pairs the last key with a zero pad
-    }
-    const int64_t block_elems = static_cast<int64_t>(kb) * job.head_dim;
-    pv_accumulate_amx(o, job.head_dim, job.rows, rescale, p, kb, pairs,
-                      static_cast<const uint16_t*>(job.v) + b * block_elems, job.head_dim);
-  }
-};
+// The bf16 flash path with the products on tiles (configured by
+// attend_query_block_amx).
+using AmxPath = Bf16PathWith<&qk_scores_amx_configured, &pv_accumulate_amx>;
 
 inline void attend_query_block_amx(const QueryBlockJob& job) {
   configure_tiles();
