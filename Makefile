@@ -7,8 +7,8 @@ NEON := build/neon
 ASAN := build/asan
 TSAN := build/tsan
 INSTALL := build/install
-# Seconds each libFuzzer harness runs in `make test-fuzz` (CI: 12).
-FUZZ_SECONDS ?= 12
+# Seconds each libFuzzer harness runs in `make test-fuzz` (CI: 6).
+FUZZ_SECONDS ?= 6
 
 .PHONY: deps deps-build build tune test static-tools test-x86 test-neon test-asan test-tsan test-fuzz test-valgrind test-consumer test-python-install bench clean
 
