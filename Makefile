@@ -152,7 +152,7 @@ test-python-install: deps
 # Fully static tools for a machine without the packages (see bench/peers/).
 static-tools: deps
 	cmake -S . -B build/static -G Ninja -DCMAKE_BUILD_TYPE=Release -DSPATTN_STATIC_TOOLS=ON -DSPATTN_BUILD_TESTS=OFF
-	cmake --build build/static -j $(JOBS) --target spattn-tune spattn-eval spattn-compare
+	cmake --build build/static -j $(JOBS) --target spattn-tune spattn-eval spattn-compare spattn-compare-dense
 
 clean:
 	rm -rf build

@@ -44,6 +44,31 @@ struct Inputs {
   }
 };
 
+// Q, K and V rounded once to a 16-bit dtype for the tools' --dtype: the fp32
+// vectors are overwritten with the rounded values (so fp32-only baselines,
+// accuracy references and exported inputs see the very numbers the kernels
+// read), and the 16-bit copies are what the typed views hand over.
+struct NarrowInputs {
+  DType dtype = DType::fp32;
+  std::vector<uint16_t> bits[3];  // q, k, v as dtype (bf16 / fp16 bits)
+  void round(DType t, std::vector<float>& q, std::vector<float>& k, std::vector<float>& v) {
+    dtype = t;
+    std::vector<float>* src[] = {&q, &k, &v};
+    for (int i = 0; i < 3 && t != DType::fp32; ++i) {
+      bits[i].resize(src[i]->size());
+      for (size_t j = 0; j < src[i]->size(); ++j) {
+        bits[i][j] = t == DType::bf16 ? to_bf16((*src[i])[j]).bits : to_fp16((*src[i])[j]).bits;
+        (*src[i])[j] = t == DType::bf16 ? to_float(bf16_t{bits[i][j]}) : to_float(fp16_t{bits[i][j]});
+      }
+    }
+  }
+  // which: 0 q, 1 k, 2 v; f: the fp32 view of the same tensor (heads-major).
+  InputView view(int which, ConstTensorView f) const {
+    if (dtype == DType::fp32) return f;
+    return InputView(bits[which].data(), dtype, f.heads, f.tokens, f.head_dim, f.tokens * f.head_dim, f.head_dim);
+  }
+};
+
 // Exactly round(density * k_blocks) key blocks per query block, scattered at random.
 inline BlockMask scattered_mask(const AttentionShape& s, int64_t block, double density, uint64_t seed) {
   std::mt19937_64 rng(seed);

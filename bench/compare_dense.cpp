@@ -1,6 +1,9 @@
 // spattn-compare-dense: the dense baselines side by side (naive, OpenBLAS
 // GEMM-softmax-GEMM, our flash kernel on the active ISA), medians of repeated
 // runs taken in one process, so the ratios are comparable on a noisy machine.
+// The sgemm row is the ceiling the OpenBLAS baseline is held to: attention's
+// two GEMMs alone (QK^T into an N x N buffer, then PV, no softmax) as
+// OpenBLAS-threaded calls on all T threads.
 //   spattn-compare-dense [--heads H] [--head-dim D] [--max-n N] [--reps R] [--threads T]
 #include <algorithm>
 #include <chrono>
@@ -11,14 +14,40 @@
 #include <string>
 #include <vector>
 
+#include "spattn/config.h"
 #include "bench_common.hpp"
 #include "spattn/lab/timing.hpp"
 #include "tools/cli.hpp"
 
+#if SPATTN_HAS_BLAS
+#include <cblas.h>
+#endif
+
 namespace {
 
+#if SPATTN_HAS_BLAS
+// Attention's two products per head as plain OpenBLAS calls on `threads`
+// threads: S = Q K^T (n x n, one head's buffer reused), then O = S V.
+void sgemm_products(const spattn::bench::Inputs& in, std::vector<float>& s, std::vector<float>& out, int threads) {
+  openblas_set_num_threads(threads);
+  const long n = static_cast<long>(in.shape.q_len), d = static_cast<long>(in.shape.head_dim);
+  s.resize(static_cast<size_t>(n * n));
+  for (long h = 0; h < in.shape.heads; ++h) {
+    const float* q = in.q.data() + h * n * d;
+    const float* k = in.k.data() + h * n * d;
+    const float* v = in.v.data() + h * n * d;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, d, 1.0f, q, d, k, d, 0.0f, s.data(), n);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d, n, 1.0f, s.data(), n, v, d, 0.0f,
+                out.data() + h * n * d, d);
+  }
+}
+#endif
+
 const char* kUsage = R"(usage: spattn-compare-dense [flags]
-The dense baselines side by side (naive, OpenBLAS, flash) at N = 1024 ... --max-n.
+The dense baselines side by side (naive, OpenBLAS, flash) at N = 1024 ... --max-n,
+and sgemm: attention's two GEMMs alone (no softmax), OpenBLAS-threaded: the
+ceiling of the OpenBLAS baseline (which runs single-threaded sgemm per
+(head, 256-row tile) work item, items in parallel).
   --heads H      query heads = kv heads (default 8)
   --head-dim D   (default 128)
   --max-n N      largest sequence length, doubling from 1024 (default 4096)
@@ -69,6 +98,11 @@ int compare_dense_main(int argc, char** argv) {
             naive_attention(in.shape, in.qv(), in.kv(), in.vv(), in.ov(), opts);
           }));
     }
+#if SPATTN_HAS_BLAS
+    std::vector<float> scores, sg_out(in.out.size());
+    row("sgemm", median_ms(static_cast<int>(reps), [&] { sgemm_products(in, scores, sg_out, resolve_threads(opts)); }));
+    std::vector<float>().swap(scores);
+#endif
     if (have_blas()) {
       row("openblas", median_ms(static_cast<int>(reps), [&] {
             blas_attention(in.shape, in.qv(), in.kv(), in.vv(), in.ov(), opts);

@@ -57,6 +57,9 @@ baselines (naive, OpenBLAS, flash) on the synthetic diffusion workload.
   --seq-lens LIST       sequence lengths, e.g. 4096,8192 or 4K,64K (default 4K..64K)
   --quick               drop sequence lengths above 16K
   --head-dim D          multiple of 16 in [16, 256] (default 128)
+  --dtype T             fp32 (default) | bf16 | fp16: Q, K and V are rounded once to T;
+                        flash, sparsed, unisparse and window read them as T (fp32 output);
+                        naive, openblas and dpad+sparsed are fp32 only and sit out
   --threads T           threads (default: SPATTN_NUM_THREADS or all cores)
   --reps R              timed repetitions per method, medians reported (default 5)
   --steps S             denoising steps of the whole-run estimate (default 256)
@@ -113,6 +116,7 @@ struct Options {
   std::vector<int64_t> seq_lens{4096, 8192, 16384, 32768, 65536};
   bool quick = false, quiet = false;
   int64_t head_dim = 128;
+  DType dtype = DType::fp32;
   int threads = 0;
   int reps = 5;
   int64_t steps = 256;
@@ -303,6 +307,7 @@ std::vector<Field> record_fields(const Row& r, const Options& o, double flash_ms
       {"reps", std::to_string(r.ms.size())},
       {"threads", std::to_string(threads)},
       {"isa", isa_name(active_isa()), true},
+      {"dtype", dtype_name(o.dtype), true},
       {"peak_rss_mib", num(r.peak_rss)},
       {"skipped", r.skipped, true},
   };
@@ -386,6 +391,12 @@ Options parse(int argc, char** argv) {
     } else if (f == "--head-dim") {
       o.head_dim = a.integer(f, 16, kMaxHeadDim);
       if (o.head_dim % kHeadDimMultiple != 0) cli::usage_error(a.tool, "--head-dim must be a multiple of 16");
+    } else if (f == "--dtype") {
+      try {
+        o.dtype = parse_dtype(a.value(f));
+      } catch (const Error&) {
+        cli::usage_error(a.tool, "--dtype: fp32, bf16 or fp16");
+      }
     } else if (f == "--threads") {
       o.threads = a.threads(f);
     } else if (f == "--reps") {
@@ -471,10 +482,12 @@ class ShapeRun {
   void run(std::vector<Row>& rows) {
     progress("[%s] generating step %lld\n", tag_.c_str(), (long long)record_);
     wl_.step(record_, q_, k_, v_);
+    narrow_.round(o_.dtype, q_, k_, v_);
     if (row_of(Method::sparsed) != nullptr || !o_.export_dir.empty()) record_sparsed();
     if (row_of(Method::dpad_sparsed) != nullptr) record_dpad();
     progress("[%s] generating step %lld\n", tag_.c_str(), (long long)apply_);
     wl_.step(apply_, q_, k_, v_);
+    narrow_.round(o_.dtype, q_, k_, v_);
     make_export_dir();
     for (int rep = 0; rep < o_.reps; ++rep) time_rep(rep);
     const double rss = peak_rss_mib();
@@ -511,9 +524,11 @@ class ShapeRun {
       r.heads = H_, r.n = N_, r.d = d_, r.params = p_;
       r.warmup_steps = (m == Method::sparsed || m == Method::dpad_sparsed) ? w_sd_ : w0_;
       r.record_step = record_, r.apply_step = apply_;
-      if (m == Method::naive && N_ > o_.naive_max_n)
+      if ((m == Method::naive || m == Method::openblas || m == Method::dpad_sparsed) && o_.dtype != DType::fp32)
+        r.skipped = std::string(method_name(m)) + ": fp32 only (--dtype " + dtype_name(o_.dtype) + ")";
+      else if (m == Method::naive && N_ > o_.naive_max_n)
         r.skipped = "naive: N > --naive-max-n " + std::to_string(o_.naive_max_n) + " (minutes per call)";
-      if (m == Method::openblas) {
+      else if (m == Method::openblas) {
         // blas_attention holds a 256 x N fp32 score tile (per head, reused), not N x N.
         const double tile_bytes = 256.0 * double(N_) * 4.0;
         if (!have_blas()) r.skipped = "openblas: built without OpenBLAS";
@@ -533,6 +548,10 @@ class ShapeRun {
     return ConstTensorView::heads_major(t.data(), H_, n, d_);
   }
   TensorView view(std::vector<float>& t) const { return TensorView::heads_major(t.data(), H_, N_, d_); }
+  // q, k, v of the current step as the kernels read them (--dtype).
+  InputView qi() const { return narrow_.view(0, cview(q_, N_)); }
+  InputView ki() const { return narrow_.view(1, cview(k_, N_)); }
+  InputView vi() const { return narrow_.view(2, cview(v_, N_)); }
 
   // SparseD's selection: the per-head top-k, or the adaptive budget.
   BlockMask select(const BlockMass& mass) const {
@@ -547,10 +566,9 @@ class ShapeRun {
   void record_sparsed() {
     progress("[%s] recording the SparseD pattern (block %lld, top-k %.3f)\n", tag_.c_str(), (long long)p_.block,
              p_.topk);
-    dense_attention_with_lse(shape_, cview(q_, N_), cview(k_, N_), cview(v_, N_), view(ref_), lse_.data(), kopt_);
+    dense_attention_with_lse(shape_, qi(), ki(), vi(), view(ref_), lse_.data(), kopt_);
     const double build = time_ms([&] {
-      const BlockMass mass =
-          block_attention_mass_from_lse(shape_, cview(q_, N_), cview(k_, N_), lse_.data(), p_.block, p_.block, kopt_);
+      const BlockMass mass = block_attention_mass_from_lse(shape_, qi(), ki(), lse_.data(), p_.block, p_.block, kopt_);
       sd_mask_ = select(mass);
     });
     if (Row* r = row_of(Method::sparsed)) r->build_ms = build;
@@ -601,9 +619,8 @@ class ShapeRun {
   // One repetition: a flash run, then every other method right after it, so
   // each ratio compares runs from the same minute.
   void time_rep(int rep) {
-    const ConstTensorView qv = cview(q_, N_), kv = cview(k_, N_), vv = cview(v_, N_);
     progress("[%s] rep %d/%d:", tag_.c_str(), rep + 1, o_.reps);
-    const double tf = time_ms([&] { dense_attention(shape_, qv, kv, vv, view(ref_), kopt_); });
+    const double tf = time_ms([&] { dense_attention(shape_, qi(), ki(), vi(), view(ref_), kopt_); });
     flash_ms_.push_back(tf);
     progress(" flash %.1f", tf);
     if (rep == 0 && !exdir_.empty()) save_npy((exdir_ / "out_flash.npy").string(), {H_, N_, d_}, ref_.data());
@@ -642,15 +659,15 @@ class ShapeRun {
         break;
       case Method::openblas: t = time_ms([&] { blas_attention(shape_, qv, kv, vv, view(out_), kopt_); }); break;
       case Method::sparsed:
-        t = time_ms([&] { block_sparse_attention(shape_, qv, kv, vv, *sd_mask_, view(out_), kopt_); });
+        t = time_ms([&] { block_sparse_attention(shape_, qi(), ki(), vi(), *sd_mask_, view(out_), kopt_); });
         dens = sd_mask_->density();
         break;
       case Method::unisparse:
       case Method::window:
         t = time_ms([&] {
-          const BlockMask m = r.method == Method::unisparse ? unisparse_select(shape_, qv, kv, unisparse_params(), kopt_)
+          const BlockMask m = r.method == Method::unisparse ? unisparse_select(shape_, qi(), ki(), unisparse_params(), kopt_)
                                                             : window_sink_mask(shape_, window_params());
-          block_sparse_attention(shape_, qv, kv, vv, m, view(out_), kopt_);
+          block_sparse_attention(shape_, qi(), ki(), vi(), m, view(out_), kopt_);
           dens = m.density();
         });
         break;
@@ -717,7 +734,7 @@ class ShapeRun {
                    {"topk_ratio", cli::number(p_.topk)}, {"scale", cli::number(shape_.effective_scale())},
                    {"layout", "heads-major [heads][seq_len][head_dim] float32; mask [heads][q_blocks][k_blocks] uint8"},
                    {"record_step", record_}, {"apply_step", apply_}, {"threads", threads_},
-                   {"isa", isa_name(active_isa())}, {"spattn_flash_ms", cli::number(median(flash_ms_))}};
+                   {"isa", isa_name(active_isa())}, {"dtype", dtype_name(o_.dtype)}, {"spattn_flash_ms", cli::number(median(flash_ms_))}};
     if (const Row* r = row_of(Method::sparsed)) {
       meta["spattn_sparsed_ms"] = cli::number(r->ms_step());
       meta["spattn_sparsed_cosine"] = cli::number(r->cosine);
@@ -737,6 +754,7 @@ class ShapeRun {
   int threads_ = 1;
   int64_t w0_ = 0, w_sd_ = 0, record_ = 0, apply_ = 0;
   std::vector<Row> mine_;
+  bench::NarrowInputs narrow_;  // q_, k_, v_ as --dtype (q_, k_, v_ hold the rounded values)
   std::vector<float> q_, k_, v_, ref_, out_, lse_, kc_, vc_, qc_, oc_;
   std::optional<BlockMask> sd_mask_, dpad_mask_;
   std::vector<int32_t> kept_;
@@ -839,9 +857,9 @@ int compare_main(int argc, char** argv) {
   if (!o.profile.empty()) profile = Profile::load_for_machine(o.profile, /*strict=*/false);
   if (profile) profile_ptr = &*profile;
 #endif
-  std::printf("spattn-compare: synthetic workload, head_dim %lld, %d threads, ISA %s, median of %d reps, "
+  std::printf("spattn-compare: synthetic workload, head_dim %lld, %s, %d threads, ISA %s, median of %d reps, "
               "whole run %lld steps\n",
-              (long long)o.head_dim, threads, isa_name(active_isa()), o.reps, (long long)o.steps);
+              (long long)o.head_dim, dtype_name(o.dtype), threads, isa_name(active_isa()), o.reps, (long long)o.steps);
   std::vector<Row> rows;
   std::vector<std::string> notes;
   for (int64_t H : o.heads)

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_common.hpp"
 #include "spattn/lab/lab.hpp"
 #include "spattn/lab/timing.hpp"
 #include "spattn/lab/workload.hpp"
@@ -156,7 +157,7 @@ struct Prefill {
   AttentionShape shape;
   std::vector<float> q, k, v, ref;
   DType dtype = DType::fp32;
-  std::vector<uint16_t> narrow[3];  // q, k, v as dtype (bf16 / fp16 bits)
+  NarrowInputs narrow;  // q, k, v as dtype
   ConstTensorView view(const std::vector<float>& x, int64_t heads) const {
     return ConstTensorView::heads_major(x.data(), heads, shape.kv_len, shape.head_dim);
   }
@@ -164,24 +165,9 @@ struct Prefill {
   ConstTensorView kv() const { return view(k, shape.kv_heads); }
   ConstTensorView vv() const { return view(v, shape.kv_heads); }
   // q, k, v as handed to the kernels: dtype's copies (rounded once), or fp32.
-  InputView typed(int which) const {
-    const ConstTensorView f = which == 0 ? qv() : which == 1 ? kv() : vv();
-    if (dtype == DType::fp32) return f;
-    return InputView(narrow[which].data(), dtype, f.heads, f.tokens, f.head_dim, f.tokens * f.head_dim, f.head_dim);
-  }
-  InputView qi() const { return typed(0); }
-  InputView ki() const { return typed(1); }
-  InputView vi() const { return typed(2); }
-  void round_inputs() {
-    std::vector<float>* src[] = {&q, &k, &v};
-    for (int i = 0; i < 3 && dtype != DType::fp32; ++i) {
-      narrow[i].resize(src[i]->size());
-      for (size_t j = 0; j < src[i]->size(); ++j) {
-        narrow[i][j] = dtype == DType::bf16 ? to_bf16((*src[i])[j]).bits : to_fp16((*src[i])[j]).bits;
-        (*src[i])[j] = dtype == DType::bf16 ? to_float(bf16_t{narrow[i][j]}) : to_float(fp16_t{narrow[i][j]});
-      }
-    }
-  }
+  InputView qi() const { return narrow.view(0, qv()); }
+  InputView ki() const { return narrow.view(1, kv()); }
+  InputView vi() const { return narrow.view(2, vv()); }
 };
 
 // A method's run: fills out (heads-major); extra_ms gets time spent outside
@@ -309,7 +295,7 @@ Prefill load(const Options& o, int64_t n) {
 void run_length(const Options& o, const KernelOptions& ko, int64_t n_wanted) {
   Prefill p = load(o, n_wanted);
   p.dtype = o.dtype;
-  p.round_inputs();
+  p.narrow.round(o.dtype, p.q, p.k, p.v);
   const int64_t n = p.shape.kv_len;
   p.ref.resize(p.q.size());
   const TensorView ref_view = TensorView::heads_major(p.ref.data(), p.shape.heads, n, p.shape.head_dim);

@@ -1,50 +1,62 @@
 #!/usr/bin/env bash
-# Side by side: spattn-compare (exporting its SparseD masks and inputs), then
-# PyTorch's CPU SDPA and FlexAttention on the very same tensors and masks, with
-# the same thread count. Prints both tables; writes everything under --out.
+# Side by side, one command: for each dtype, spattn-compare (dense flash and
+# SparseD, exporting its masks and inputs), then PyTorch's CPU SDPA and
+# FlexAttention (compiled) on the very same tensors and masks in that dtype,
+# with the same thread count; then one table of both (peers_table.py).
 #
-#   bench/peers/run_peers.sh [--bin PATH] [--out DIR] [--threads T] [--heads LIST]
+#   bench/peers/run_peers.sh [--bin PATH] [--out DIR] [--threads T] [--heads LIST] [--dtypes LIST]
 #                            [--seq-lens LIST] [--head-dim D] [--reps R] [-- extra spattn-compare flags]
 #
 # Defaults: build/release/bench/spattn-compare, out/peers, all cores, heads 8,
-# N 4096,8192,16384, head_dim 128, 5 reps. The export writes q/k/v and two
-# outputs per shape (5 x heads x N x d x 4 bytes: 320 MiB at heads 8, N 16K).
+# dtypes fp32,bf16, N 4096,16384,65536, head_dim 128, 3 reps, spattn methods
+# flash,sparsed (pass -- --methods ... for more). The export writes q/k/v and
+# two outputs per shape and dtype (5 x heads x N x d x 4 bytes: 1.25 GiB at
+# heads 8, N 64K), replaced on each run.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${SPATTN_COMPARE:-build/release/bench/spattn-compare}
 out=out/peers
 threads=$(nproc)
 heads=8
-seq_lens=4096,8192,16384
+dtypes=fp32,bf16
+seq_lens=4096,16384,65536
 head_dim=128
-reps=5
-extra=()
+reps=3
+extra=(--methods flash,sparsed)
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --bin) bin=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
     --heads) heads=$2; shift 2 ;;
+    --dtypes) dtypes=$2; shift 2 ;;
     --seq-lens) seq_lens=$2; shift 2 ;;
     --head-dim) head_dim=$2; shift 2 ;;
     --reps) reps=$2; shift 2 ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "run_peers.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
 [[ -x $bin ]] || { echo "run_peers.sh: $bin is not an executable (build spattn-compare or pass --bin)" >&2; exit 2; }
 mkdir -p "$out"
-rm -rf "$out/export"
-
-echo "== spattn-compare ($threads threads)"
-"$bin" --heads "$heads" --seq-lens "$seq_lens" --head-dim "$head_dim" --threads "$threads" --reps "$reps" \
-  --export-mask "$out/export" --json "$out/spattn.json" --csv "$out/spattn.csv" --plot "$out/spattn.svg" \
-  ${extra[@]+"${extra[@]}"} | tee "$out/spattn.txt"
-
-echo
-echo "== PyTorch ($threads threads)"
-python3 "$here/torch_peers.py" "$out/export" --threads "$threads" --reps "$reps" --json "$out/torch.json" \
-  | tee "$out/torch.txt"
-echo
-echo "run_peers.sh: results in $out (spattn.{txt,json,csv,svg}, torch.{txt,json})"
+IFS=, read -r -a dtype_list <<< "$dtypes"
+for dt in "${dtype_list[@]}"; do
+  case "$dt" in fp32|bf16|fp16) ;; *) echo "run_peers.sh: --dtypes: '$dt' is not fp32, bf16 or fp16" >&2; exit 2 ;; esac
+  d="$out/$dt"
+  mkdir -p "$d"
+  rm -rf "$d/export"
+  echo "== spattn-compare $dt ($threads threads)"
+  "$bin" --dtype "$dt" --heads "$heads" --seq-lens "$seq_lens" --head-dim "$head_dim" --threads "$threads" \
+    --reps "$reps" --export-mask "$d/export" --json "$d/spattn.json" --csv "$d/spattn.csv" \
+    ${extra[@]+"${extra[@]}"} | tee "$d/spattn.txt"
+  echo
+  echo "== PyTorch $dt ($threads threads)"
+  python3 "$here/torch_peers.py" "$d/export" --threads "$threads" --reps "$reps" --json "$d/torch.json" \
+    | tee "$d/torch.txt"
+  rm -rf "$d/export"  # gigabytes at 64K; the tables above keep what was measured
+  echo
+done
+echo "== spattn against PyTorch"
+python3 "$here/peers_table.py" "$out" | tee "$out/table.txt"
+echo "run_peers.sh: results in $out (table.txt; per dtype spattn.{txt,json,csv}, torch.{txt,json})"

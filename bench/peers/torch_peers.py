@@ -11,7 +11,10 @@ out_sparsed.npy = spattn's outputs, meta.json), runs
     exported block mask (compiled with torch.compile; eager flex materializes
     the N x N scores, so it is tried only for small shapes),
 
-with torch.set_num_threads(T), and prints the columns spattn-compare prints
+with torch.set_num_threads(T), in the dtype the export was made in (meta.json
+"dtype": fp32, or bf16 / fp16 when spattn-compare ran with --dtype; the
+exported float32 values are then exactly representable in that dtype, so
+both libraries read the same numbers), and prints the columns spattn-compare prints
 (method, heads, N, density, ms/step, GFLOP/s, cosine vs SDPA) next to
 spattn's own figures from meta.json. Medians over --reps timed calls.
 
@@ -154,6 +157,14 @@ def main():
     print(f"torch_peers: PyTorch {torch.__version__}, {threads} threads, median of {args.reps} reps, "
           f"{torch.backends.cpu.get_cpu_capability() if hasattr(torch.backends, 'cpu') else '?'}")
 
+    # PyTorch < 2.0 has no SDPA: its softmax math stands in, under its own name.
+    sdpa, sdpa_name = getattr(F, "scaled_dot_product_attention", None), "torch-sdpa"
+    if sdpa is None:
+        def sdpa(q, k, v):
+            s = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5)
+            return torch.softmax(s.float(), dim=-1).to(q.dtype) @ v
+        sdpa_name = "torch-math"
+
     flex_fn = None
     flex_why = ""
     if not args.no_flex:
@@ -170,7 +181,7 @@ def main():
             flex_why = f"torch.compile failed: {type(e).__name__}: {e}"
 
     records = []
-    header = (f"{'method':<16} {'heads':>5} {'N':>6} {'density':>8} {'ms/step':>10} {'GFLOP/s':>8} "
+    header = (f"{'method':<16} {'dtype':>5} {'heads':>5} {'N':>6} {'density':>8} {'ms/step':>10} {'GFLOP/s':>8} "
               f"{'vs sdpa':>8} {'cosine':>9}  note")
     lines = []
     for heads, n, d_path, meta in shapes:
@@ -180,6 +191,9 @@ def main():
         k = load_tensor(torch, os.path.join(d_path, "k.npy")).unsqueeze(0)
         v = load_tensor(torch, os.path.join(d_path, "v.npy")).unsqueeze(0)
         mask = load_tensor(torch, os.path.join(d_path, "mask.npy"))
+        dtype = meta.get("dtype", "fp32")
+        tdtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
+        q, k, v = q.to(tdtype), k.to(tdtype), v.to(tdtype)
         density = mask.float().mean().item()
         dense_flop = 4.0 * heads * n * n * d
         label = f"h{heads} N{n}"
@@ -188,24 +202,24 @@ def main():
             gflops = dense_flop * dens / (ms * 1e6) if ms else float("nan")
             rec = {"method": method, "seq_len": n, "heads": heads, "head_dim": d, "density": dens,
                    "ms_per_step": ms, "gflops": gflops, "speedup_vs_sdpa": (sdpa_ms / ms) if ms else None,
-                   "cosine": cos, "threads": threads, "note": note}
+                   "cosine": cos, "threads": threads, "dtype": dtype, "note": note}
             records.append(rec)
             nn = f"{n // 1024}K" if n % 1024 == 0 else str(n)
             spd = rec["speedup_vs_sdpa"]
-            lines.append(f"{method:<16} {heads:>5} {nn:>6} {fmt(dens, '.4f'):>8} {fmt(ms, '.2f'):>10} "
+            lines.append(f"{method:<16} {dtype:>5} {heads:>5} {nn:>6} {fmt(dens, '.4f'):>8} {fmt(ms, '.2f'):>10} "
                          f"{fmt(gflops, '.1f'):>8} {fmt(spd, '.2f') + ('x' if spd else ''):>8} {fmt(cos, '.6f'):>9}  {note}")
 
-        print(f"[{label}] sdpa", file=sys.stderr, flush=True)
+        print(f"[{label}] {sdpa_name}", file=sys.stderr, flush=True)
         with torch.no_grad():
-            ref = F.scaled_dot_product_attention(q, k, v)  # scale 1/sqrt(d), as spattn
-            sdpa_ms = median_ms(lambda: F.scaled_dot_product_attention(q, k, v), args.reps)
+            ref = sdpa(q, k, v)  # scale 1/sqrt(d), as spattn
+            sdpa_ms = median_ms(lambda: sdpa(q, k, v), args.reps)
         # Same inputs, same attention? spattn's flash output against SDPA's.
         check = ""
         flash_path = os.path.join(d_path, "out_flash.npy")
         if os.path.exists(flash_path):
             ours = load_tensor(torch, flash_path).unsqueeze(0)
             check = f"cosine vs spattn flash {row_cosine(torch, ref, ours):.6f}"
-        add("torch-sdpa", sdpa_ms, 1.0, 1.0, sdpa_ms, check)
+        add(sdpa_name, sdpa_ms, 1.0, 1.0, sdpa_ms, check)
 
         if flex_fn is not None:
             out = None
