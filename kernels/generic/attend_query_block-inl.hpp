@@ -22,8 +22,12 @@ struct F32Path {
               static_cast<const float*>(job.k_packed) + b * block_floats, job.k_block, cols, job.head_dim,
               job.scale, s, job.k_block);
   }
+  static void softmax(const QueryBlockJob& job, float* s, int valid, float* row_max, float* row_sum, float* rescale,
+                      uint16_t*) {
+    online_softmax_update(s, job.k_block, job.rows, valid, row_max, row_sum, rescale);
+  }
   static void pv(const QueryBlockJob& job, float* o, const float* rescale, const float* s, int valid, int32_t b,
-                 uint16_t*) {
+                 const uint16_t*) {
     const int64_t t0 = static_cast<int64_t>(b) * job.k_block;
     pv_accumulate(o, job.head_dim, job.rows, rescale, s, job.k_block, valid,
                   static_cast<const float*>(job.v) + t0 * job.v_stride, job.v_stride, job.head_dim);
@@ -97,7 +101,7 @@ inline void attend_query_block_with(const QueryBlockJob& job) {
     const int valid = static_cast<int>(job.kv_len - t0 < kb ? job.kv_len - t0 : kb);
     Path::qk(job, b, (valid + W - 1) / W * W, s);
     if (job.causal) detail::mask_future_keys(s, kb, rows, job.q_pos, t0, valid, job.key_pos);
-    online_softmax_update(s, kb, rows, valid, row_max, row_sum, rescale);
+    Path::softmax(job, s, valid, row_max, row_sum, rescale, p16);
     if (job.block_sum != nullptr) record_block_sums(job, s, rows, valid, row_max, i);
     Path::pv(job, o, rescale, s, valid, b, p16);
   }

@@ -71,11 +71,33 @@ inline void pv_accumulate_bf16(float* o, int ld_o, int rows, const float* rescal
   });
 }
 
+// online_softmax_rows' sink on the bf16 path: the probabilities rounded to
+// bf16 straight into the P rows the PV product reads (no fp32 copy and no
+// second pass over the tile), and kept in fp32 only when block sums are
+// recorded from them.
+struct ProbsToBf16 {
+  uint16_t* p;
+  int ld_p;
+  bool keep_f32;
+  void put(int r, float* row, int j, typename Ops::V v) const {
+    if (keep_f32) Ops::store(row + j, v);
+    Bf16Ops::store_rounded(p + static_cast<int64_t>(r) * ld_p + j, v);
+  }
+  void put_tail(int r, float* row, int j0, const float* pad, int n) const {
+    for (int j = 0; j < n; ++j) {
+      if (keep_f32) row[j0 + j] = pad[j];
+      p[static_cast<int64_t>(r) * ld_p + j0 + j] = bf16_bits(pad[j]);
+    }
+  }
+};
+
 // The bf16 path of attend_query_block: q, keys and values in bf16, logits and
 // softmax in fp32, P rounded to bf16 for the PV product (as FlashAttention
 // does; the row sums use the unrounded P). The two products are parameters:
-// AMX runs the same path with its tile products.
-template <auto QkScores, auto PvAccumulate>
+// AMX runs the same path with its tile products. kScaleInSoftmax: QkScores
+// leaves the logits unscaled (a scale of 1) and the softmax applies the
+// scale (AMX tiles cannot scale; this saves a pass over the logits).
+template <auto QkScores, auto PvAccumulate, bool kScaleInSoftmax = false>
 struct Bf16PathWith {
   static void prefetch(const QueryBlockJob& job, int32_t b) {
     const int64_t block_elems = static_cast<int64_t>(job.k_block) * job.head_dim;
@@ -85,16 +107,20 @@ struct Bf16PathWith {
   static void qk(const QueryBlockJob& job, int32_t b, int cols, float* s) {
     const int64_t block_elems = static_cast<int64_t>(job.k_block) * job.head_dim;
     QkScores(static_cast<const uint16_t*>(job.q), job.q_stride, job.rows,
-             static_cast<const uint16_t*>(job.k_packed) + b * block_elems, job.k_block, cols, job.head_dim, job.scale, s,
-             job.k_block);
+             static_cast<const uint16_t*>(job.k_packed) + b * block_elems, job.k_block, cols, job.head_dim,
+             kScaleInSoftmax ? 1.0f : job.scale, s, job.k_block);
   }
-  static void pv(const QueryBlockJob& job, float* o, const float* rescale, const float* s, int valid, int32_t b,
-                 uint16_t* p) {
+  static void softmax(const QueryBlockJob& job, float* s, int valid, float* row_max, float* row_sum, float* rescale,
+                      uint16_t* p) {
+    const int kb = job.k_block;
+    online_softmax_rows(s, kb, job.rows, valid, row_max, row_sum, rescale, kScaleInSoftmax ? job.scale : 1.0f,
+                        ProbsToBf16{p, kb, job.block_sum != nullptr});
+    if (valid % 2 != 0)  // pairs the last key with a zero pad
+      for (int r = 0; r < job.rows; ++r) p[static_cast<int64_t>(r) * kb + valid] = 0;
+  }
+  static void pv(const QueryBlockJob& job, float* o, const float* rescale, const float*, int valid, int32_t b,
+                 const uint16_t* p) {
     const int kb = job.k_block, pairs = (valid + 1) / 2;
-    for (int r = 0; r < job.rows; ++r) {
-      Bf16Ops::round_row(s + static_cast<int64_t>(r) * kb, p + static_cast<int64_t>(r) * kb, valid);
-      if (valid % 2 != 0) p[static_cast<int64_t>(r) * kb + valid] = 0;  // pairs the last key with a zero pad
-    }
     const int64_t block_elems = static_cast<int64_t>(kb) * job.head_dim;
     PvAccumulate(o, job.head_dim, job.rows, rescale, p, kb, pairs, static_cast<const uint16_t*>(job.v) + b * block_elems,
                  job.head_dim);

@@ -2,8 +2,21 @@
 // for one tile of logits, turning the logits into unnormalized probabilities.
 // Included inside a per-ISA namespace that defines Ops.
 
-inline void online_softmax_update(float* s, int ld_s, int rows, int cols, float* row_max,
-                                  float* row_sum, float* rescale) {
+// Where online_softmax_rows puts a row's probabilities: back into the logit
+// row, the fp32 path's P.
+struct ProbsInPlace {
+  void put(int, float* row, int j, typename Ops::V p) const { Ops::store(row + j, p); }
+  void put_tail(int, float* row, int j0, const float* pad, int n) const {
+    for (int j = 0; j < n; ++j) row[j0 + j] = pad[j];
+  }
+};
+
+// The step for rows of logits s (already scaled when scale is 1; otherwise
+// the scale is applied here, folded into the exp argument: the bf16 AMX path
+// saves a pass over the tile that way). scale > 0. Probabilities go to sink.
+template <class Sink>
+inline void online_softmax_rows(float* s, int ld_s, int rows, int cols, float* row_max, float* row_sum,
+                                float* rescale, float scale, const Sink& sink) {
   using V = typename Ops::V;
   constexpr int W = Ops::W;
   constexpr float kNegInf = -__builtin_inff();
@@ -19,7 +32,7 @@ inline void online_softmax_update(float* s, int ld_s, int rows, int cols, float*
     V vmax = Ops::set1(kNegInf);
     for (int j = 0; j < full; j += W) vmax = Ops::max(vmax, Ops::load(row + j));
     if (tail > 0) vmax = Ops::max(vmax, Ops::load(pad));
-    const float tile_max = Ops::hmax(vmax);
+    const float tile_max = Ops::hmax(vmax) * scale;  // max(s) * scale = max(s * scale): scale > 0
     const float old_max = row_max[r];
     const float new_max = tile_max > old_max ? tile_max : old_max;
     if (new_max == kNegInf) {  // nothing but -inf so far: no mass, nothing to rescale
@@ -31,21 +44,23 @@ inline void online_softmax_update(float* s, int ld_s, int rows, int cols, float*
       const float fill = nan ? __builtin_nanf("") : 0.0f;
       rescale[r] = nan ? fill : 1.0f;
       if (nan) row_max[r] = row_sum[r] = fill;
-      for (int j = 0; j < cols; ++j) row[j] = fill;
+      for (int j = 0; j < W; ++j) pad[j] = fill;
+      for (int j = 0; j < full; j += W) sink.put(r, row, j, Ops::load(pad));
+      if (tail > 0) sink.put_tail(r, row, full, pad, tail);
       continue;
     }
-    const V m = Ops::set1(new_max);
+    const V neg_m = Ops::set1(-new_max), sc = Ops::set1(scale);
     V vsum = Ops::zero();
     for (int j = 0; j < full; j += W) {
-      const V p = Ops::exp(Ops::sub(Ops::load(row + j), m));
-      Ops::store(row + j, p);
+      const V p = Ops::exp(Ops::fma(Ops::load(row + j), sc, neg_m));
+      sink.put(r, row, j, p);
       vsum = Ops::add(vsum, p);
     }
     if (tail > 0) {
-      const V p = Ops::exp(Ops::sub(Ops::load(pad), m));
+      const V p = Ops::exp(Ops::fma(Ops::load(pad), sc, neg_m));
       Ops::store(pad, p);
       vsum = Ops::add(vsum, p);
-      for (int j = 0; j < tail; ++j) row[full + j] = pad[j];
+      sink.put_tail(r, row, full, pad, tail);
     }
     float alpha = 0.0f;
     if (old_max != kNegInf) {
@@ -57,6 +72,12 @@ inline void online_softmax_update(float* s, int ld_s, int rows, int cols, float*
     row_max[r] = new_max;
     row_sum[r] = row_sum[r] * alpha + Ops::hsum(vsum);
   }
+}
+
+// The table's online_softmax_update: scaled logits, probabilities in place.
+inline void online_softmax_update(float* s, int ld_s, int rows, int cols, float* row_max,
+                                  float* row_sum, float* rescale) {
+  online_softmax_rows(s, ld_s, rows, cols, row_max, row_sum, rescale, 1.0f, ProbsInPlace{});
 }
 
 inline void exp_inplace(float* x, int64_t n) {

@@ -82,12 +82,9 @@ struct Bf16OpsAvx512 {
     return _mm512_set1_epi32(x);
   }
   static V dot2(V acc, P a, P b) { return _mm512_dpbf16_ps(acc, (__m512bh)a, (__m512bh)b); }
-  // n fp32 -> bf16, rounded to nearest even (vcvtneps2bf16).
-  static void round_row(const float* src, uint16_t* dst, int n) {
-    int i = 0;
-    for (; i + 16 <= n; i += 16)
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(src + i)));
-    for (; i < n; ++i) dst[i] = bf16_bits(src[i]);
+  // 16 fp32 -> bf16, rounded to nearest even (vcvtneps2bf16).
+  static void store_rounded(uint16_t* dst, V v) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), (__m256i)_mm512_cvtneps_pbh(v));
   }
 };
 #endif

@@ -80,7 +80,7 @@ inline void qk_scores_amx_configured(const uint16_t* q, int64_t q_stride, int ro
     }
   }
   const typename Ops::V sv = Ops::set1(scale);
-  for (int r = 0; r < full; ++r)
+  for (int r = 0; r < full && scale != 1.0f; ++r)
     for (int c = 0; c < cols; c += Ops::W) Ops::store(s + r * ld_s + c, Ops::mul(Ops::load(s + r * ld_s + c), sv));
   if (full < rows)
     qk_scores_bf16(q + full * q_stride, q_stride, rows - full, kt, ld_kt, cols, head_dim, scale, s + full * ld_s, ld_s);
@@ -156,8 +156,8 @@ inline void pv_accumulate_amx(float* o, int ld_o, int rows, const float* rescale
 }
 
 // The bf16 flash path with the products on tiles (configured by
-// attend_query_block_amx).
-using AmxPath = Bf16PathWith<&qk_scores_amx_configured, &pv_accumulate_amx>;
+// attend_query_block_amx); the logit scale is folded into the softmax.
+using AmxPath = Bf16PathWith<&qk_scores_amx_configured, &pv_accumulate_amx, true>;
 
 inline void attend_query_block_amx(const QueryBlockJob& job) {
   configure_tiles();
