@@ -566,6 +566,42 @@ TEST_F(NpyFiles, Float16ConvertsExactlyIncludingSubnormalsInfAndNan) {
   EXPECT_EQ(a.data[11], 0.333251953125f);  // 0x3555 = 1365/4096
 }
 
+TEST_F(NpyFiles, Bfloat16AsNumpyWritesItThroughMlDtypes) {
+  // np.save of an ml_dtypes.bfloat16 array records '<V2'; the header
+  // workaround records 'bfloat16'. Both read as bfloat16, exactly.
+  const std::vector<uint16_t> bf = {0x0000, 0x8000, 0x3f80, 0xc000, 0x7f7f, 0x0001, 0x7f80, 0xff80, 0x7fc0, 0x3eab};
+  std::string data(bf.size() * 2, '\0');
+  for (size_t i = 0; i < bf.size(); ++i) {
+    data[2 * i] = static_cast<char>(bf[i] & 0xff);
+    data[2 * i + 1] = static_cast<char>(bf[i] >> 8);
+  }
+  for (const char* descr : {"<V2", "|V2", "bfloat16"}) {
+    SCOPED_TRACE(descr);
+    const std::string p = write_raw("bf.npy", 1,
+                                    std::string("{'descr': '") + descr + "', 'fortran_order': False, 'shape': (10,), }", data);
+    const NpyArray a = load_npy(p);
+    ASSERT_EQ(a.data.size(), 10u);
+    EXPECT_EQ(a.data[0], 0.0f);
+    EXPECT_TRUE(std::signbit(a.data[1]));
+    EXPECT_EQ(a.data[2], 1.0f);
+    EXPECT_EQ(a.data[3], -2.0f);
+    EXPECT_EQ(a.data[4], std::ldexp(255.0f, 120));  // largest bf16: 0x7f7f = (1 + 127/128) * 2^127
+    EXPECT_EQ(a.data[5], std::ldexp(1.0f, -133));   // smallest subnormal
+    EXPECT_EQ(a.data[6], INFINITY);
+    EXPECT_EQ(a.data[7], -INFINITY);
+    EXPECT_TRUE(std::isnan(a.data[8]));
+    EXPECT_EQ(a.data[9], 0.333984375f);  // 0x3eab = (1 + 43/128) / 4
+  }
+  // Other void widths stay errors, naming what is supported.
+  const std::string v4 = write_raw("v4.npy", 1, "{'descr': '|V4', 'fortran_order': False, 'shape': (5,), }", data);
+  try {
+    load_npy(v4);
+    ADD_FAILURE() << "a 4-byte void array was read";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("bfloat16"), std::string::npos) << e.what();
+  }
+}
+
 TEST_F(NpyFiles, ReadsVersions2And3) {
   const std::vector<float> v = {1, 2, 3, 4, 5, 6};
   for (int major : {2, 3}) {

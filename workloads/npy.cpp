@@ -255,13 +255,21 @@ NpyArray parse_npy(std::span<const std::byte> data, const std::string& path) {
   HeaderParser(path, header).parse(descr, fortran, shape);
 
   size_t item = 0;
+  bool bf16 = false;
   if (descr == "<f4" || (descr == "=f4" && std::endian::native == std::endian::little)) {
     item = 4;
   } else if (descr == "<f2" || (descr == "=f2" && std::endian::native == std::endian::little)) {
     item = 2;
+  } else if (descr == "<V2" || descr == "|V2" || descr == "V2" || descr == "bfloat16") {
+    // bfloat16 as numpy writes it through ml_dtypes: np.save records the
+    // 2-byte void code ('<V2' / '|V2'), the usual header workaround writes
+    // 'bfloat16'. A 2-byte void array is read as bfloat16 (as Keras does).
+    item = 2;
+    bf16 = true;
   } else {
     npy_error(path, "unsupported dtype '" + descr +
-                        "' (supported: '<f4' float32 and '<f2' float16, little-endian)");
+                        "' (supported, little-endian: '<f4' float32, '<f2' float16, and bfloat16 as "
+                        "'<V2' / '|V2' / 'bfloat16')");
   }
   if (fortran) npy_error(path, "fortran_order True is not supported (C order only)");
 
@@ -284,8 +292,10 @@ NpyArray parse_npy(std::span<const std::byte> data, const std::string& path) {
   if (item == 4) {
     for (size_t i = 0; i < count; ++i) out.data[i] = std::bit_cast<float>(read_le32(p + 4 * i));
   } else {
-    for (size_t i = 0; i < count; ++i)
-      out.data[i] = half_to_float(static_cast<uint16_t>(p[2 * i] | (p[2 * i + 1] << 8)));
+    for (size_t i = 0; i < count; ++i) {
+      const auto bits = static_cast<uint16_t>(p[2 * i] | (p[2 * i + 1] << 8));
+      out.data[i] = bf16 ? std::bit_cast<float>(static_cast<uint32_t>(bits) << 16) : half_to_float(bits);
+    }
   }
   return out;
 }

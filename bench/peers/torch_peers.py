@@ -181,9 +181,8 @@ def main():
             flex_why = f"torch.compile failed: {type(e).__name__}: {e}"
 
     records = []
-    header = (f"{'method':<16} {'dtype':>5} {'heads':>5} {'N':>6} {'density':>8} {'ms/step':>10} {'GFLOP/s':>8} "
-              f"{'vs sdpa':>8} {'cosine':>9}  note")
-    lines = []
+    print(f"{'method':<16} {'dtype':>5} {'heads':>5} {'N':>6} {'density':>8} {'ms/step':>10} {'GFLOP/s':>8} "
+          f"{'vs sdpa':>8} {'cosine':>9}  note", flush=True)
     for heads, n, d_path, meta in shapes:
         d = meta["head_dim"]
         block = meta["block_size"]
@@ -206,8 +205,10 @@ def main():
             records.append(rec)
             nn = f"{n // 1024}K" if n % 1024 == 0 else str(n)
             spd = rec["speedup_vs_sdpa"]
-            lines.append(f"{method:<16} {dtype:>5} {heads:>5} {nn:>6} {fmt(dens, '.4f'):>8} {fmt(ms, '.2f'):>10} "
-                         f"{fmt(gflops, '.1f'):>8} {fmt(spd, '.2f') + ('x' if spd else ''):>8} {fmt(cos, '.6f'):>9}  {note}")
+            # Printed as measured, so a run cut short keeps what it had.
+            print(f"{method:<16} {dtype:>5} {heads:>5} {nn:>6} {fmt(dens, '.4f'):>8} {fmt(ms, '.2f'):>10} "
+                  f"{fmt(gflops, '.1f'):>8} {fmt(spd, '.2f') + ('x' if spd else ''):>8} {fmt(cos, '.6f'):>9}  {note}",
+                  flush=True)
 
         print(f"[{label}] {sdpa_name}", file=sys.stderr, flush=True)
         with torch.no_grad():
@@ -271,15 +272,12 @@ def main():
                 cos = 1.0 if name != "spattn-sparsed" else meta.get("spattn_sparsed_cosine")
                 add(name, meta[key], dens, cos, sdpa_ms, f"from spattn-compare ({meta.get('threads')} threads)")
         del q, k, v, ref
+        if args.json:  # after every shape, so a run cut short keeps what it had
+            with open(args.json, "w") as f:
+                json.dump([{k: finite_or_none(v) for k, v in r.items()} for r in records], f, indent=1)
 
-    print(header)
-    for line in lines:
-        print(line)
     print("cosine: torch rows vs torch SDPA; spattn-sparsed vs spattn flash. "
           "density: share of (query block, key block) pairs kept.")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump([{k: finite_or_none(v) for k, v in r.items()} for r in records], f, indent=1)
     return 0
 
 
