@@ -65,6 +65,10 @@ CpuFeatures detect() {
 CpuFeatures detect() {
   CpuFeatures f;
   f.neon = (getauxval(AT_HWCAP) & HWCAP_ASIMD) != 0;
+#ifndef HWCAP2_BF16
+#define HWCAP2_BF16 (1 << 14)  // older kernel headers
+#endif
+  f.neon_bf16 = f.neon && (getauxval(AT_HWCAP2) & HWCAP2_BF16) != 0;
   return f;
 }
 #else

@@ -11,6 +11,7 @@ struct CpuFeatures {
   // and this process granted it (arch_prctl ARCH_REQ_XCOMP_PERM).
   bool amx = false;
   bool neon = false;      // aarch64 Advanced SIMD
+  bool neon_bf16 = false; // that plus BFDOT / BFCVT (HWCAP2_BF16)
 };
 
 const CpuFeatures& cpu_features();

@@ -32,6 +32,8 @@ const KernelTable* kernel_table_for(Isa isa) {
 #if defined(__aarch64__)
     case Isa::neon:
       return f.neon ? &kernel_table_neon() : nullptr;
+    case Isa::neon_bf16:
+      return f.neon_bf16 ? &kernel_table_neon_bf16() : nullptr;
 #endif
     default:
       (void)f;
@@ -67,7 +69,7 @@ const KernelTable* choose_initial() {
     t = kernel_table_for(parse_isa(env));
     if (t == nullptr) why = "this CPU or build does not support that ISA (supported: " + supported_list() + ")";
   } catch (const Error&) {
-    why = "not an ISA name (scalar, avx2, avx512, avx512_bf16, amx or neon)";
+    why = "not an ISA name (scalar, avx2, avx512, avx512_bf16, amx, neon or neon_bf16)";
   }
   if (t != nullptr) return t;
   if (env_flag("SPATTN_ISA_STRICT")) throw Error(std::string("spattn: SPATTN_ISA=") + env + ": " + why);
@@ -95,6 +97,7 @@ const char* isa_name(Isa isa) {
     case Isa::neon: return "neon";
     case Isa::avx512_bf16: return "avx512_bf16";
     case Isa::amx: return "amx";
+    case Isa::neon_bf16: return "neon_bf16";
   }
   return "unknown";
 }
@@ -102,16 +105,17 @@ const char* isa_name(Isa isa) {
 Isa parse_isa(std::string_view name) {
   std::string lower(name);
   for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  for (Isa i : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::avx512_bf16, Isa::amx, Isa::neon})
+  for (Isa i : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::avx512_bf16, Isa::amx, Isa::neon, Isa::neon_bf16})
     if (lower == isa_name(i)) return i;
-  throw_bad_argument("parse_isa", "isa", std::string(name), "expected scalar, avx2, avx512, avx512_bf16, amx or neon");
+  throw_bad_argument("parse_isa", "isa", std::string(name),
+                     "expected scalar, avx2, avx512, avx512_bf16, amx, neon or neon_bf16");
 }
 
 bool isa_supported(Isa isa) { return detail::kernel_table_for(isa) != nullptr; }
 
 std::vector<Isa> supported_isas() {
   std::vector<Isa> out;
-  for (Isa i : {Isa::scalar, Isa::neon, Isa::avx2, Isa::avx512, Isa::avx512_bf16, Isa::amx})
+  for (Isa i : {Isa::scalar, Isa::neon, Isa::neon_bf16, Isa::avx2, Isa::avx512, Isa::avx512_bf16, Isa::amx})
     if (isa_supported(i)) out.push_back(i);
   return out;
 }

@@ -99,6 +99,7 @@ const KernelTable& kernel_table_avx2();
 const KernelTable& kernel_table_avx512();
 const KernelTable& kernel_table_avx512_bf16();
 const KernelTable& kernel_table_amx();
+const KernelTable& kernel_table_neon_bf16();
 const KernelTable& kernel_table_neon();
 
 }  // namespace spattn::detail

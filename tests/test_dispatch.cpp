@@ -29,7 +29,7 @@ TEST(Dispatch, TablesMatchTheirIsa) {
 }
 
 TEST(Dispatch, ParseIsaRoundTripsAndRejectsUnknown) {
-  for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::neon})
+  for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::avx512_bf16, Isa::amx, Isa::neon, Isa::neon_bf16})
     EXPECT_EQ(parse_isa(isa_name(isa)), isa);
   EXPECT_EQ(parse_isa("AVX2"), Isa::avx2);  // any case
   EXPECT_EQ(parse_isa("Scalar"), Isa::scalar);

@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "dispatch/kernel_table.hpp"
 #include "test_util.hpp"
 
 namespace spattn::test {
@@ -100,7 +101,7 @@ struct Case {
   Qkv effective;
   Case(const AttentionShape& s, uint64_t seed, DType q_type, DType kv_type, float qk_std = 1.0f)
       : x(s, seed, qk_std), q(x.q, q_type), k(x.k, kv_type), v(x.v, kv_type),
-        bf16_path(kv_type == DType::bf16 && (active_isa() == Isa::avx512_bf16 || active_isa() == Isa::amx)), effective(x) {
+        bf16_path(kv_type == DType::bf16 && detail::active_kernels().has_bf16()), effective(x) {
     effective.q = bf16_path ? rounded_to_bf16(q.wide) : q.wide;
     effective.k = k.wide;
     effective.v = v.wide;
@@ -184,7 +185,7 @@ TEST_P(MixedPrecision, Bf16PathRoundsPWhereTheIsaHasIt) {
   dense_attention(s, c.q.view, c.k.view, c.v.view, a.view);
   dense_attention(s, c.q.wide, c.k.wide, c.v.wide, b.view);
   const bool same = std::memcmp(a.data.data(), b.data.data(), a.data.size() * 4) == 0;
-  EXPECT_EQ(same, GetParam() != Isa::avx512_bf16 && GetParam() != Isa::amx);
+  EXPECT_EQ(same, GetParam() != Isa::avx512_bf16 && GetParam() != Isa::amx && GetParam() != Isa::neon_bf16);
 }
 
 TEST_P(MixedPrecision, HugeLogitsAndBitwiseIdenticalThreads) {

@@ -79,6 +79,7 @@ struct ProbsToBf16 {
   uint16_t* p;
   int ld_p;
   bool keep_f32;
+  static typename Ops::V exp(typename Ops::V x) { return Bf16Ops::exp_p(x); }
   void put(int r, float* row, int j, typename Ops::V v) const {
     if (keep_f32) Ops::store(row + j, v);
     Bf16Ops::store_rounded(p + static_cast<int64_t>(r) * ld_p + j, v);

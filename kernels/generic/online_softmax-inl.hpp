@@ -5,6 +5,7 @@
 // Where online_softmax_rows puts a row's probabilities: back into the logit
 // row, the fp32 path's P.
 struct ProbsInPlace {
+  static typename Ops::V exp(typename Ops::V x) { return Ops::exp(x); }
   void put(int, float* row, int j, typename Ops::V p) const { Ops::store(row + j, p); }
   void put_tail(int, float* row, int j0, const float* pad, int n) const {
     for (int j = 0; j < n; ++j) row[j0 + j] = pad[j];
@@ -13,7 +14,9 @@ struct ProbsInPlace {
 
 // The step for rows of logits s (already scaled when scale is 1; otherwise
 // the scale is applied here, folded into the exp argument: the bf16 AMX path
-// saves a pass over the tile that way). scale > 0. Probabilities go to sink.
+// saves a pass over the tile that way). scale > 0. Probabilities go to sink,
+// whose exp computes them (the bf16 path's may be coarser: P is rounded to
+// bf16 next); the rescale factors always use Ops::exp.
 template <class Sink>
 inline void online_softmax_rows(float* s, int ld_s, int rows, int cols, float* row_max, float* row_sum,
                                 float* rescale, float scale, const Sink& sink) {
@@ -52,12 +55,12 @@ inline void online_softmax_rows(float* s, int ld_s, int rows, int cols, float* r
     const V neg_m = Ops::set1(-new_max), sc = Ops::set1(scale);
     V vsum = Ops::zero();
     for (int j = 0; j < full; j += W) {
-      const V p = Ops::exp(Ops::fma(Ops::load(row + j), sc, neg_m));
+      const V p = Sink::exp(Ops::fma(Ops::load(row + j), sc, neg_m));
       sink.put(r, row, j, p);
       vsum = Ops::add(vsum, p);
     }
     if (tail > 0) {
-      const V p = Ops::exp(Ops::fma(Ops::load(pad), sc, neg_m));
+      const V p = Sink::exp(Ops::fma(Ops::load(pad), sc, neg_m));
       Ops::store(pad, p);
       vsum = Ops::add(vsum, p);
       sink.put_tail(r, row, full, pad, tail);

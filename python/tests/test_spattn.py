@@ -44,7 +44,7 @@ def qkv(heads=4, kv_heads=2, n_q=77, n_k=131, d=64, seed=0):
 
 def test_version_and_isa():
     assert spattn.__version__.count(".") == 2
-    assert spattn.isa() in {"scalar", "avx2", "avx512", "avx512_bf16", "amx", "neon"}
+    assert spattn.isa() in {"scalar", "avx2", "avx512", "avx512_bf16", "amx", "neon", "neon_bf16"}
 
 
 @pytest.mark.parametrize("causal", [False, True])
