@@ -59,7 +59,7 @@ OpenBLAS, UniSparse, a SparseD top-k oracle and window+sink.
                         as T (default fp32); chunked and openblas take fp32 only and are
                         left out otherwise
   --q-tile R            query rows per work item of the dense paths: 16 | 32 | 64 | 128 (default 64)
-  --k-block B           keys per block of the dense paths: 16 | 32 | 64 | 128 (default 64)
+  --k-block B           keys per block of the dense paths: 16 | 32 | 64 | 128 | 256 | 512 (default 64)
   --causal 0|1          1 (default): causal prefill; 0: every method bidirectional (the
                         reference is then bidirectional flash; bidir is left out)
 )";
@@ -139,7 +139,7 @@ Options parse(int argc, char** argv) {
       if (!is_supported_block_size(o.q_tile)) cli::usage_error(a.tool, "--q-tile: " + std::string(kBlockSizeRule));
     } else if (f == "--k-block") {
       o.k_block = a.integer(f, 16, 128);
-      if (!is_supported_block_size(o.k_block)) cli::usage_error(a.tool, "--k-block: " + std::string(kBlockSizeRule));
+      if (!is_supported_key_block(o.k_block)) cli::usage_error(a.tool, "--k-block: " + std::string(kKeyBlockRule));
     } else if (f == "--causal") {
       o.causal = a.integer(f, 0, 1) != 0;
     } else if (f == "--seed") {

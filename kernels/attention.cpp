@@ -18,6 +18,10 @@
 namespace spattn {
 
 bool is_supported_block_size(int64_t b) { return b == 16 || b == 32 || b == 64 || b == 128; }
+bool is_supported_key_block(int64_t b) { return is_supported_block_size(b) || b == 256 || b == 512; }
+void check_key_block(const char* where, const std::string& field, int64_t value) {
+  if (!is_supported_key_block(value)) throw_bad_argument(where, field.c_str(), std::to_string(value), kKeyBlockRule);
+}
 
 void check_block_size(const char* where, const std::string& field, int64_t value) {
   if (!is_supported_block_size(value)) throw_bad_argument(where, field.c_str(), std::to_string(value), kBlockSizeRule);
@@ -104,7 +108,7 @@ void dense_attention_unchecked(const AttentionShape& shape, InputView q, InputVi
 void dense_attention(const AttentionShape& shape, InputView q, InputView k, InputView v, OutputView out,
                      const KernelOptions& opts) {
   detail::check_views("dense_attention", shape, q, k, v, out);
-  detail::check_kernel_limits("dense_attention", shape, opts.q_tile_rows, opts.k_block);
+  detail::check_dense_limits("dense_attention", shape, opts.q_tile_rows, opts.k_block);
   detail::check_finite_inputs("dense_attention", opts, shape, q, k, v);
   detail::dense_attention_unchecked(shape, q, k, v, out, opts.q_tile_rows, opts.k_block,
                                     resolve_threads(opts));
@@ -113,7 +117,7 @@ void dense_attention(const AttentionShape& shape, InputView q, InputView k, Inpu
 void dense_attention_with_lse(const AttentionShape& shape, InputView q, InputView k, InputView v, OutputView out,
                               float* lse, const KernelOptions& opts) {
   detail::check_views("dense_attention_with_lse", shape, q, k, v, out);
-  detail::check_kernel_limits("dense_attention_with_lse", shape, opts.q_tile_rows, opts.k_block);
+  detail::check_dense_limits("dense_attention_with_lse", shape, opts.q_tile_rows, opts.k_block);
   if (lse == nullptr) throw_bad_argument("dense_attention_with_lse", "lse", "nullptr", "must not be null");
   detail::check_finite_inputs("dense_attention_with_lse", opts, shape, q, k, v);
   detail::dense_attention_unchecked(shape, q, k, v, out, opts.q_tile_rows, opts.k_block,
@@ -147,7 +151,7 @@ void gathered_attention(const AttentionShape& shape, InputView q, InputView k, I
                         std::span<const int32_t> kept, OutputView out, const KernelOptions& opts) {
   const char* where = "gathered_attention";
   detail::check_views(where, shape, q, k, v, out);
-  detail::check_kernel_limits(where, shape, opts.q_tile_rows, opts.k_block);
+  detail::check_dense_limits(where, shape, opts.q_tile_rows, opts.k_block);
   check_kept(where, kept, shape.kv_len);
   detail::check_finite_inputs(where, opts, shape, q, k, v);
   const int threads = resolve_threads(opts);

@@ -123,6 +123,11 @@ void check_kernel_limits(const char* where, const AttentionShape& shape, int64_t
   check_block_size(where, "k_block", k_block);
 }
 
+void check_dense_limits(const char* where, const AttentionShape& shape, int64_t q_tile, int64_t k_block) {
+  check_kernel_limits(where, shape, q_tile, 16);
+  check_key_block(where, "k_block", k_block);
+}
+
 void check_finite_inputs(const char* where, const KernelOptions& opts, const AttentionShape& shape, InputView q,
                          InputView k, InputView v) {
   if (!opts.check_finite) return;

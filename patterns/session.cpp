@@ -96,7 +96,7 @@ void SessionConfig::validate() const {
   // so a bad value fails at construction, not at the first step that uses it.
   check_thread_count(w, "kernel.threads", kernel.threads);
   check_block_size(w, "kernel.q_tile_rows", kernel.q_tile_rows);
-  check_block_size(w, "kernel.k_block", kernel.k_block);
+  check_key_block(w, "kernel.k_block", kernel.k_block);
   if (policy == Policy::unisparse) {
     UnisparseParams u = unisparse;
     u.block_size = block_size;  // the session overrides it
@@ -120,7 +120,7 @@ DiffusionAttention::DiffusionAttention(const AttentionShape& shape, const Sessio
                        "dense_attention / block_sparse_attention with a causal shape and a pattern");
   config_.validate();
   // Every path runs the hand-vectorized kernels: refuse what they cannot run now.
-  detail::check_kernel_limits("DiffusionAttention", shape_, config_.kernel.q_tile_rows, config_.kernel.k_block);
+  detail::check_dense_limits("DiffusionAttention", shape_, config_.kernel.q_tile_rows, config_.kernel.k_block);
   config_.unisparse.block_size = config_.block_size;
   config_.window.block_size = config_.block_size;
   if (uses_dpad(config_.policy)) {

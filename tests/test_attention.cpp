@@ -35,6 +35,8 @@ TEST_P(Attention, DenseMatchesReferenceOnOddShapesGqaAndLayouts) {
       {{3, 3, 129, 45, 128}, 128, 16, true},    // tokens-major, kv shorter than a block
       {{2, 2, 1, 300, 256}, 64, 32, false},     // one query row, head_dim 256
       {{1, 1, 33, 1, 16}, 16, 16, false},       // one key
+      {{2, 2, 70, 600, 64}, 64, 256, false},    // long key blocks (dense only), kv mid-block
+      {{2, 1, 33, 1100, 128}, 32, 512, true},   // the longest, GQA, tokens-major
   };
   uint64_t seed = 1;
   for (const Case& c : cases) {

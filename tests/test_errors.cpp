@@ -88,6 +88,8 @@ TEST(Errors, KernelLimits) {
   KernelOptions o;
   o.k_block = 48;
   expect_error_naming([&] { dense_attention(f.s, f.x.q, f.x.k, f.x.v, f.out.view, o); }, "k_block");
+  o.k_block = 1024;  // dense key blocks stop at 512
+  expect_error_naming([&] { dense_attention(f.s, f.x.q, f.x.k, f.x.v, f.out.view, o); }, "k_block");
   o = {};
   o.threads = -2;
   expect_error_naming([&] { dense_attention(f.s, f.x.q, f.x.k, f.x.v, f.out.view, o); }, "threads");

@@ -175,6 +175,25 @@ TEST_P(MixedPrecision, DenseEveryTypeComboOnOddShapesAndGqa) {
         }
 }
 
+TEST_P(MixedPrecision, Bf16DenseWithLongKeyBlocks) {
+  // k_block 256 / 512 (dense only): the bf16 path's P rows, tile loops and
+  // odd key tails at those widths, against the double reference.
+  const AttentionShape s{2, 1, 67, 1041, 128};
+  uint64_t seed = 90;
+  for (int64_t kb : {256, 512})
+    for (int64_t qt : {32, 128}) {
+      Case c(s, seed++, DType::bf16, DType::bf16);
+      Tensor out(s.heads, s.q_len, s.head_dim);
+      KernelOptions o;
+      o.q_tile_rows = qt;
+      o.k_block = kb;
+      dense_attention(s, c.q.view, c.k.view, c.v.view, out.view, o);
+      const std::vector<double> ref = reference(c.effective);
+      EXPECT_LE(max_abs_error(out.data.data(), DType::fp32, ref, s), bound(c, DType::fp32, ref))
+          << "k_block " << kb << " q_tile " << qt;
+    }
+}
+
 TEST_P(MixedPrecision, Bf16PathRoundsPWhereTheIsaHasIt) {
   // The documented dispatch: on avx512_bf16, bf16 k/v run the bf16 kernels
   // (results differ from the widened fp32 kernels by P's rounding); nowhere

@@ -41,6 +41,12 @@ inline constexpr int64_t kHeadDimMultiple = 16;
 bool is_supported_block_size(int64_t b);
 inline constexpr const char* kBlockSizeRule = "must be 16, 32, 64 or 128";
 void check_block_size(const char* where, const std::string& field, int64_t value);  // throws spattn::Error
+// KernelOptions::k_block of the dense and gathered paths may also be 256 or
+// 512 (longer key blocks amortize the per-block softmax and output work; the
+// AMX path gains from them). Masks' blocks stay 16-128.
+bool is_supported_key_block(int64_t b);
+inline constexpr const char* kKeyBlockRule = "must be 16, 32, 64, 128, 256 or 512";
+void check_key_block(const char* where, const std::string& field, int64_t value);  // throws spattn::Error
 // The number of key blocks a ratio keeps: ceil(ratio * k_blocks), at least 1,
 // at most k_blocks (a tiny epsilon absorbs ratios that are exact fractions
 // written in decimal). SparseD's top-k, UniSparse's top-k and the tuner use it.
