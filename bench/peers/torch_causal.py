@@ -22,6 +22,7 @@ def main():
     ap.add_argument("--head-dim", type=int, default=128)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--dtypes", default="fp32,bf16", help="fp32 and/or bf16 (default both)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     print(f"torch {torch.__version__}, {a.threads} threads, heads {a.heads}, head_dim {a.head_dim}, "
@@ -29,7 +30,8 @@ def main():
     for n in (int(x) for x in a.seq_lens.split(",")):
         g = torch.Generator().manual_seed(1)
         q, k, v = (torch.randn(1, a.heads, n, a.head_dim, generator=g) for _ in range(3))
-        for dtype in (torch.float32, torch.bfloat16):
+        names = {"fp32": torch.float32, "bf16": torch.bfloat16}
+        for dtype in (names[x] for x in a.dtypes.split(",")):
             qd, kd, vd = q.to(dtype), k.to(dtype), v.to(dtype)
             for causal in (True, False):
                 f = lambda: torch.nn.functional.scaled_dot_product_attention(qd, kd, vd, is_causal=causal)

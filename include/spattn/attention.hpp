@@ -17,7 +17,7 @@ namespace spattn {
 struct KernelOptions {
   int threads = 0;       // 0: SPATTN_NUM_THREADS, else OpenMP's default
   int64_t q_tile_rows = 64;  // query rows per work item of the dense and gathered paths (the query tile)
-  int64_t k_block = 64;  // keys per block (dense and gathered paths)
+  int64_t k_block = 64;  // keys per block (dense and gathered paths): 16 ... 512, see check_key_block
   // Non-finite inputs (NaN, +-Inf in q, k or v): with check_finite the kernels
   // scan q, k and v first (one read of each, no extra memory) and throw
   // spattn::Error naming the tensor, head, token and element of the first
