@@ -138,7 +138,7 @@ Options parse(int argc, char** argv) {
       o.q_tile = a.integer(f, 16, 128);
       if (!is_supported_block_size(o.q_tile)) cli::usage_error(a.tool, "--q-tile: " + std::string(kBlockSizeRule));
     } else if (f == "--k-block") {
-      o.k_block = a.integer(f, 16, 128);
+      o.k_block = a.integer(f, 16, 512);
       if (!is_supported_key_block(o.k_block)) cli::usage_error(a.tool, "--k-block: " + std::string(kKeyBlockRule));
     } else if (f == "--causal") {
       o.causal = a.integer(f, 0, 1) != 0;
