@@ -49,20 +49,23 @@ int padded_cols(int64_t valid, int vector_floats) {
 }
 
 // q in the element type the plan's kernels read: q itself when it already is,
-// else a converted heads-major copy held by the caller's buffer.
-InputView queries_for(const KVPlan& kv, InputView q, int threads, std::vector<float>& buffer) {
+// else a converted heads-major copy held by the caller's buffer (from the
+// plan buffers' cache: a large copy made every call would otherwise be
+// zeroed and page-faulted in every call).
+InputView queries_for(const KVPlan& kv, InputView q, int threads, std::unique_ptr<HeadBuffers>& buffer) {
   const DType want = kv.q_dtype();
   if (q.dtype == want) return q;
   const int64_t d = q.head_dim, rows = q.heads * q.tokens;
-  buffer.resize(static_cast<size_t>((rows * d * dtype_bytes(want) + 3) / 4));
+  buffer = std::make_unique<HeadBuffers>(NumaPlan{}, 1, (rows * d * dtype_bytes(want) + 3) / 4);
+  float* dst = buffer->head(0);
   parallel_for(threads, rows, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const void* src = q.row(i / q.tokens, i % q.tokens);
-      if (want == DType::fp32) widen_row(src, q.dtype, buffer.data() + i * d, d);
-      else bf16_row(src, q.dtype, reinterpret_cast<uint16_t*>(buffer.data()) + i * d, d);
+      if (want == DType::fp32) widen_row(src, q.dtype, dst + i * d, d);
+      else bf16_row(src, q.dtype, reinterpret_cast<uint16_t*>(dst) + i * d, d);
     }
   });
-  return InputView(buffer.data(), want, q.heads, q.tokens, d, q.tokens * d, d);
+  return InputView(dst, want, q.heads, q.tokens, d, q.tokens * d, d);
 }
 
 // Scaled logits of rows [r0, r0 + rows) of head h (q already in the plan's
@@ -177,7 +180,7 @@ AttendFn attend_kernel(const KernelTable& kt, const KVPlan& kv) {
 void attend(const AttentionShape& shape, InputView q_in, const KVPlan& kv, OutputView out, int64_t q_block,
             KeyBlocksFn key_blocks, int threads, float* lse) {
   const AttendFn kernel = attend_kernel(active_kernels(), kv);
-  std::vector<float> q_buffer;
+  std::unique_ptr<HeadBuffers> q_buffer;
   const InputView q = queries_for(kv, q_in, threads, q_buffer);
   for_each_work_item(shape.heads, shape.q_len, q_block, threads, schedule_for(shape, kv), &kv.numa(),
                      scratch_floats(q_block, kv.k_block(), shape.head_dim), [&](const WorkItem& w, float* scratch) {
@@ -190,7 +193,7 @@ void attend(const AttentionShape& shape, InputView q_in, const KVPlan& kv, Outpu
 void attend_with_block_mass(const AttentionShape& shape, InputView q_in, const KVPlan& kv, OutputView out,
                             int64_t q_block, int threads, float* lse, float* mass) {
   const AttendFn kernel = attend_kernel(active_kernels(), kv);
-  std::vector<float> q_buffer;
+  std::unique_ptr<HeadBuffers> q_buffer;
   const InputView q = queries_for(kv, q_in, threads, q_buffer);
   const std::vector<int32_t> all = all_key_blocks(kv);
   const int64_t nk = kv.k_blocks(), q_blocks = (shape.q_len + q_block - 1) / q_block;
@@ -224,7 +227,7 @@ std::vector<float> row_lse(const AttentionShape& shape, InputView q_in, const KV
                            int threads) {
   const KernelTable& kt = active_kernels();
   const int64_t kb = kv.k_block();
-  std::vector<float> q_buffer;
+  std::unique_ptr<HeadBuffers> q_buffer;
   const InputView q = queries_for(kv, q_in, threads, q_buffer);
   std::vector<float> lse(static_cast<size_t>(shape.heads * shape.q_len));
   // Scratch: scores, then running max, sum and rescale per row.
@@ -252,7 +255,7 @@ void block_mass(const AttentionShape& shape, InputView q_in, const KVPlan& kv, c
   const KernelTable& kt = active_kernels();
   const int64_t kb = kv.k_block(), k_blocks = kv.k_blocks();
   const int64_t q_blocks = (shape.q_len + q_block - 1) / q_block;
-  std::vector<float> q_buffer;
+  std::unique_ptr<HeadBuffers> q_buffer;
   const InputView q = queries_for(kv, q_in, threads, q_buffer);
   for_each_work_item(
       shape.heads, shape.q_len, q_block, threads, schedule_for(shape, kv), &kv.numa(), q_block * kb,
@@ -285,7 +288,7 @@ void key_softmax_rows(const AttentionShape& shape, InputView q_in, const KVPlan&
   const KernelTable& kt = active_kernels();
   const int64_t kb = kv.k_block(), nk = kv.kv_len();
   const int64_t ld = kv.k_blocks() * kb;
-  std::vector<float> q_buffer;
+  std::unique_ptr<HeadBuffers> q_buffer;
   const InputView q = queries_for(kv, q_in, threads, q_buffer);
   auto seen = [&](int64_t row) { return visible_keys.empty() ? nk : visible_keys[static_cast<size_t>(row)]; };
   for_each_work_item(
