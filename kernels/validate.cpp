@@ -114,17 +114,24 @@ void check_views(const char* where, const AttentionShape& shape, InputView q, In
   check_out_separate(where, out, v, "v");
 }
 
-void check_kernel_limits(const char* where, const AttentionShape& shape, int64_t q_block,
-                         int64_t k_block) {
+namespace {
+void check_kernel_head_dim(const char* where, const AttentionShape& shape) {
   if (shape.head_dim % kHeadDimMultiple != 0 || shape.head_dim > kMaxHeadDim)
     throw_bad_argument(where, "head_dim", std::to_string(shape.head_dim),
                        "the kernels need a multiple of 16 up to 256 (the baselines take any)");
+}
+}  // namespace
+
+void check_kernel_limits(const char* where, const AttentionShape& shape, int64_t q_block,
+                         int64_t k_block) {
+  check_kernel_head_dim(where, shape);
   check_block_size(where, "q_block", q_block);
   check_block_size(where, "k_block", k_block);
 }
 
 void check_dense_limits(const char* where, const AttentionShape& shape, int64_t q_tile, int64_t k_block) {
-  check_kernel_limits(where, shape, q_tile, 16);
+  check_kernel_head_dim(where, shape);
+  check_block_size(where, "q_block", q_tile);
   check_key_block(where, "k_block", k_block);
 }
 
