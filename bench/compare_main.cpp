@@ -392,11 +392,7 @@ Options parse(int argc, char** argv) {
       o.head_dim = a.integer(f, 16, kMaxHeadDim);
       if (o.head_dim % kHeadDimMultiple != 0) cli::usage_error(a.tool, "--head-dim must be a multiple of 16");
     } else if (f == "--dtype") {
-      try {
-        o.dtype = parse_dtype(a.value(f));
-      } catch (const Error&) {
-        cli::usage_error(a.tool, "--dtype: fp32, bf16 or fp16");
-      }
+      o.dtype = a.dtype(f);
     } else if (f == "--threads") {
       o.threads = a.threads(f);
     } else if (f == "--reps") {

@@ -129,11 +129,7 @@ Options parse(int argc, char** argv) {
     } else if (f == "--layer") {
       o.layer = static_cast<int>(a.integer(f, 0, 1 << 20));
     } else if (f == "--dtype") {
-      try {
-        o.dtype = parse_dtype(a.value(f));
-      } catch (const Error&) {
-        cli::usage_error(a.tool, "--dtype: fp32, bf16 or fp16");
-      }
+      o.dtype = a.dtype(f);
     } else if (f == "--q-tile") {
       o.q_tile = a.integer(f, 16, 128);
       if (!is_supported_block_size(o.q_tile)) cli::usage_error(a.tool, "--q-tile: " + std::string(kBlockSizeRule));

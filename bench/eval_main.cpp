@@ -255,11 +255,7 @@ CliOptions parse_options(int argc, char** argv) {
     } else if (f == "--no-recall") {
       c.eo.recall = false;
     } else if (f == "--dtype") {
-      try {
-        c.eo.dtype = spattn::parse_dtype(a.value(f));
-      } catch (const spattn::Error& e) {
-        spattn::cli::usage_error(a.tool, std::string("--dtype: ") + e.what());
-      }
+      c.eo.dtype = a.dtype(f);
     } else if (f == "--profile") {
 #if SPATTN_HAS_YAML
       c.profile_path = a.value(f);

@@ -57,6 +57,15 @@ struct Args {
   }
   // --threads: one cap for every tool, the library's (kMaxThreads).
   int threads(const std::string& f) { return static_cast<int>(integer(f, 0, kMaxThreads)); }
+  // --dtype: fp32, bf16 or fp16 (parse_dtype's names and message).
+  DType dtype(const std::string& f) {
+    const std::string v = value(f);
+    try {
+      return parse_dtype(v);
+    } catch (const Error& e) {
+      usage_error(tool, f + ": " + e.what());
+    }
+  }
   // --help / -h (prints usage, exit 0) and --version (exit 0); false for any
   // other flag.
   bool common(const std::string& f, const char* usage) const {

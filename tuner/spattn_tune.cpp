@@ -206,11 +206,7 @@ CliOptions parse_options(int argc, char** argv) {
     } else if (f == "--no-adaptive") {
       c.o.try_adaptive_budget = false;
     } else if (f == "--dtype") {
-      try {
-        c.o.dtype = parse_dtype(a.value(f));
-      } catch (const Error& e) {
-        cli::usage_error(a.tool, std::string("--dtype: ") + e.what());
-      }
+      c.o.dtype = a.dtype(f);
     } else if (f == "--drift-every") {
       c.o.drift_check_every = a.integer(f, 0, 1 << 30);
       c.drift_given = true;
