@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "bench_common.hpp"
+#include "phase_log.hpp"
 #include "spattn/lab/lab.hpp"
 #include "spattn/lab/timing.hpp"
 #include "spattn/lab/workload.hpp"
@@ -60,6 +61,8 @@ OpenBLAS, UniSparse, a SparseD top-k oracle and window+sink.
                         left out otherwise
   --q-tile R            query rows per work item of the dense paths: 16 | 32 | 64 | 128 (default 64)
   --k-block B           keys per block of the dense paths: 16 | 32 | 64 | 128 | 256 | 512 (default 64)
+  --phases              after each table, where each method's time goes: the library's phases
+                        (packing, selection passes, the attention loop), ms per rep
   --causal 0|1          1 (default): causal prefill; 0: every method bidirectional (the
                         reference is then bidirectional flash; bidir is left out)
 )";
@@ -75,6 +78,7 @@ struct Options {
   int layer = -1;
   DType dtype = DType::fp32;
   bool causal = true;
+  bool phases = false;
   int64_t q_tile = 64, k_block = 64;
   std::vector<std::string> methods{"bidir", "chunked", "openblas", "unisparse", "sparsed", "window"};
   bool wants(const char* name) const { return std::find(methods.begin(), methods.end(), name) != methods.end(); }
@@ -136,6 +140,8 @@ Options parse(int argc, char** argv) {
     } else if (f == "--k-block") {
       o.k_block = a.integer(f, 16, 512);
       if (!is_supported_key_block(o.k_block)) cli::usage_error(a.tool, "--k-block: " + std::string(kKeyBlockRule));
+    } else if (f == "--phases") {
+      o.phases = true;
     } else if (f == "--causal") {
       o.causal = a.integer(f, 0, 1) != 0;
     } else if (f == "--seed") {
@@ -300,19 +306,24 @@ void run_length(const Options& o, const KernelOptions& ko, int64_t n_wanted) {
   std::vector<std::vector<double>> ratio(ms.size()), total(ms.size()), sel(ms.size());
   std::vector<double> cosine(ms.size(), NAN), density(ms.size(), NAN);
   std::vector<float> out;
+  PhaseLog phases(o.phases);
   dense_attention(p.shape, p.qi(), p.ki(), p.vi(), ref_view, ko);  // warm-up: threads, pages, caches
+  phases.skip();
   for (int rep = 0; rep < o.reps; ++rep) {
     const double f = time_ms([&] { dense_attention(p.shape, p.qi(), p.ki(), p.vi(), ref_view, ko); });
+    phases.add(p.shape.causal ? "causal flash" : "bidirectional flash");
     flash_ms.push_back(f);
     for (size_t i = 0; i < ms.size(); ++i) {
       double s = 0, d = NAN;
       const double t = time_ms([&] { ms[i].run(p, out, s, d); });
+      phases.add(ms[i].name);
       const double counted = s < 0 ? t + s : t;  // an oracle's selection is not counted
       total[i].push_back(counted);
       ratio[i].push_back(f / counted);
       sel[i].push_back(std::fabs(s));
       density[i] = d;
       if (ms[i].accuracy && rep == 0) cosine[i] = mean_cosine(p, out);
+      phases.skip();  // the accuracy check's reference is not the method's
       std::fprintf(stderr, "\r  N %lld rep %d/%d: %-10s        ", (long long)n, rep + 1, o.reps, ms[i].name);
     }
   }
@@ -330,6 +341,7 @@ void run_length(const Options& o, const KernelOptions& ko, int64_t n_wanted) {
     std::printf("  %-10s %12.1f %8.2fx %10.1f%s %9.3f %10.6f\n", ms[i].name, median(total[i]), median(ratio[i]),
                 median(sel[i]), oracle ? "*" : " ", density[i], cosine[i]);
   }
+  phases.print(o.reps);
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 
 #include "kernels/attention_internal.hpp"
 #include "kernels/engine/engine.hpp"
+#include "kernels/engine/phase_timer.hpp"
 #include "kernels/validate.hpp"
 #include "spattn/attention.hpp"
 #include "spattn/error.hpp"
@@ -107,6 +108,7 @@ void dense_attention_unchecked(const AttentionShape& shape, InputView q, InputVi
 
 void dense_attention(const AttentionShape& shape, InputView q, InputView k, InputView v, OutputView out,
                      const KernelOptions& opts) {
+  const detail::PhaseTimer timer("dense_attention");
   detail::check_views("dense_attention", shape, q, k, v, out);
   detail::check_dense_limits("dense_attention", shape, opts.q_tile_rows, opts.k_block);
   detail::check_finite_inputs("dense_attention", opts, shape, q, k, v);
@@ -116,6 +118,7 @@ void dense_attention(const AttentionShape& shape, InputView q, InputView k, Inpu
 
 void dense_attention_with_lse(const AttentionShape& shape, InputView q, InputView k, InputView v, OutputView out,
                               float* lse, const KernelOptions& opts) {
+  const detail::PhaseTimer timer("dense_attention_with_lse");
   detail::check_views("dense_attention_with_lse", shape, q, k, v, out);
   detail::check_dense_limits("dense_attention_with_lse", shape, opts.q_tile_rows, opts.k_block);
   if (lse == nullptr) throw_bad_argument("dense_attention_with_lse", "lse", "nullptr", "must not be null");
@@ -127,6 +130,7 @@ void dense_attention_with_lse(const AttentionShape& shape, InputView q, InputVie
 void block_sparse_attention(const AttentionShape& shape, InputView q, InputView k, InputView v,
                             const BlockMask& mask, OutputView out, const KernelOptions& opts) {
   const char* where = "block_sparse_attention";
+  const detail::PhaseTimer timer(where);
   detail::check_views(where, shape, q, k, v, out);
   detail::check_kernel_limits(where, shape, mask.q_block, mask.k_block);
   mask.validate();
@@ -150,6 +154,7 @@ void block_sparse_attention(const AttentionShape& shape, InputView q, InputView 
 void gathered_attention(const AttentionShape& shape, InputView q, InputView k, InputView v,
                         std::span<const int32_t> kept, OutputView out, const KernelOptions& opts) {
   const char* where = "gathered_attention";
+  const detail::PhaseTimer timer(where);
   detail::check_views(where, shape, q, k, v, out);
   detail::check_dense_limits(where, shape, opts.q_tile_rows, opts.k_block);
   check_kept(where, kept, shape.kv_len);

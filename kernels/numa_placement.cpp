@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <atomic>
 #include <mutex>
+#include <cstdint>
 #include <new>
+#include <vector>
 
 #if SPATTN_HAS_NUMA
 #include <numa.h>
@@ -15,48 +17,58 @@ namespace spattn::detail {
 namespace {
 std::atomic<int> g_simulated_nodes{0};
 
-// The buffers of the last call's plan (packed keys, a widened or packed V),
-// kept for the next call: a fresh allocation of that size is an mmap whose
-// pages fault in on first touch, which costs more than packing itself in
-// some VMs, and calls in a row (chunked prefill, a session's steps, a
-// benchmark) want the same sizes again. At most kSlots buffers are kept (the
-// largest recently freed).
-// Only buffers of at least kMinBytes are kept: glibc serves every allocation
-// that large with a fresh mmap (its largest mmap threshold), while smaller
-// ones come back from its heap without new page faults; so small shapes (and
-// the soak test's memory check) never see the cache.
+// Buffers of earlier calls (packed keys, a widened or packed V, a selection
+// pass's pools and estimates), kept for the next call: a fresh allocation of
+// that size is an mmap (or a heap range glibc gave back) whose pages fault in
+// on first touch, which costs more than the work on it in some VMs (a fault
+// took about 8 us on the 2-core CI VM: UniSparse's selection at N 8K spent
+// half its time faulting in its pools and pooled plans). Calls in a row
+// (chunked prefill, a session's steps, a benchmark) want the same sizes
+// again. Two tiers, each keeping the largest recently freed buffers:
+//  - large (>= 32 MiB): at most 2, the plans of long sequences;
+//  - mid (64 KiB .. 32 MiB): at most 16 buffers and 64 MiB in all.
+// Smaller buffers are freed: glibc's heap serves those without new faults,
+// and tiny shapes (and the soak test's memory check) never see the cache.
 class BufferCache {
  public:
-  static constexpr int kSlots = 2;
-  static constexpr size_t kMinBytes = size_t{32} << 20;
   // A kept buffer of at least `floats` and at most twice that, or a new one.
   std::unique_ptr<float[]> take(size_t floats, size_t& capacity) {
-    if (floats * sizeof(float) >= kMinBytes) {
+    if (Tier* tier = tier_for(floats)) {
       const std::lock_guard<std::mutex> lock(mutex_);
-      for (Slot& s : slots_)
+      for (Slot& s : tier->slots)
         if (s.data && s.floats >= floats && s.floats <= 2 * floats) {
           capacity = s.floats;
+          tier->bytes -= s.floats * sizeof(float);
           return std::move(s.data);
         }
     }
     capacity = floats;
     return std::unique_ptr<float[]>(new float[floats]);  // not value-initialized
   }
-  // Keeps buf in an empty slot, else in place of the smallest kept one.
+  // Keeps buf in an empty slot, else in place of smaller kept ones (within
+  // the tier's byte budget); a buffer smaller than every kept one is freed.
   void give(std::unique_ptr<float[]> buf, size_t floats) {
-    if (floats * sizeof(float) < kMinBytes) return;  // freed here
+    Tier* tier = tier_for(floats);
+    if (tier == nullptr) return;  // freed here
+    const size_t bytes = floats * sizeof(float);
     const std::lock_guard<std::mutex> lock(mutex_);
-    Slot* target = &slots_[0];
-    for (Slot& s : slots_) {
-      if (!s.data) {
-        target = &s;
-        break;
+    while (true) {
+      Slot* smallest = nullptr;
+      Slot* empty = nullptr;
+      for (Slot& s : tier->slots) {
+        if (!s.data) empty = empty != nullptr ? empty : &s;
+        else if (smallest == nullptr || s.floats < smallest->floats) smallest = &s;
       }
-      if (s.floats < target->floats) target = &s;
+      if (empty != nullptr && tier->bytes + bytes <= tier->max_bytes) {
+        empty->data = std::move(buf);
+        empty->floats = floats;
+        tier->bytes += bytes;
+        return;
+      }
+      if (smallest == nullptr || smallest->floats >= floats) return;  // keep the larger ones
+      tier->bytes -= smallest->floats * sizeof(float);
+      smallest->data.reset();
     }
-    if (target->data && target->floats > floats) return;  // keep the larger ones
-    target->data = std::move(buf);
-    target->floats = floats;
   }
 
  private:
@@ -64,8 +76,19 @@ class BufferCache {
     std::unique_ptr<float[]> data;
     size_t floats = 0;
   };
+  struct Tier {
+    size_t min_bytes, max_bytes;
+    std::vector<Slot> slots;
+    size_t bytes = 0;  // kept
+  };
+  Tier* tier_for(size_t floats) {
+    const size_t bytes = floats * sizeof(float);
+    if (bytes >= large_.min_bytes) return &large_;
+    return bytes >= mid_.min_bytes ? &mid_ : nullptr;
+  }
   std::mutex mutex_;
-  Slot slots_[kSlots];
+  Tier large_{size_t{32} << 20, SIZE_MAX, std::vector<Slot>(2)};
+  Tier mid_{size_t{64} << 10, size_t{64} << 20, std::vector<Slot>(16)};
 };
 
 BufferCache& buffer_cache() {
@@ -124,6 +147,22 @@ HeadBuffers::HeadBuffers(const NumaPlan& plan, int64_t kv_heads, int64_t floats_
 #endif
   single_ = buffer_cache().take(static_cast<size_t>(kv_heads * floats_per_head), single_floats_);
   for (int64_t h = 0; h < kv_heads; ++h) parts_[h] = single_.get() + h * floats_per_head;
+}
+
+CachedFloats::CachedFloats(size_t floats) : floats_(floats) { data_ = buffer_cache().take(floats, capacity_); }
+
+CachedFloats::~CachedFloats() {
+  if (data_) buffer_cache().give(std::move(data_), capacity_);
+}
+
+CachedFloats& CachedFloats::operator=(CachedFloats&& o) noexcept {
+  if (this != &o) {
+    if (data_) buffer_cache().give(std::move(data_), capacity_);
+    data_ = std::move(o.data_);
+    floats_ = o.floats_;
+    capacity_ = o.capacity_;
+  }
+  return *this;
 }
 
 HeadBuffers::~HeadBuffers() {

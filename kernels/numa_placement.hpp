@@ -5,6 +5,7 @@
 // share of (head, query block) items covers those heads run on that node.
 // With one node (or without libnuma) nothing changes: one buffer, first
 // touched by the threads that pack it.
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -29,6 +30,24 @@ void bind_thread_to_node(int logical_node);
 // Tests exercise the multi-node path on a one-node machine: logical node n
 // maps to physical node n % numa_configured_nodes(). 0 turns it off.
 void set_simulated_numa_nodes(int nodes);
+
+// Uninitialized floats from the buffer cache of the plans (see
+// numa_placement.cpp), given back to it when destroyed: the scratch of
+// passes that calls in a row need again at the same size.
+class CachedFloats {
+ public:
+  CachedFloats() = default;
+  explicit CachedFloats(size_t floats);
+  ~CachedFloats();
+  CachedFloats(CachedFloats&&) noexcept = default;
+  CachedFloats& operator=(CachedFloats&& o) noexcept;
+  float* data() const { return data_.get(); }
+  size_t size() const { return floats_; }
+
+ private:
+  std::unique_ptr<float[]> data_;
+  size_t floats_ = 0, capacity_ = 0;
+};
 
 // One float buffer per kv head, on its node (numa_alloc_onnode) when the plan
 // has several nodes, else parts of one uninitialized allocation (reused from

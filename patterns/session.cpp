@@ -5,6 +5,7 @@
 #include <string>
 #include <string_view>
 
+#include "kernels/engine/phase_timer.hpp"
 #include "kernels/validate.hpp"
 #include "patterns/step_policies.hpp"
 #include "patterns/validate_params.hpp"
@@ -167,6 +168,7 @@ void DiffusionAttention::set_dpad(const DpadParams& params) {
 StepReport DiffusionAttention::step(InputView q, InputView k, InputView v, OutputView out) {
   // The arguments first, then the session's state. The DPad policies read
   // q, k and v themselves before any kernel runs.
+  const detail::PhaseTimer timer("session_step");
   detail::check_views("DiffusionAttention::step", shape_, q, k, v, out);
   const int64_t s = steps_done();
   if (s >= config_.total_steps)

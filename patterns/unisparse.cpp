@@ -74,11 +74,13 @@
 #include <cstdio>
 #include <map>
 #include <numeric>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "kernels/convert.hpp"
 #include "kernels/engine/engine.hpp"
+#include "kernels/engine/phase_timer.hpp"
 #include "kernels/validate.hpp"
 #include "patterns/validate_params.hpp"
 #include "spattn/error.hpp"
@@ -127,15 +129,19 @@ void validate_unisparse_params(const char* where, const std::string& prefix, con
 namespace {
 
 // Mean of rows [i*g, min((i+1)*g, tokens)) per head: out is [heads][n][d].
-std::vector<float> mean_pool(InputView x, int64_t g, int threads) {
+// The pools and estimates of a call come from the plans' buffer cache (not
+// zero-filled vectors): fresh pages fault in on first touch, and on the CI VM
+// that was half the selection's time at N 8K.
+detail::CachedFloats mean_pool(InputView x, int64_t g, int threads) {
   const int64_t d = x.head_dim, n = (x.tokens - 1) / g + 1;  // no overflow for huge g
-  std::vector<float> out(static_cast<size_t>(x.heads * n * d), 0.0f);
+  detail::CachedFloats out(static_cast<size_t>(x.heads * n * d));
   detail::parallel_for(threads, x.heads * n, [&](int64_t begin, int64_t end) {
+    std::vector<float> wide(x.dtype == DType::fp32 ? 0 : static_cast<size_t>(d));
     for (int64_t item = begin; item < end; ++item) {
       const int64_t h = item / n, i = item % n;
       const int64_t t0 = i * g, t1 = std::min(x.tokens, t0 + g);
       float* acc = out.data() + item * d;
-      std::vector<float> wide(x.dtype == DType::fp32 ? 0 : static_cast<size_t>(d));
+      std::fill(acc, acc + d, 0.0f);
       for (int64_t t = t0; t < t1; ++t) {
         const float* row = static_cast<const float*>(x.row(h, t));
         if (x.dtype != DType::fp32) {  // bf16 / f16: widened exactly, row by row
@@ -183,21 +189,22 @@ class Pools {
   Pools(InputView x, int64_t finest, int threads)
       : base_(mean_pool(x, finest, threads)), width_(finest), tokens_(x.tokens), heads_(x.heads), d_(x.head_dim),
         threads_(threads) {}
-  const std::vector<float>& at(int64_t g) {  // g: a multiple of the finest width
-    if (g == width_) return base_;
-    std::vector<float>& out = wider_[g];
-    if (out.empty()) out = coarsen(g);
-    return out;
+  const float* at(int64_t g) {  // g: a multiple of the finest width
+    if (g == width_) return base_.data();
+    detail::CachedFloats& out = wider_[g];
+    if (out.data() == nullptr) out = coarsen(g);
+    return out.data();
   }
 
  private:
-  std::vector<float> coarsen(int64_t g) const {
+  detail::CachedFloats coarsen(int64_t g) const {
     const int64_t nb = (tokens_ - 1) / width_ + 1, n = (tokens_ - 1) / g + 1, per = g / width_, d = d_;
-    std::vector<float> out(static_cast<size_t>(heads_ * n * d), 0.0f);
+    detail::CachedFloats out(static_cast<size_t>(heads_ * n * d));
     detail::parallel_for(threads_, heads_ * n, [&](int64_t begin, int64_t end) {
       for (int64_t item = begin; item < end; ++item) {
         const int64_t h = item / n, i = item % n, j1 = std::min(nb, (i + 1) * per);
         float* acc = out.data() + item * d;
+        std::fill(acc, acc + d, 0.0f);
         for (int64_t j = i * per; j < j1; ++j) {
           const float w = static_cast<float>(std::min(width_, tokens_ - j * width_));  // tokens of pool j
           const float* src = base_.data() + (h * nb + j) * d;
@@ -210,29 +217,30 @@ class Pools {
     return out;
   }
 
-  std::vector<float> base_;
+  detail::CachedFloats base_;
   int64_t width_, tokens_, heads_, d_;
   int threads_;
-  std::map<int64_t, std::vector<float>> wider_;
+  std::map<int64_t, detail::CachedFloats> wider_;
 };
 
 // Adds weight * (granularity g's block-mass estimate) to est
 // ([heads][q_blocks][k_blocks]), from the pools of q and k.
 void add_granularity_estimate(const AttentionShape& shape, Pools& q_pools, Pools& k_pools,
                               int64_t g, int64_t block, float weight, int threads,
-                              std::vector<float>& est) {
+                              float* est) {
+  const detail::PhaseTimer timer("estimate g", g);
   const int64_t d = shape.head_dim;
   const int64_t gq = std::min(g, block);  // query pooling width: divides block
   const int64_t nq = (shape.q_len - 1) / gq + 1, nk = (shape.kv_len - 1) / g + 1;
   const int64_t q_blocks = (shape.q_len + block - 1) / block;
   const int64_t k_blocks = (shape.kv_len + block - 1) / block;
 
-  const std::vector<float>& q_pooled = q_pools.at(gq);
-  const std::vector<float>& k_pooled = k_pools.at(g);
+  const float* q_pooled = q_pools.at(gq);
+  const float* k_pooled = k_pools.at(g);
   AttentionShape pooled = shape;  // composite tokens; the scale stays the shape's
   pooled.q_len = nq;
   pooled.kv_len = nk;
-  const detail::KVPlan kv(pooled, ConstTensorView::heads_major(k_pooled.data(), shape.kv_heads, nk, d),
+  const detail::KVPlan kv(pooled, ConstTensorView::heads_major(k_pooled, shape.kv_heads, nk, d),
                           InputView{}, kPooledKeyBlock, threads);
   // A short last pooled key stands for fewer tokens than g.
   const int64_t last_key_tokens = shape.kv_len - (nk - 1) * g;
@@ -252,7 +260,7 @@ void add_granularity_estimate(const AttentionShape& shape, Pools& q_pools, Pools
   // two), so that items own whole query blocks and write disjoint est rows.
   const int64_t rows_per_item = std::max(block / gq, kMinRowsPerItem);
   detail::key_softmax_rows(
-      pooled, ConstTensorView::heads_major(q_pooled.data(), shape.heads, nq, d), kv, rows_per_item,
+      pooled, ConstTensorView::heads_major(q_pooled, shape.heads, nq, d), kv, rows_per_item,
       last_key_bias, visible, threads, [&](int64_t h, int64_t i0, int rows, const float* probs, int64_t ld) {
         std::vector<float> bm(static_cast<size_t>(k_blocks));
         for (int r = 0; r < rows; ++r) {
@@ -263,7 +271,7 @@ void add_granularity_estimate(const AttentionShape& shape, Pools& q_pools, Pools
           const int64_t row_tokens = std::min(gq, shape.q_len - i * gq);
           const int64_t block_tokens = std::min(block, shape.q_len - qb * block);
           const float w = weight * static_cast<float>(row_tokens) / static_cast<float>(block_tokens);
-          float* e = est.data() + (h * q_blocks + qb) * k_blocks;
+          float* e = est + (h * q_blocks + qb) * k_blocks;
           for (int64_t kb = 0; kb < k_blocks; ++kb) e[kb] += w * bm[kb];
         }
       });
@@ -356,6 +364,7 @@ int64_t select_row(const float* est, int64_t k_blocks, int64_t diag_first, int64
 
 BlockMask unisparse_select(const AttentionShape& shape, InputView q, InputView k,
                            const UnisparseParams& params, const KernelOptions& opts) {
+  const detail::PhaseTimer timer(kWhere);
   validate_params(params);
   detail::check_input_views(kWhere, shape, q, k);  // V is not read
   detail::check_kernel_limits(kWhere, shape, params.block_size, params.block_size);
@@ -364,7 +373,12 @@ BlockMask unisparse_select(const AttentionShape& shape, InputView q, InputView k
   const int64_t block = params.block_size;
   const int64_t q_blocks = (shape.q_len + block - 1) / block;
   const int64_t k_blocks = (shape.kv_len + block - 1) / block;
-  std::vector<float> est(static_cast<size_t>(shape.heads * q_blocks * k_blocks), 0.0f);
+  const int64_t rows = shape.heads * q_blocks;
+  detail::CachedFloats est_buffer(static_cast<size_t>(rows * k_blocks));
+  float* est = est_buffer.data();
+  detail::parallel_for(threads, rows, [&](int64_t begin, int64_t end) {
+    std::fill(est + begin * k_blocks, est + end * k_blocks, 0.0f);
+  });
   // Pool q and k once at the finest widths (the gcd of the granularities;
   // queries pool no wider than a block), then every granularity from those.
   int64_t k_width = 0, q_width = 0;
@@ -374,31 +388,35 @@ BlockMask unisparse_select(const AttentionShape& shape, InputView q, InputView k
     q_width = std::gcd(q_width, std::min(g, block));
     inv_g_sum += 1.0 / static_cast<double>(g);
   }
+  std::optional<detail::PhaseTimer> phase(std::in_place, "pool");
   Pools q_pools(q, q_width, threads), k_pools(k, k_width, threads);
+  phase.reset();
   for (const int64_t g : params.granularities)
     add_granularity_estimate(shape, q_pools, k_pools, g, block,
                              static_cast<float>(1.0 / static_cast<double>(g) / inv_g_sum), threads, est);
 
   // Select into per-row flags, then emit each row's blocks in ascending order.
-  const int64_t rows = shape.heads * q_blocks;
-  std::vector<uint8_t> kept(static_cast<size_t>(rows * k_blocks), 0);
+  phase.emplace("select");
+  detail::CachedFloats kept_buffer(static_cast<size_t>((rows * k_blocks + 3) / 4));
+  auto* kept = reinterpret_cast<uint8_t*>(kept_buffer.data());  // per row, k_blocks flags
   BlockMask m{shape.heads, shape.q_len, shape.kv_len, block, block, {}, {}};
   m.row_ptr.assign(static_cast<size_t>(rows + 1), 0);
   detail::parallel_for(threads, rows, [&](int64_t begin, int64_t end) {
     std::vector<uint64_t> keys(static_cast<size_t>(k_blocks));
+    std::fill(kept + begin * k_blocks, kept + end * k_blocks, uint8_t{0});
     for (int64_t r = begin; r < end; ++r) {
       int64_t first = 0, last = 0;
       diagonal_blocks(shape, block, r % q_blocks, first, last);
       const int64_t visible = shape.causal ? last + 1 : k_blocks;  // last: the block of the last query
-      m.row_ptr[r + 1] = select_row(est.data() + r * k_blocks, visible, first, last, params, keys,
-                                    kept.data() + r * k_blocks);
+      m.row_ptr[r + 1] = select_row(est + r * k_blocks, visible, first, last, params, keys, kept + r * k_blocks);
     }
   });
+  phase.emplace("emit");
   for (int64_t r = 0; r < rows; ++r) m.row_ptr[r + 1] += m.row_ptr[r];
   m.col_idx.resize(static_cast<size_t>(m.row_ptr[rows]));
   detail::parallel_for(threads, rows, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
-      const uint8_t* flags = kept.data() + r * k_blocks;
+      const uint8_t* flags = kept + r * k_blocks;
       int32_t* out = m.col_idx.data() + m.row_ptr[r];
       for (int64_t kb = 0; kb < k_blocks; ++kb)
         if (flags[kb]) *out++ = static_cast<int32_t>(kb);

@@ -8,6 +8,8 @@
 #include <vector>
 
 #include "kernels/engine/engine.hpp"
+#include "kernels/numa_placement.hpp"
+#include "spattn/phase_times.hpp"
 #include "test_util.hpp"
 
 namespace spattn::test {
@@ -137,6 +139,53 @@ TEST(EnginePasses, GatherThenScatterRestoresKeptRows) {
       for (int64_t d = 0; d < 16; ++d)
         EXPECT_EQ(back.view.row(h, t)[d], is_kept ? x.view.row(h, t)[d] : 0.0f);
     }
+}
+
+// Phase times: off by default (nothing recorded); on, a dense call records
+// itself and its inner phases as paths, outer first, once per call.
+TEST(EnginePhaseTimes, RecordNestedPhasesOnlyWhenEnabled) {
+  const AttentionShape s{2, 2, 64, 64, 32};
+  Qkv x(s, 5);
+  Tensor out(s.heads, s.q_len, s.head_dim);
+  take_phase_times();
+  dense_attention(s, x.q, x.k, x.v, out.view);
+  EXPECT_TRUE(take_phase_times().empty());
+
+  enable_phase_times(true);
+  dense_attention(s, x.q, x.k, x.v, out.view);
+  dense_attention(s, x.q, x.k, x.v, out.view);
+  enable_phase_times(false);
+  const std::vector<PhaseTime> p = take_phase_times();
+  ASSERT_EQ(p.size(), 3u);
+  EXPECT_EQ(p[0].name, "dense_attention");
+  EXPECT_EQ(p[1].name, "dense_attention/pack_kv");
+  EXPECT_EQ(p[2].name, "dense_attention/attend");
+  for (const PhaseTime& t : p) {
+    EXPECT_EQ(t.calls, 2) << t.name;
+    EXPECT_GE(t.ms, 0.0) << t.name;
+  }
+  EXPECT_GE(p[0].ms, p[2].ms);  // the outer phase includes the inner one
+  EXPECT_TRUE(take_phase_times().empty());  // taking resets
+}
+
+// Scratch from the plans' buffer cache: a mid-size buffer given back is
+// handed out again for the same size (no new pages), and a much smaller
+// request does not take it (at most twice the size asked).
+TEST(EngineBufferCache, MidSizeBuffersComeBack) {
+  const size_t floats = 777'777;  // ~3 MiB, a size no other test asks for
+  const float* first = nullptr;
+  {
+    const detail::CachedFloats a(floats);
+    first = a.data();
+    ASSERT_NE(first, nullptr);
+  }
+  {
+    const detail::CachedFloats small(floats / 4);
+    EXPECT_NE(small.data(), first);
+    const detail::CachedFloats again(floats);
+    EXPECT_EQ(again.data(), first);
+    EXPECT_EQ(again.size(), floats);
+  }
 }
 
 }  // namespace

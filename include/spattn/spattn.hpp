@@ -8,6 +8,7 @@
 #include "spattn/error.hpp"
 #include "spattn/isa.hpp"
 #include "spattn/patterns.hpp"
+#include "spattn/phase_times.hpp"
 #include "spattn/session.hpp"
 #include "spattn/shape.hpp"
 #include "spattn/version.hpp"

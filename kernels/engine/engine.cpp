@@ -9,6 +9,7 @@
 
 #include "dispatch/kernel_table.hpp"
 #include "kernels/convert.hpp"
+#include "kernels/engine/phase_timer.hpp"
 
 namespace spattn::detail {
 namespace {
@@ -55,6 +56,7 @@ int padded_cols(int64_t valid, int vector_floats) {
 InputView queries_for(const KVPlan& kv, InputView q, int threads, std::unique_ptr<HeadBuffers>& buffer) {
   const DType want = kv.q_dtype();
   if (q.dtype == want) return q;
+  const PhaseTimer timer("convert_q");
   const int64_t d = q.head_dim, rows = q.heads * q.tokens;
   buffer = std::make_unique<HeadBuffers>(NumaPlan{}, 1, (rows * d * dtype_bytes(want) + 3) / 4);
   float* dst = buffer->head(0);
@@ -179,6 +181,7 @@ AttendFn attend_kernel(const KernelTable& kt, const KVPlan& kv) {
 
 void attend(const AttentionShape& shape, InputView q_in, const KVPlan& kv, OutputView out, int64_t q_block,
             KeyBlocksFn key_blocks, int threads, float* lse) {
+  const PhaseTimer timer("attend");
   const AttendFn kernel = attend_kernel(active_kernels(), kv);
   std::unique_ptr<HeadBuffers> q_buffer;
   const InputView q = queries_for(kv, q_in, threads, q_buffer);
@@ -192,6 +195,7 @@ void attend(const AttentionShape& shape, InputView q_in, const KVPlan& kv, Outpu
 
 void attend_with_block_mass(const AttentionShape& shape, InputView q_in, const KVPlan& kv, OutputView out,
                             int64_t q_block, int threads, float* lse, float* mass) {
+  const PhaseTimer timer("attend_with_block_mass");
   const AttendFn kernel = attend_kernel(active_kernels(), kv);
   std::unique_ptr<HeadBuffers> q_buffer;
   const InputView q = queries_for(kv, q_in, threads, q_buffer);
@@ -225,6 +229,7 @@ void attend_with_block_mass(const AttentionShape& shape, InputView q_in, const K
 
 std::vector<float> row_lse(const AttentionShape& shape, InputView q_in, const KVPlan& kv, int64_t q_block,
                            int threads) {
+  const PhaseTimer timer("row_lse");
   const KernelTable& kt = active_kernels();
   const int64_t kb = kv.k_block();
   std::unique_ptr<HeadBuffers> q_buffer;
@@ -252,6 +257,7 @@ std::vector<float> row_lse(const AttentionShape& shape, InputView q_in, const KV
 
 void block_mass(const AttentionShape& shape, InputView q_in, const KVPlan& kv, const float* lse,
                 int64_t q_block, int threads, float* mass) {
+  const PhaseTimer timer("block_mass");
   const KernelTable& kt = active_kernels();
   const int64_t kb = kv.k_block(), k_blocks = kv.k_blocks();
   const int64_t q_blocks = (shape.q_len + q_block - 1) / q_block;
@@ -285,6 +291,7 @@ void block_mass(const AttentionShape& shape, InputView q_in, const KVPlan& kv, c
 void key_softmax_rows(const AttentionShape& shape, InputView q_in, const KVPlan& kv, int64_t rows_per_item,
                       float last_key_bias, std::span<const int64_t> visible_keys, int threads,
                       SoftmaxRowsFn emit) {
+  const PhaseTimer timer("softmax_rows");
   const KernelTable& kt = active_kernels();
   const int64_t kb = kv.k_block(), nk = kv.kv_len();
   const int64_t ld = kv.k_blocks() * kb;

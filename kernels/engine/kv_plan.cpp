@@ -9,6 +9,7 @@
 #include "dispatch/kernel_table.hpp"
 #include "kernels/convert.hpp"
 #include "kernels/engine/parallel.hpp"
+#include "kernels/engine/phase_timer.hpp"
 #include "spattn/error.hpp"
 
 namespace spattn::detail {
@@ -60,6 +61,7 @@ KVPlan::KVPlan(const AttentionShape& shape, InputView k, InputView v, int64_t k_
     : kv_heads_(shape.kv_heads), kv_len_(shape.kv_len), head_dim_(shape.head_dim), k_block_(k_block),
       format_(k.dtype == DType::bf16 && active_kernels().has_bf16() ? PackFormat::bf16_pairs : PackFormat::fp32),
       numa_(numa_plan(threads, shape.kv_heads)) {
+  const PhaseTimer timer("pack_kv");
   v_heads_.resize(static_cast<size_t>(kv_heads_), nullptr);
   if (format_ == PackFormat::fp32) pack_f32(k, v, threads);
   else pack_bf16(k, v, threads);
