@@ -59,8 +59,9 @@ OpenBLAS, UniSparse, a SparseD top-k oracle and window+sink.
   --dtype T             fp32 | bf16 | fp16: Q, K and V are rounded to T and handed over
                         as T (default fp32); chunked and openblas take fp32 only and are
                         left out otherwise
-  --q-tile R            query rows per work item of the dense paths: 16 | 32 | 64 | 128 (default 64)
-  --k-block B           keys per block of the dense paths: 16 | 32 | 64 | 128 | 256 | 512 (default 64)
+  --q-tile R            query rows per work item of the dense paths: 16 | 32 | 64 | 128
+                        (default: the ISA's preferred tile for the dtype, as the library's)
+  --k-block B           keys per block of the dense paths: 16 | 32 | 64 | 128 | 256 | 512 (default: as --q-tile)
   --phases              after each table, where each method's time goes: the library's phases
                         (packing, selection passes, the attention loop), ms per rep
   --causal 0|1          1 (default): causal prefill; 0: every method bidirectional (the
@@ -79,7 +80,7 @@ struct Options {
   DType dtype = DType::fp32;
   bool causal = true;
   bool phases = false;
-  int64_t q_tile = 64, k_block = 64;
+  int64_t q_tile = 0, k_block = 0;  // 0: preferred_tiles
   std::vector<std::string> methods{"bidir", "chunked", "openblas", "unisparse", "sparsed", "window"};
   bool wants(const char* name) const { return std::find(methods.begin(), methods.end(), name) != methods.end(); }
 };
@@ -330,11 +331,12 @@ void run_length(const Options& o, const KernelOptions& ko, int64_t n_wanted) {
   std::fprintf(stderr, "\r%60s\r", "");
   const double fm = median(flash_ms);
   const AttentionShape& s = p.shape;
-  std::printf("\nN %lld, heads %lld (kv %lld), head_dim %lld, %s%s: %s flash %.1f ms (%.1f GFLOP/s%s)\n",
+  const TileSizes tiles = resolve_tiles(ko, o.dtype);
+  std::printf("\nN %lld, heads %lld (kv %lld), head_dim %lld, %s%s: %s flash %.1f ms (%.1f GFLOP/s%s), tiles %lld x %lld\n",
               (long long)n, (long long)s.heads, (long long)s.kv_heads, (long long)s.head_dim, dtype_name(o.dtype),
               o.npy.empty() ? "" : (", " + o.npy).c_str(), s.causal ? "causal" : "bidirectional", fm,
               (s.causal ? 2.0 : 4.0) * double(s.heads) * double(n) * double(n) * double(s.head_dim) / (fm * 1e6),
-              s.causal ? " over the causal half" : "");
+              s.causal ? " over the causal half" : "", (long long)tiles.q_tile_rows, (long long)tiles.k_block);
   std::printf("  %-10s %12s %9s %11s %9s %10s\n", "method", "prefill ms", "vs flash", "select ms", "density", "cosine");
   for (size_t i = 0; i < ms.size(); ++i) {
     const bool oracle = std::string(ms[i].name) == "sparsed";

@@ -174,7 +174,7 @@ spattn::SessionConfig to_config(const char* where, const spattn_session_config* 
   const spattn::Policy policy = read_policy(where, c);
   // Fields the C++ config nests (kernel.q_tile_rows, kernel.threads) are checked
   // here, so the message names what the C caller set.
-  spattn::check_block_size(where, "config->q_tile_rows", c->q_tile_rows);
+  if (c->q_tile_rows != 0) spattn::check_block_size(where, "config->q_tile_rows", c->q_tile_rows);
   spattn::check_thread_count(where, "config->threads", c->threads);
   spattn::SessionConfig cfg;
   cfg.policy = policy;

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "kernels/causal_mask.hpp"
+#include "spattn/attention.hpp"
 #include "spattn/isa.hpp"
 #include "spattn/shape.hpp"
 
@@ -86,6 +87,11 @@ struct KernelTable {
                          int head_dim, float scale, float* s, int ld_s) = nullptr;
   void (*attend_query_block_bf16)(const QueryBlockJob& job) = nullptr;
   bool has_bf16() const { return attend_query_block_bf16 != nullptr; }
+
+  // The dense paths' tiles this ISA runs fastest (preferred_tiles): for the
+  // fp32 kernels (fp32 and widened fp16 K/V) and for the bf16 path.
+  TileSizes tiles_fp32{64, 64};
+  TileSizes tiles_bf16{64, 64};
 };
 
 // The table of the active ISA (chosen once; see isa.hpp).

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "dispatch/kernel_table.hpp"
 #include "kernels/attention_internal.hpp"
 #include "kernels/engine/engine.hpp"
 #include "kernels/engine/phase_timer.hpp"
@@ -38,6 +39,18 @@ void check_thread_count(const char* where, const char* field, int64_t threads) {
     throw_bad_argument(where, field, std::to_string(threads),
                        "must be in [0, " + std::to_string(kMaxThreads) +
                            "] (0 = SPATTN_NUM_THREADS or all cores)");
+}
+
+TileSizes preferred_tiles(DType kv_dtype) {
+  const detail::KernelTable& kt = detail::active_kernels();
+  return kv_dtype == DType::bf16 && kt.has_bf16() ? kt.tiles_bf16 : kt.tiles_fp32;
+}
+
+TileSizes resolve_tiles(const KernelOptions& opts, DType kv_dtype) {
+  TileSizes t = preferred_tiles(kv_dtype);
+  if (opts.q_tile_rows != 0) t.q_tile_rows = opts.q_tile_rows;
+  if (opts.k_block != 0) t.k_block = opts.k_block;
+  return t;
 }
 
 int resolve_threads(const KernelOptions& opts) {
@@ -110,21 +123,19 @@ void dense_attention(const AttentionShape& shape, InputView q, InputView k, Inpu
                      const KernelOptions& opts) {
   const detail::PhaseTimer timer("dense_attention");
   detail::check_views("dense_attention", shape, q, k, v, out);
-  detail::check_dense_limits("dense_attention", shape, opts.q_tile_rows, opts.k_block);
+  const TileSizes t = detail::check_dense_tiles("dense_attention", shape, opts, k.dtype);
   detail::check_finite_inputs("dense_attention", opts, shape, q, k, v);
-  detail::dense_attention_unchecked(shape, q, k, v, out, opts.q_tile_rows, opts.k_block,
-                                    resolve_threads(opts));
+  detail::dense_attention_unchecked(shape, q, k, v, out, t.q_tile_rows, t.k_block, resolve_threads(opts));
 }
 
 void dense_attention_with_lse(const AttentionShape& shape, InputView q, InputView k, InputView v, OutputView out,
                               float* lse, const KernelOptions& opts) {
   const detail::PhaseTimer timer("dense_attention_with_lse");
   detail::check_views("dense_attention_with_lse", shape, q, k, v, out);
-  detail::check_dense_limits("dense_attention_with_lse", shape, opts.q_tile_rows, opts.k_block);
+  const TileSizes t = detail::check_dense_tiles("dense_attention_with_lse", shape, opts, k.dtype);
   if (lse == nullptr) throw_bad_argument("dense_attention_with_lse", "lse", "nullptr", "must not be null");
   detail::check_finite_inputs("dense_attention_with_lse", opts, shape, q, k, v);
-  detail::dense_attention_unchecked(shape, q, k, v, out, opts.q_tile_rows, opts.k_block,
-                                    resolve_threads(opts), lse);
+  detail::dense_attention_unchecked(shape, q, k, v, out, t.q_tile_rows, t.k_block, resolve_threads(opts), lse);
 }
 
 void block_sparse_attention(const AttentionShape& shape, InputView q, InputView k, InputView v,
@@ -156,7 +167,7 @@ void gathered_attention(const AttentionShape& shape, InputView q, InputView k, I
   const char* where = "gathered_attention";
   const detail::PhaseTimer timer(where);
   detail::check_views(where, shape, q, k, v, out);
-  detail::check_dense_limits(where, shape, opts.q_tile_rows, opts.k_block);
+  const TileSizes tiles = detail::check_dense_tiles(where, shape, opts, k.dtype);
   check_kept(where, kept, shape.kv_len);
   detail::check_finite_inputs(where, opts, shape, q, k, v);
   const int threads = resolve_threads(opts);
@@ -173,10 +184,10 @@ void gathered_attention(const AttentionShape& shape, InputView q, InputView k, I
   AttentionShape compact = shape;
   compact.kv_len = static_cast<int64_t>(kept.size());
   if (shape.causal) compact.q_offset = shape.query_position0();  // positions stay those of the full cache
-  detail::KVPlan kv(compact, kk, vv, opts.k_block, threads);
+  detail::KVPlan kv(compact, kk, vv, tiles.k_block, threads);
   if (shape.causal) kv.set_key_positions(kept);  // compact key i sits at position kept[i]
   const std::vector<int32_t> all = detail::all_key_blocks(kv);
-  detail::attend(compact, q, kv, out, opts.q_tile_rows, [&](int64_t, int64_t) { return std::span<const int32_t>(all); },
+  detail::attend(compact, q, kv, out, tiles.q_tile_rows, [&](int64_t, int64_t) { return std::span<const int32_t>(all); },
                  threads);
 }
 

@@ -21,6 +21,9 @@ void check_kernel_limits(const char* where, const AttentionShape& shape, int64_t
 // The same for the dense and gathered paths, whose key block may also be 256
 // or 512 (check_key_block).
 void check_dense_limits(const char* where, const AttentionShape& shape, int64_t q_tile, int64_t k_block);
+// check_dense_limits on opts' tiles (0: preferred_tiles(kv_dtype)); returns them.
+TileSizes check_dense_tiles(const char* where, const AttentionShape& shape, const KernelOptions& opts,
+                            DType kv_dtype);
 // With opts.check_finite: throws naming the tensor, head, token and element of
 // the first NaN / Inf in q, then k, then v (views already checked), and when
 // the logits could overflow fp32 (head_dim x max|q| x max|k| x scale, the

@@ -96,8 +96,8 @@ void SessionConfig::validate() const {
   // Kernel options and the selected policy's parameters are checked here too,
   // so a bad value fails at construction, not at the first step that uses it.
   check_thread_count(w, "kernel.threads", kernel.threads);
-  check_block_size(w, "kernel.q_tile_rows", kernel.q_tile_rows);
-  check_key_block(w, "kernel.k_block", kernel.k_block);
+  if (kernel.q_tile_rows != 0) check_block_size(w, "kernel.q_tile_rows", kernel.q_tile_rows);  // 0: preferred_tiles
+  if (kernel.k_block != 0) check_key_block(w, "kernel.k_block", kernel.k_block);
   if (policy == Policy::unisparse) {
     UnisparseParams u = unisparse;
     u.block_size = block_size;  // the session overrides it
@@ -121,7 +121,9 @@ DiffusionAttention::DiffusionAttention(const AttentionShape& shape, const Sessio
                        "dense_attention / block_sparse_attention with a causal shape and a pattern");
   config_.validate();
   // Every path runs the hand-vectorized kernels: refuse what they cannot run now.
-  detail::check_dense_limits("DiffusionAttention", shape_, config_.kernel.q_tile_rows, config_.kernel.k_block);
+  // (Tiles left 0 resolve per step, for that step's K/V dtype.)
+  const TileSizes tiles = resolve_tiles(config_.kernel, DType::fp32);
+  detail::check_dense_limits("DiffusionAttention", shape_, tiles.q_tile_rows, tiles.k_block);
   config_.unisparse.block_size = config_.block_size;
   config_.window.block_size = config_.block_size;
   if (uses_dpad(config_.policy)) {

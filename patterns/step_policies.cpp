@@ -112,10 +112,11 @@ class SparsedSteps final : public StepPolicy {
     check_finite_inputs("DiffusionAttention::step", c_.kernel, t.shape, t.q, t.k, t.v);
     const int threads = resolve_threads(c_.kernel);
     lse_.resize(static_cast<size_t>(t.shape.heads * t.shape.q_len));
-    const KVPlan kv(t.shape, t.k, t.v, c_.kernel.k_block, threads);
+    const TileSizes tiles = resolve_tiles(c_.kernel, t.k.dtype);
+    const KVPlan kv(t.shape, t.k, t.v, tiles.k_block, threads);
     BlockMass mass{t.shape.heads, t.shape.q_len, t.shape.kv_len, c_.block_size, c_.block_size, {}};
     mass.mass.resize(static_cast<size_t>(mass.heads * mass.q_blocks() * mass.k_blocks()));
-    if (c_.kernel.q_tile_rows == c_.block_size && c_.kernel.k_block == c_.block_size) {
+    if (tiles.q_tile_rows == c_.block_size && tiles.k_block == c_.block_size) {
       // The tiles are the pattern's blocks: one pass gives output, LSE and masses.
       attend_with_block_mass(t.shape, t.q, kv, t.out, c_.block_size, threads, lse_.data(), mass.mass.data());
       const auto t1 = Clock::now();
@@ -123,10 +124,10 @@ class SparsedSteps final : public StepPolicy {
       return ms_since(t1);
     }
     const std::vector<int32_t> all = all_key_blocks(kv);
-    attend(t.shape, t.q, kv, t.out, c_.kernel.q_tile_rows,
+    attend(t.shape, t.q, kv, t.out, tiles.q_tile_rows,
            [&](int64_t, int64_t) { return std::span<const int32_t>(all); }, threads, lse_.data());
     const auto t1 = Clock::now();
-    if (c_.kernel.k_block == c_.block_size) {  // the flash pass's packing serves the mass pass too
+    if (tiles.k_block == c_.block_size) {  // the flash pass's packing serves the mass pass too
       block_mass(t.shape, t.q, kv, lse_.data(), c_.block_size, threads, mass.mass.data());
     } else {
       const KVPlan keys(t.shape, t.k, InputView{}, c_.block_size, threads);

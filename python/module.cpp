@@ -424,10 +424,11 @@ PYBIND11_MODULE(_spattn, m) {
         "The instruction set the kernels run on (SPATTN_ISA may force one).");
   m.def("dense_attention", &dense, py::arg("q"), py::arg("k"), py::arg("v"), py::kw_only(),
         py::arg("causal") = false, py::arg("q_offset") = kEnd, py::arg("scale") = 0.0f,
-        py::arg("out_dtype") = "fp32", py::arg("threads") = 0, py::arg("q_tile_rows") = 64,
-        py::arg("k_block") = 64,
+        py::arg("out_dtype") = "fp32", py::arg("threads") = 0, py::arg("q_tile_rows") = 0,
+        py::arg("k_block") = 0,
         "softmax(scale q k^T) v for q [heads, q_len, d], k and v [kv_heads, kv_len, d]; returns "
-        "[heads, q_len, d] of out_dtype ('fp32', or 'bf16' as uint16 bits).");
+        "[heads, q_len, d] of out_dtype ('fp32', or 'bf16' as uint16 bits). q_tile_rows / k_block 0: "
+        "the tiles the ISA prefers for k's dtype.");
   m.def("block_sparse_attention", &block_sparse, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("mask"),
         py::kw_only(), py::arg("block_size") = 64, py::arg("causal") = false, py::arg("q_offset") = kEnd,
         py::arg("scale") = 0.0f, py::arg("out_dtype") = "fp32", py::arg("threads") = 0,

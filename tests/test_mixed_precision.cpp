@@ -194,6 +194,36 @@ TEST_P(MixedPrecision, Bf16DenseWithLongKeyBlocks) {
     }
 }
 
+TEST_P(MixedPrecision, DefaultTilesAreTheIsasPreferredOnes) {
+  // KernelOptions' 0 tiles: 64 x 64, but 32 x 512 for bf16 K/V on AMX; the
+  // default call is the explicit call with those tiles, bit for bit, and
+  // stays within the bound of its path (odd lengths, GQA).
+  const bool amx = GetParam() == Isa::amx;
+  EXPECT_EQ(preferred_tiles(DType::fp32), (TileSizes{64, 64}));
+  EXPECT_EQ(preferred_tiles(DType::fp16), (TileSizes{64, 64}));
+  EXPECT_EQ(preferred_tiles(DType::bf16), amx ? (TileSizes{32, 512}) : (TileSizes{64, 64}));
+  KernelOptions half;
+  half.k_block = 128;  // one tile given, the other preferred
+  EXPECT_EQ(resolve_tiles(half, DType::bf16).k_block, 128);
+  EXPECT_EQ(resolve_tiles(half, DType::bf16).q_tile_rows, preferred_tiles(DType::bf16).q_tile_rows);
+  const AttentionShape s{4, 2, 101, 1100, 128};
+  uint64_t seed = 70;
+  for (DType kvt : kTypes) {
+    Case c(s, seed++, kvt, kvt);
+    Tensor by_default(s.heads, s.q_len, s.head_dim), explicit_tiles(s.heads, s.q_len, s.head_dim);
+    dense_attention(s, c.q.view, c.k.view, c.v.view, by_default.view);
+    const TileSizes t = preferred_tiles(kvt);
+    KernelOptions o;
+    o.q_tile_rows = t.q_tile_rows;
+    o.k_block = t.k_block;
+    dense_attention(s, c.q.view, c.k.view, c.v.view, explicit_tiles.view, o);
+    EXPECT_EQ(by_default.data, explicit_tiles.data) << dtype_name(kvt);
+    const std::vector<double> ref = reference(c.effective);
+    EXPECT_LE(max_abs_error(by_default.data.data(), DType::fp32, ref, s), bound(c, DType::fp32, ref))
+        << dtype_name(kvt);
+  }
+}
+
 TEST_P(MixedPrecision, Bf16PathRoundsPWhereTheIsaHasIt) {
   // The documented dispatch: on avx512_bf16, bf16 k/v run the bf16 kernels
   // (results differ from the widened fp32 kernels by P's rounding); nowhere

@@ -240,8 +240,14 @@ TEST(Validation, SessionKernelOptionsAtConstruction) {
   c.kernel.q_tile_rows = 48;
   expect_error([&] { (void)DiffusionAttention({2, 1, 45, 70, 32}, c); }, {"kernel.q_tile_rows", "48"});
   c = base_config();
-  c.kernel.k_block = 0;
-  expect_error([&] { (void)DiffusionAttention({2, 1, 45, 70, 32}, c); }, {"kernel.k_block", "0"});
+  c.kernel.k_block = 1024;
+  expect_error([&] { (void)DiffusionAttention({2, 1, 45, 70, 32}, c); }, {"kernel.k_block", "1024"});
+  c = base_config();
+  c.kernel.k_block = -64;
+  expect_error([&] { (void)DiffusionAttention({2, 1, 45, 70, 32}, c); }, {"kernel.k_block", "-64"});
+  c = base_config();
+  c.kernel.q_tile_rows = c.kernel.k_block = 0;  // 0: the ISA's preferred tiles
+  EXPECT_NO_THROW((void)DiffusionAttention({2, 1, 45, 70, 32}, c));
 }
 
 // Rule: head_dim the kernels cannot run is refused at construction.

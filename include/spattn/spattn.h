@@ -171,7 +171,8 @@ typedef struct spattn_session_config {
   int64_t dpad_window; /* suffix tokens considered (gaussian) / always kept (dense window), >= 0 (256) */
   double dpad_sigma;   /* dense-window rule: decay beyond the window, > 0 (256) */
   uint64_t dpad_seed;  /* the drop decisions are a function of (seed, block, position) */
-  int64_t q_tile_rows; /* query rows per work item of the dense paths: 16, 32, 64, 128 (64) */
+  int64_t q_tile_rows; /* query rows per work item of the dense paths: 16, 32, 64, 128, or
+                        * 0 (the default): the ISA's preferred tile for the step's K/V dtype */
   int threads;         /* 0: SPATTN_NUM_THREADS, else OpenMP's default */
   int check_finite;    /* nonzero: refuse NaN / Inf in q, k, v (see top of file) */
   int pooled_budget;   /* nonzero: SparseD's top-k budget pooled across heads (0) */

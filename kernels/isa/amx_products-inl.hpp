@@ -170,5 +170,9 @@ inline KernelTable with_amx_kernels(KernelTable base) {
   base.isa = Isa::amx;
   base.qk_scores_bf16 = &qk_scores_amx;
   base.attend_query_block_bf16 = &attend_query_block_amx;
+  // 16-core Xeon, N 16K, 8 heads, d 128, 16 threads, bidirectional:
+  // 32 x 512 357 ms, 64 x 256 372, 128 x 256 378, 64 x 512 379, 128 x 128
+  // 461, 64 x 64 643 (bench/results/README.md).
+  base.tiles_bf16 = {32, 512};
   return base;
 }
