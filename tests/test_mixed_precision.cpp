@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "dispatch/kernel_table.hpp"
+#include "kernels/engine/engine.hpp"
 #include "test_util.hpp"
 
 namespace spattn::test {
@@ -290,6 +291,49 @@ TEST_P(MixedPrecision, BlockSparseWithEmptyRowsAndGathered) {
     gathered_attention(s, c.q.view, c.k.view, c.v.view, kept, out.view);
     ref = reference(c.effective, nullptr, kept);
     EXPECT_LE(max_abs_error(out.data.data(), DType::fp32, ref, s), bound(c, DType::fp32, ref)) << dtype_name(kvt);
+  }
+}
+
+// Softmax steps over several key blocks (QueryBlockJob::group; AMX groups
+// bf16 blocks to 512 keys): block-sparse rows with gaps, empty rows and a
+// short last block, and causal dense, against the double reference, on both
+// paths and every ISA.
+TEST_P(MixedPrecision, GroupedSoftmaxStepsMatchTheReference) {
+  struct StepKeys {
+    explicit StepKeys(int k) { detail::set_softmax_step_keys_for_testing(k); }
+    ~StepKeys() { detail::set_softmax_step_keys_for_testing(0); }
+  };
+  const AttentionShape s{4, 2, 100, 301, 64};  // 10 key blocks of 32, the last of 13 keys
+  std::vector<std::vector<int32_t>> rows;
+  std::mt19937 rng(8);
+  for (int64_t r = 0; r < s.heads * 4; ++r) {
+    std::vector<int32_t> row;
+    if (r % 7 != 2)
+      for (int32_t b = 0; b < 10; ++b)
+        if (rng() % 3 != 0 || b == 9) row.push_back(b);
+    rows.push_back(row);
+  }
+  const BlockMask mask = BlockMask::from_rows(s.heads, s.q_len, s.kv_len, 32, 32, rows);
+  AttentionShape causal = s;
+  causal.causal = true;
+  uint64_t seed = 300;
+  for (const int step_keys : {96, 128, 256}) {
+    const StepKeys forced(step_keys);
+    for (DType kvt : kTypes) {
+      Case c(s, seed++, DType::fp32, kvt);
+      Tensor out(s.heads, s.q_len, s.head_dim);
+      block_sparse_attention(s, c.q.view, c.k.view, c.v.view, mask, out.view);
+      std::vector<double> ref = reference(c.effective, &mask);
+      EXPECT_LE(max_abs_error(out.data.data(), DType::fp32, ref, s), bound(c, DType::fp32, ref))
+          << dtype_name(kvt) << " step " << step_keys;
+      KernelOptions o;
+      o.q_tile_rows = o.k_block = 32;
+      Case cc(causal, seed++, kvt, kvt);
+      dense_attention(causal, cc.q.view, cc.k.view, cc.v.view, out.view, o);
+      ref = reference(cc.effective);
+      EXPECT_LE(max_abs_error(out.data.data(), DType::fp32, ref, causal), bound(cc, DType::fp32, ref))
+          << "causal " << dtype_name(kvt) << " step " << step_keys;
+    }
   }
 }
 

@@ -2,6 +2,7 @@
 #include "kernels/engine/engine.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <numeric>
 
@@ -177,19 +178,37 @@ AttendFn attend_kernel(const KernelTable& kt, const KVPlan& kv) {
   return kv.format() == PackFormat::fp32 ? kt.attend_query_block : kt.attend_query_block_bf16;
 }
 
+// Key blocks per softmax step (QueryBlockJob::group) on this plan: the ISA's
+// bf16 step length over the plan's blocks on the bf16 path, else 1.
+std::atomic<int> g_step_keys_for_testing{0};
+
+int softmax_group(const KernelTable& kt, const KVPlan& kv) {
+  if (const int forced = g_step_keys_for_testing.load(); forced > 0)
+    return static_cast<int>(std::max<int64_t>(1, forced / kv.k_block()));
+  if (kv.format() != PackFormat::bf16_pairs || kt.bf16_step_keys <= kv.k_block()) return 1;
+  return static_cast<int>(kt.bf16_step_keys / kv.k_block());
+}
+
 }  // namespace
+
+void set_softmax_step_keys_for_testing(int keys) { g_step_keys_for_testing.store(keys); }
 
 void attend(const AttentionShape& shape, InputView q_in, const KVPlan& kv, OutputView out, int64_t q_block,
             KeyBlocksFn key_blocks, int threads, float* lse) {
   const PhaseTimer timer("attend");
-  const AttendFn kernel = attend_kernel(active_kernels(), kv);
+  const KernelTable& kt = active_kernels();
+  const AttendFn kernel = attend_kernel(kt, kv);
+  const int group = softmax_group(kt, kv);
   std::unique_ptr<HeadBuffers> q_buffer;
   const InputView q = queries_for(kv, q_in, threads, q_buffer);
   for_each_work_item(shape.heads, shape.q_len, q_block, threads, schedule_for(shape, kv), &kv.numa(),
-                     scratch_floats(q_block, kv.k_block(), shape.head_dim), [&](const WorkItem& w, float* scratch) {
+                     scratch_floats(q_block, group * kv.k_block(), shape.head_dim),
+                     [&](const WorkItem& w, float* scratch) {
                        std::span<const int32_t> blocks = key_blocks(w.head, w.tile);
                        if (shape.causal) blocks = clip_blocks(blocks, visible_blocks(shape, kv, w.r0, w.rows));
-                       kernel(flash_job(shape, q, kv, out, w, blocks, lse, scratch));
+                       QueryBlockJob job = flash_job(shape, q, kv, out, w, blocks, lse, scratch);
+                       job.group = group;
+                       kernel(job);
                      });
 }
 

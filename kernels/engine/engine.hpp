@@ -46,6 +46,10 @@ void attend(const AttentionShape& shape, InputView q, const KVPlan& kv, OutputVi
 // blocks of the mass are the work items' q_block rows; key blocks the plan's.
 void attend_with_block_mass(const AttentionShape& shape, InputView q, const KVPlan& kv, OutputView out,
                             int64_t q_block, int threads, float* lse, float* mass);
+// Tests: keys per softmax step (QueryBlockJob::group x the plan's k_block)
+// forced on both paths, fp32 and bf16, on every ISA; 0 restores each ISA's
+// own (KernelTable::bf16_step_keys).
+void set_softmax_step_keys_for_testing(int keys);
 // Every key block of the plan, for dense passes.
 std::vector<int32_t> all_key_blocks(const KVPlan& kv);
 

@@ -16,20 +16,20 @@ struct F32Path {
     const int64_t t1 = t0 + job.k_block < job.kv_len ? t0 + job.k_block : job.kv_len;
     for (int64_t t = t0; t < t1; ++t) prefetch_bytes(static_cast<const float*>(job.v) + t * job.v_stride, job.head_dim * 4);
   }
-  static void qk(const QueryBlockJob& job, int32_t b, int cols, float* s) {
+  static void qk(const QueryBlockJob& job, int32_t b, int cols, float* s, int ld) {
     const int64_t block_floats = static_cast<int64_t>(job.k_block) * job.head_dim;
     qk_scores(static_cast<const float*>(job.q), job.q_stride, job.rows,
               static_cast<const float*>(job.k_packed) + b * block_floats, job.k_block, cols, job.head_dim,
-              job.scale, s, job.k_block);
+              job.scale, s, ld);
   }
-  static void softmax(const QueryBlockJob& job, float* s, int valid, float* row_max, float* row_sum, float* rescale,
-                      uint16_t*) {
-    online_softmax_update(s, job.k_block, job.rows, valid, row_max, row_sum, rescale);
+  static void softmax(const QueryBlockJob& job, float* s, int ld, int valid, float* row_max, float* row_sum,
+                      float* rescale, uint16_t*) {
+    online_softmax_update(s, ld, job.rows, valid, row_max, row_sum, rescale);
   }
-  static void pv(const QueryBlockJob& job, float* o, const float* rescale, const float* s, int valid, int32_t b,
-                 const uint16_t*) {
+  static void pv(const QueryBlockJob& job, float* o, const float* rescale, const float* s, int ld, int valid,
+                 int32_t b, const uint16_t*) {
     const int64_t t0 = static_cast<int64_t>(b) * job.k_block;
-    pv_accumulate(o, job.head_dim, job.rows, rescale, s, job.k_block, valid,
+    pv_accumulate(o, job.head_dim, job.rows, rescale, s, ld, valid,
                   static_cast<const float*>(job.v) + t0 * job.v_stride, job.v_stride, job.head_dim);
   }
 };
@@ -75,35 +75,50 @@ inline void finish_rows(const QueryBlockJob& job, float* o, const float* row_max
 }
 
 // The flash loop, over the products of a Path (F32Path, or Bf16Path where the
-// ISA has bf16 dot products).
+// ISA has bf16 dot products). Each step scores up to job.group key blocks
+// into one row of logits (ld = group x k_block; only the list's last block
+// can be short, so the valid keys of a step are contiguous), updates the
+// softmax once, and adds each block's PV (the first with the step's rescale,
+// the others with 1).
 template <class Path>
 inline void attend_query_block_with(const QueryBlockJob& job) {
   constexpr int W = Ops::W;
   constexpr float kNegInf = -__builtin_inff();
   const int rows = job.rows, d = job.head_dim, kb = job.k_block;
+  const int group = job.block_sum != nullptr || job.group < 1 ? 1 : job.group;
+  const int ld = group * kb;
   float* s = job.scratch;
-  float* o = s + static_cast<int64_t>(rows) * kb;
+  float* o = s + static_cast<int64_t>(rows) * ld;
   float* row_max = o + static_cast<int64_t>(rows) * d;
   float* row_sum = row_max + rows;
   float* rescale = row_sum + rows;
-  // The rounded probabilities of the bf16 path: rows x k_block bf16.
-  uint16_t* p16 = reinterpret_cast<uint16_t*>(rescale + rows);
+  float* ones = rescale + rows;
+  // The rounded probabilities of the bf16 path: rows x ld bf16.
+  uint16_t* p16 = reinterpret_cast<uint16_t*>(ones + rows);
   for (int r = 0; r < rows; ++r) {
     row_max[r] = kNegInf;
     row_sum[r] = 0.0f;
+    ones[r] = 1.0f;
   }
   for (int64_t i = 0; i < static_cast<int64_t>(rows) * d; ++i) o[i] = 0.0f;
 
-  for (int64_t i = 0; i < job.n_key_blocks; ++i) {
-    const int32_t b = job.key_blocks[i];
-    if (i + 1 < job.n_key_blocks) Path::prefetch(job, job.key_blocks[i + 1]);
-    const int64_t t0 = static_cast<int64_t>(b) * kb;
-    const int valid = static_cast<int>(job.kv_len - t0 < kb ? job.kv_len - t0 : kb);
-    Path::qk(job, b, (valid + W - 1) / W * W, s);
-    if (job.causal) detail::mask_future_keys(s, kb, rows, job.q_pos, t0, valid, job.key_pos);
-    Path::softmax(job, s, valid, row_max, row_sum, rescale, p16);
-    if (job.block_sum != nullptr) record_block_sums(job, s, rows, valid, row_max, i);
-    Path::pv(job, o, rescale, s, valid, b, p16);
+  for (int64_t i0 = 0; i0 < job.n_key_blocks; i0 += group) {
+    const int n = static_cast<int>(job.n_key_blocks - i0 < group ? job.n_key_blocks - i0 : group);
+    int step_valid = 0, last_valid = 0;
+    for (int j = 0; j < n; ++j) {
+      const int32_t b = job.key_blocks[i0 + j];
+      if (i0 + j + 1 < job.n_key_blocks) Path::prefetch(job, job.key_blocks[i0 + j + 1]);
+      const int64_t t0 = static_cast<int64_t>(b) * kb;
+      last_valid = static_cast<int>(job.kv_len - t0 < kb ? job.kv_len - t0 : kb);
+      Path::qk(job, b, (last_valid + W - 1) / W * W, s + j * kb, ld);
+      if (job.causal) detail::mask_future_keys(s + j * kb, ld, rows, job.q_pos, t0, last_valid, job.key_pos);
+      step_valid = j * kb + last_valid;
+    }
+    Path::softmax(job, s, ld, step_valid, row_max, row_sum, rescale, p16);
+    if (job.block_sum != nullptr) record_block_sums(job, s, rows, step_valid, row_max, i0);  // group is 1
+    for (int j = 0; j < n; ++j)
+      Path::pv(job, o, j == 0 ? rescale : ones, s + j * kb, ld, j + 1 < n ? kb : last_valid, job.key_blocks[i0 + j],
+               p16 + j * kb);
   }
   finish_rows(job, o, row_max, row_sum);
 }

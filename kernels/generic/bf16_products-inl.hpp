@@ -105,25 +105,25 @@ struct Bf16PathWith {
     prefetch_bytes(static_cast<const uint16_t*>(job.k_packed) + b * block_elems, block_elems * 2);
     prefetch_bytes(static_cast<const uint16_t*>(job.v) + b * block_elems, block_elems * 2);
   }
-  static void qk(const QueryBlockJob& job, int32_t b, int cols, float* s) {
+  static void qk(const QueryBlockJob& job, int32_t b, int cols, float* s, int ld) {
     const int64_t block_elems = static_cast<int64_t>(job.k_block) * job.head_dim;
     QkScores(static_cast<const uint16_t*>(job.q), job.q_stride, job.rows,
              static_cast<const uint16_t*>(job.k_packed) + b * block_elems, job.k_block, cols, job.head_dim,
-             kScaleInSoftmax ? 1.0f : job.scale, s, job.k_block);
+             kScaleInSoftmax ? 1.0f : job.scale, s, ld);
   }
-  static void softmax(const QueryBlockJob& job, float* s, int valid, float* row_max, float* row_sum, float* rescale,
-                      uint16_t* p) {
-    const int kb = job.k_block;
-    online_softmax_rows(s, kb, job.rows, valid, row_max, row_sum, rescale, kScaleInSoftmax ? job.scale : 1.0f,
-                        ProbsToBf16{p, kb, job.block_sum != nullptr});
+  static void softmax(const QueryBlockJob& job, float* s, int ld, int valid, float* row_max, float* row_sum,
+                      float* rescale, uint16_t* p) {
+    online_softmax_rows(s, ld, job.rows, valid, row_max, row_sum, rescale, kScaleInSoftmax ? job.scale : 1.0f,
+                        ProbsToBf16{p, ld, job.block_sum != nullptr});
     if (valid % 2 != 0)  // pairs the last key with a zero pad
-      for (int r = 0; r < job.rows; ++r) p[static_cast<int64_t>(r) * kb + valid] = 0;
+      for (int r = 0; r < job.rows; ++r) p[static_cast<int64_t>(r) * ld + valid] = 0;
   }
-  static void pv(const QueryBlockJob& job, float* o, const float* rescale, const float*, int valid, int32_t b,
+  // p: this block's first probability of row 0 (rows ld apart).
+  static void pv(const QueryBlockJob& job, float* o, const float* rescale, const float*, int ld, int valid, int32_t b,
                  const uint16_t* p) {
-    const int kb = job.k_block, pairs = (valid + 1) / 2;
-    const int64_t block_elems = static_cast<int64_t>(kb) * job.head_dim;
-    PvAccumulate(o, job.head_dim, job.rows, rescale, p, kb, pairs, static_cast<const uint16_t*>(job.v) + b * block_elems,
+    const int pairs = (valid + 1) / 2;
+    const int64_t block_elems = static_cast<int64_t>(job.k_block) * job.head_dim;
+    PvAccumulate(o, job.head_dim, job.rows, rescale, p, ld, pairs, static_cast<const uint16_t*>(job.v) + b * block_elems,
                  job.head_dim);
   }
 };

@@ -174,5 +174,7 @@ inline KernelTable with_amx_kernels(KernelTable base) {
   // 32 x 512 357 ms, 64 x 256 372, 128 x 256 378, 64 x 512 379, 128 x 128
   // 461, 64 x 64 643 (bench/results/README.md).
   base.tiles_bf16 = {32, 512};
+  // The same long softmax steps for the block-sparse path's 64-key blocks.
+  base.bf16_step_keys = 512;
   return base;
 }
