@@ -79,6 +79,7 @@ struct ProbsToBf16 {
   uint16_t* p;
   int ld_p;
   bool keep_f32;
+  static constexpr float kExpArg = Bf16Ops::kExpArg;  // see online_softmax_rows
   static typename Ops::V exp(typename Ops::V x) { return Bf16Ops::exp_p(x); }
   void put(int r, float* row, int j, typename Ops::V v) const {
     if (keep_f32) Ops::store(row + j, v);

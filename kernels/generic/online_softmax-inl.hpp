@@ -5,6 +5,7 @@
 // Where online_softmax_rows puts a row's probabilities: back into the logit
 // row, the fp32 path's P.
 struct ProbsInPlace {
+  static constexpr float kExpArg = 1.0f;  // exp(x) = e^x
   static typename Ops::V exp(typename Ops::V x) { return Ops::exp(x); }
   void put(int, float* row, int j, typename Ops::V p) const { Ops::store(row + j, p); }
   void put_tail(int, float* row, int j0, const float* pad, int n) const {
@@ -16,7 +17,9 @@ struct ProbsInPlace {
 // the scale is applied here, folded into the exp argument: the bf16 AMX path
 // saves a pass over the tile that way). scale > 0. Probabilities go to sink,
 // whose exp computes them (the bf16 path's may be coarser: P is rounded to
-// bf16 next); the rescale factors always use Ops::exp.
+// bf16 next); the rescale factors always use Ops::exp. Sink::exp(x *
+// Sink::kExpArg) = e^x: a sink whose exp is 2^x (kExpArg log2 e) gets its
+// argument in base 2 from the same fma.
 template <class Sink>
 inline void online_softmax_rows(float* s, int ld_s, int rows, int cols, float* row_max, float* row_sum,
                                 float* rescale, float scale, const Sink& sink) {
@@ -52,7 +55,7 @@ inline void online_softmax_rows(float* s, int ld_s, int rows, int cols, float* r
       if (tail > 0) sink.put_tail(r, row, full, pad, tail);
       continue;
     }
-    const V neg_m = Ops::set1(-new_max), sc = Ops::set1(scale);
+    const V neg_m = Ops::set1(-new_max * Sink::kExpArg), sc = Ops::set1(scale * Sink::kExpArg);
     V vsum = Ops::zero();
     for (int j = 0; j < full; j += W) {
       const V p = Sink::exp(Ops::fma(Ops::load(row + j), sc, neg_m));
