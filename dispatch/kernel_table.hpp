@@ -96,7 +96,8 @@ struct KernelTable {
   bool has_bf16() const { return attend_query_block_bf16 != nullptr; }
 
   // The dense paths' tiles this ISA runs fastest (preferred_tiles): for the
-  // fp32 kernels (fp32 and widened fp16 K/V) and for the bf16 path.
+  // fp32 kernels (fp32 and widened fp16 K/V; each ISA's Tiles::dense) and
+  // for the bf16 path.
   TileSizes tiles_fp32{64, 64};
   TileSizes tiles_bf16{64, 64};
   // Keys per softmax step the bf16 path reaches by grouping shorter key

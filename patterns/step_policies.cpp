@@ -112,7 +112,10 @@ class SparsedSteps final : public StepPolicy {
     check_finite_inputs("DiffusionAttention::step", c_.kernel, t.shape, t.q, t.k, t.v);
     const int threads = resolve_threads(c_.kernel);
     lse_.resize(static_cast<size_t>(t.shape.heads * t.shape.q_len));
-    const TileSizes tiles = resolve_tiles(c_.kernel, t.k.dtype);
+    // Tiles left to the library (0) become the pattern's blocks here: the
+    // fused pass below saves a second pass over Q and K for the masses.
+    const bool auto_tiles = c_.kernel.q_tile_rows == 0 && c_.kernel.k_block == 0;
+    const TileSizes tiles = auto_tiles ? TileSizes{c_.block_size, c_.block_size} : resolve_tiles(c_.kernel, t.k.dtype);
     const KVPlan kv(t.shape, t.k, t.v, tiles.k_block, threads);
     BlockMass mass{t.shape.heads, t.shape.q_len, t.shape.kv_len, c_.block_size, c_.block_size, {}};
     mass.mass.resize(static_cast<size_t>(mass.heads * mass.q_blocks() * mass.k_blocks()));

@@ -196,13 +196,19 @@ TEST_P(MixedPrecision, Bf16DenseWithLongKeyBlocks) {
 }
 
 TEST_P(MixedPrecision, DefaultTilesAreTheIsasPreferredOnes) {
-  // KernelOptions' 0 tiles: 64 x 64, but 32 x 512 for bf16 K/V on AMX; the
-  // default call is the explicit call with those tiles, bit for bit, and
-  // stays within the bound of its path (odd lengths, GQA).
-  const bool amx = GetParam() == Isa::amx;
-  EXPECT_EQ(preferred_tiles(DType::fp32), (TileSizes{64, 64}));
-  EXPECT_EQ(preferred_tiles(DType::fp16), (TileSizes{64, 64}));
-  EXPECT_EQ(preferred_tiles(DType::bf16), amx ? (TileSizes{32, 512}) : (TileSizes{64, 64}));
+  // KernelOptions' 0 tiles: the fp32 kernels' 128 x 64 on x86 (64 x 64 on
+  // scalar and NEON), the bf16 path's 32 x 512 on AMX (64 x 64 elsewhere;
+  // bf16 without a bf16 path runs the fp32 kernels); the default call is the
+  // explicit call with those tiles, bit for bit, and stays within the bound
+  // of its path (odd lengths, GQA).
+  const Isa isa = GetParam();
+  const bool x86 = isa == Isa::avx2 || isa == Isa::avx512 || isa == Isa::avx512_bf16 || isa == Isa::amx;
+  const TileSizes fp32 = x86 ? TileSizes{128, 64} : TileSizes{64, 64};
+  EXPECT_EQ(preferred_tiles(DType::fp32), fp32);
+  EXPECT_EQ(preferred_tiles(DType::fp16), fp32);
+  const bool bf16_path = detail::active_kernels().has_bf16();
+  const TileSizes bf16 = isa == Isa::amx ? TileSizes{32, 512} : (bf16_path ? TileSizes{64, 64} : fp32);
+  EXPECT_EQ(preferred_tiles(DType::bf16), bf16);
   KernelOptions half;
   half.k_block = 128;  // one tile given, the other preferred
   EXPECT_EQ(resolve_tiles(half, DType::bf16).k_block, 128);

@@ -2,6 +2,8 @@
 // Included last, inside the per-ISA namespace, after every family.
 
 inline KernelTable make_kernel_table(Isa isa) {
-  return KernelTable{isa,          Ops::W,          &qk_scores,       &online_softmax_update,
-                     &pv_accumulate, &exp_inplace, &pack_key_blocks, &attend_query_block};
+  KernelTable t{isa,          Ops::W,          &qk_scores,       &online_softmax_update,
+                &pv_accumulate, &exp_inplace, &pack_key_blocks, &attend_query_block};
+  t.tiles_fp32 = Tiles::dense;
+  return t;
 }

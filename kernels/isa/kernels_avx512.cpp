@@ -12,6 +12,9 @@ using Ops = XsimdOps<xsimd::avx512bw>;
 struct Tiles {
   static constexpr int qk_mr = 8, qk_nv = 2;  // 16 accumulators
   static constexpr int pv_mr = 4, pv_nv = 4;  // 16 accumulators
+  // preferred_tiles: 3-12% faster than 64 x 64 on Zen 4 and the 16-core Xeon
+  // (N 4K-64K, bidirectional and causal).
+  static constexpr TileSizes dense{128, 64};
 };
 #include "kernels/generic/all-inl.hpp"
 }  // namespace spattn::detail::avx512

@@ -12,6 +12,7 @@ using Ops = XsimdOps<xsimd::neon64>;
 struct Tiles {
   static constexpr int qk_mr = 6, qk_nv = 4;  // 24 accumulators
   static constexpr int pv_mr = 4, pv_nv = 4;  // 16 accumulators
+  static constexpr TileSizes dense{64, 64};  // preferred_tiles (not timed on Arm)
 };
 #include "kernels/generic/all-inl.hpp"
 }  // namespace spattn::detail::neon

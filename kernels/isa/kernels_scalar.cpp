@@ -13,6 +13,7 @@ using Ops = ScalarOps;
 struct Tiles {
   static constexpr int qk_mr = 4, qk_nv = 4;
   static constexpr int pv_mr = 4, pv_nv = 4;
+  static constexpr TileSizes dense{64, 64};  // preferred_tiles (not timed)
 };
 #include "kernels/generic/all-inl.hpp"
 }  // namespace spattn::detail::scalar
