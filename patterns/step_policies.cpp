@@ -112,10 +112,10 @@ class SparsedSteps final : public StepPolicy {
     check_finite_inputs("DiffusionAttention::step", c_.kernel, t.shape, t.q, t.k, t.v);
     const int threads = resolve_threads(c_.kernel);
     lse_.resize(static_cast<size_t>(t.shape.heads * t.shape.q_len));
-    // Tiles left to the library (0) become the pattern's blocks here: the
-    // fused pass below saves a second pass over Q and K for the masses.
-    const bool auto_tiles = c_.kernel.q_tile_rows == 0 && c_.kernel.k_block == 0;
-    const TileSizes tiles = auto_tiles ? TileSizes{c_.block_size, c_.block_size} : resolve_tiles(c_.kernel, t.k.dtype);
+    // The dense kernel's tiles, so that the step's output is dense_attention's
+    // bit for bit; the masses come in the same pass when those are the
+    // pattern's blocks (as sparsed_paper_config and the tuner's profiles set).
+    const TileSizes tiles = resolve_tiles(c_.kernel, t.k.dtype);
     const KVPlan kv(t.shape, t.k, t.v, tiles.k_block, threads);
     BlockMass mass{t.shape.heads, t.shape.q_len, t.shape.kv_len, c_.block_size, c_.block_size, {}};
     mass.mass.resize(static_cast<size_t>(mass.heads * mass.q_blocks() * mass.k_blocks()));
