@@ -45,6 +45,17 @@ class BufferCache {
     capacity = floats;
     return std::unique_ptr<float[]>(new float[floats]);  // not value-initialized
   }
+  size_t bytes() {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    return large_.bytes + mid_.bytes;
+  }
+  void trim() {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    for (Tier* t : {&large_, &mid_}) {
+      for (Slot& s : t->slots) s.data.reset();
+      t->bytes = 0;
+    }
+  }
   // Keeps buf in an empty slot, else in place of smaller kept ones (within
   // the tier's byte budget); a buffer smaller than every kept one is freed.
   void give(std::unique_ptr<float[]> buf, size_t floats) {
@@ -148,6 +159,9 @@ HeadBuffers::HeadBuffers(const NumaPlan& plan, int64_t kv_heads, int64_t floats_
   single_ = buffer_cache().take(static_cast<size_t>(kv_heads * floats_per_head), single_floats_);
   for (int64_t h = 0; h < kv_heads; ++h) parts_[h] = single_.get() + h * floats_per_head;
 }
+
+size_t buffer_cache_bytes() { return buffer_cache().bytes(); }
+void trim_buffer_cache() { buffer_cache().trim(); }
 
 CachedFloats::CachedFloats(size_t floats) : floats_(floats) { data_ = buffer_cache().take(floats, capacity_); }
 

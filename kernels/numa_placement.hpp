@@ -31,6 +31,12 @@ void bind_thread_to_node(int logical_node);
 // maps to physical node n % numa_configured_nodes(). 0 turns it off.
 void set_simulated_numa_nodes(int nodes);
 
+// The plans' buffer cache: the bytes it keeps now (at most two large buffers
+// plus the mid tier's 64 MiB), and freeing them all (the soak test measures
+// memory without the cache; the cache's bound has its own test).
+size_t buffer_cache_bytes();
+void trim_buffer_cache();
+
 // Uninitialized floats from the buffer cache of the plans (see
 // numa_placement.cpp), given back to it when destroyed: the scratch of
 // passes that calls in a row need again at the same size.

@@ -186,6 +186,17 @@ TEST(EngineBufferCache, MidSizeBuffersComeBack) {
     EXPECT_EQ(again.data(), first);
     EXPECT_EQ(again.size(), floats);
   }
+  // The cache stays bounded however many sizes come and go: at most two
+  // large buffers (>= 32 MiB) plus 64 MiB of mid-size ones.
+  detail::trim_buffer_cache();
+  EXPECT_EQ(detail::buffer_cache_bytes(), 0u);
+  for (int round = 0; round < 3; ++round)
+    for (size_t kib = 64; kib <= 48 * 1024; kib = kib * 5 / 4 + 64) {
+      std::vector<detail::CachedFloats> held;
+      for (int i = 0; i < 3; ++i) held.emplace_back(kib * 256);  // kib KiB each
+    }
+  EXPECT_GT(detail::buffer_cache_bytes(), 0u);
+  EXPECT_LE(detail::buffer_cache_bytes(), (size_t{64} << 20) + 2 * (size_t{48} << 20));
 }
 
 }  // namespace

@@ -3,6 +3,9 @@
 
 #include <algorithm>
 #include <cstring>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 #include <new>
 #include <string>
 
@@ -26,10 +29,35 @@ std::unique_ptr<HeadBuffers> head_buffers(const NumaPlan& numa, int64_t heads, i
 }
 
 // Keys [t0, t0 + rows) of head h of a bf16 view into [d/2][k_block][2]: a
-// transpose of 32-bit pairs; keys past `rows` become zeros.
+// transpose of 32-bit pairs; keys past `rows` become zeros. On x86 four keys
+// at a time go through 4 x 4 transposes in SSE2 registers (this packing was
+// 13% of a 16-thread bf16 call at N 4K on the Xeon with scalar moves);
+// head_dim is a multiple of 16, so pairs come in fours.
 void pack_key_pairs(InputView k, int64_t h, int64_t t0, int64_t rows, int64_t k_block, uint32_t* dst) {
   const int64_t pairs = k.head_dim / 2;
-  for (int64_t j = 0; j < k_block; ++j) {
+  int64_t j0 = 0;
+#if defined(__SSE2__)
+  for (; j0 + 4 <= rows; j0 += 4) {
+    const auto* r0 = static_cast<const unsigned char*>(k.row(h, t0 + j0));
+    const auto* r1 = static_cast<const unsigned char*>(k.row(h, t0 + j0 + 1));
+    const auto* r2 = static_cast<const unsigned char*>(k.row(h, t0 + j0 + 2));
+    const auto* r3 = static_cast<const unsigned char*>(k.row(h, t0 + j0 + 3));
+    for (int64_t c2 = 0; c2 < pairs; c2 += 4) {
+      const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(r0 + 4 * c2));
+      const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(r1 + 4 * c2));
+      const __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(r2 + 4 * c2));
+      const __m128i d = _mm_loadu_si128(reinterpret_cast<const __m128i*>(r3 + 4 * c2));
+      const __m128i ab_lo = _mm_unpacklo_epi32(a, b), cd_lo = _mm_unpacklo_epi32(c, d);  // pairs 0, 1
+      const __m128i ab_hi = _mm_unpackhi_epi32(a, b), cd_hi = _mm_unpackhi_epi32(c, d);  // pairs 2, 3
+      uint32_t* out = dst + c2 * k_block + j0;
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm_unpacklo_epi64(ab_lo, cd_lo));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + k_block), _mm_unpackhi_epi64(ab_lo, cd_lo));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 2 * k_block), _mm_unpacklo_epi64(ab_hi, cd_hi));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 3 * k_block), _mm_unpackhi_epi64(ab_hi, cd_hi));
+    }
+  }
+#endif
+  for (int64_t j = j0; j < k_block; ++j) {
     if (j < rows) {
       const auto* src = static_cast<const unsigned char*>(k.row(h, t0 + j));
       for (int64_t c2 = 0; c2 < pairs; ++c2) std::memcpy(dst + c2 * k_block + j, src + 4 * c2, 4);
@@ -48,7 +76,16 @@ void pack_value_pairs(InputView v, int64_t h, int64_t t0, int64_t rows, int64_t 
     uint16_t* out = dst + j2 * d * 2;
     const auto* ra = a < rows ? static_cast<const uint16_t*>(v.row(h, t0 + a)) : nullptr;
     const auto* rb = b < rows ? static_cast<const uint16_t*>(v.row(h, t0 + b)) : nullptr;
-    for (int64_t c = 0; c < d; ++c) {
+    int64_t c0 = 0;
+#if defined(__SSE2__)  // 8 columns of both rows interleaved per step (d is a multiple of 16)
+    for (; ra != nullptr && c0 < d; c0 += 8) {
+      const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(ra + c0));
+      const __m128i y = rb != nullptr ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(rb + c0)) : _mm_setzero_si128();
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 2 * c0), _mm_unpacklo_epi16(x, y));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 2 * c0 + 8), _mm_unpackhi_epi16(x, y));
+    }
+#endif
+    for (int64_t c = c0; c < d; ++c) {
       out[2 * c] = ra != nullptr ? ra[c] : 0;
       out[2 * c + 1] = rb != nullptr ? rb[c] : 0;
     }
