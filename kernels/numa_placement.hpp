@@ -32,8 +32,8 @@ void bind_thread_to_node(int logical_node);
 void set_simulated_numa_nodes(int nodes);
 
 // The plans' buffer cache: the bytes it keeps now (at most two large buffers
-// plus the mid tier's 64 MiB), and freeing them all (the soak test measures
-// memory without the cache; the cache's bound has its own test).
+// plus the mid tier's 64 MiB), and freeing them all (for tests: the cache's
+// bound has its own test).
 size_t buffer_cache_bytes();
 void trim_buffer_cache();
 

@@ -187,7 +187,7 @@ TEST(EngineBufferCache, MidSizeBuffersComeBack) {
     EXPECT_EQ(again.size(), floats);
   }
   // The cache stays bounded however many sizes come and go: at most two
-  // large buffers (>= 32 MiB) plus 64 MiB of mid-size ones.
+  // large buffers (>= 32 MiB) plus 64 MiB of mid-size ones (1-32 MiB).
   detail::trim_buffer_cache();
   EXPECT_EQ(detail::buffer_cache_bytes(), 0u);
   for (int round = 0; round < 3; ++round)

@@ -23,7 +23,6 @@
 #include <unistd.h>
 #include <vector>
 
-#include "kernels/numa_placement.hpp"
 #include "test_util.hpp"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -246,7 +245,6 @@ TEST(Soak, RandomSessionsMatchTheReferenceAndMemoryStaysFlat) {
     }
     ++sessions;
     if (check_memory && steps >= warmup) {
-      detail::trim_buffer_cache();  // kept buffers are bounded, not leaked (EngineBufferCache tests the bound)
       const int64_t now = memory_in_use();
       if (baseline < 0) baseline = now;
       peak_growth = std::max(peak_growth, now - baseline);
