@@ -135,10 +135,14 @@ void check_dense_limits(const char* where, const AttentionShape& shape, int64_t 
   check_key_block(where, "k_block", k_block);
 }
 
+void check_tile_options(const char* where, const std::string& prefix, const KernelOptions& opts) {
+  if (opts.q_tile_rows != 0) check_block_size(where, prefix + "q_tile_rows", opts.q_tile_rows);
+  if (opts.k_block != 0) check_key_block(where, prefix + "k_block", opts.k_block);
+}
+
 TileSizes check_dense_tiles(const char* where, const AttentionShape& shape, const KernelOptions& opts,
                             DType kv_dtype) {
-  if (opts.q_tile_rows != 0) check_block_size(where, "opts.q_tile_rows", opts.q_tile_rows);
-  if (opts.k_block != 0) check_key_block(where, "opts.k_block", opts.k_block);
+  check_tile_options(where, "opts.", opts);
   const TileSizes t = resolve_tiles(opts, kv_dtype);
   check_dense_limits(where, shape, t.q_tile_rows, t.k_block);
   return t;

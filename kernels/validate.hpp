@@ -1,6 +1,8 @@
 #pragma once
 // Argument checks shared by every entry point of kernels/. Each throws
 // spattn::Error naming the function, the argument and its value.
+#include <string>
+
 #include "spattn/attention.hpp"
 
 namespace spattn::detail {
@@ -21,7 +23,11 @@ void check_kernel_limits(const char* where, const AttentionShape& shape, int64_t
 // The same for the dense and gathered paths, whose key block may also be 256
 // or 512 (check_key_block).
 void check_dense_limits(const char* where, const AttentionShape& shape, int64_t q_tile, int64_t k_block);
-// check_dense_limits on opts' tiles (0: preferred_tiles(kv_dtype)); returns them.
+// KernelOptions' tiles as given: each 0 (preferred_tiles) or a supported
+// size; errors name prefix + the field ("opts.", "kernel.").
+void check_tile_options(const char* where, const std::string& prefix, const KernelOptions& opts);
+// check_tile_options, then check_dense_limits on the resolved tiles (0:
+// preferred_tiles(kv_dtype)); returns them.
 TileSizes check_dense_tiles(const char* where, const AttentionShape& shape, const KernelOptions& opts,
                             DType kv_dtype);
 // With opts.check_finite: throws naming the tensor, head, token and element of

@@ -96,8 +96,7 @@ void SessionConfig::validate() const {
   // Kernel options and the selected policy's parameters are checked here too,
   // so a bad value fails at construction, not at the first step that uses it.
   check_thread_count(w, "kernel.threads", kernel.threads);
-  if (kernel.q_tile_rows != 0) check_block_size(w, "kernel.q_tile_rows", kernel.q_tile_rows);  // 0: preferred_tiles
-  if (kernel.k_block != 0) check_key_block(w, "kernel.k_block", kernel.k_block);
+  detail::check_tile_options(w, "kernel.", kernel);  // 0: preferred_tiles
   if (policy == Policy::unisparse) {
     UnisparseParams u = unisparse;
     u.block_size = block_size;  // the session overrides it
@@ -122,8 +121,7 @@ DiffusionAttention::DiffusionAttention(const AttentionShape& shape, const Sessio
   config_.validate();
   // Every path runs the hand-vectorized kernels: refuse what they cannot run now.
   // (Tiles left 0 resolve per step, for that step's K/V dtype.)
-  const TileSizes tiles = resolve_tiles(config_.kernel, DType::fp32);
-  detail::check_dense_limits("DiffusionAttention", shape_, tiles.q_tile_rows, tiles.k_block);
+  detail::check_dense_tiles("DiffusionAttention", shape_, config_.kernel, DType::fp32);
   config_.unisparse.block_size = config_.block_size;
   config_.window.block_size = config_.block_size;
   if (uses_dpad(config_.policy)) {

@@ -178,10 +178,10 @@ AttendFn attend_kernel(const KernelTable& kt, const KVPlan& kv) {
   return kv.format() == PackFormat::fp32 ? kt.attend_query_block : kt.attend_query_block_bf16;
 }
 
+std::atomic<int> g_step_keys_for_testing{0};  // set_softmax_step_keys_for_testing
+
 // Key blocks per softmax step (QueryBlockJob::group) on this plan: the ISA's
 // bf16 step length over the plan's blocks on the bf16 path, else 1.
-std::atomic<int> g_step_keys_for_testing{0};
-
 int softmax_group(const KernelTable& kt, const KVPlan& kv) {
   if (const int forced = g_step_keys_for_testing.load(); forced > 0)
     return static_cast<int>(std::max<int64_t>(1, forced / kv.k_block()));

@@ -12,7 +12,7 @@ extern std::atomic<bool> g_phase_times_on;
 
 class PhaseTimer {
  public:
-  // name: a string literal (kept by pointer).
+  // name: copied into this thread's phase path when timing is on.
   explicit PhaseTimer(const char* name) : PhaseTimer(name, -1) {}
   // name and a number, recorded as "name<number>" (e.g. "estimate g", 16).
   PhaseTimer(const char* name, int64_t number) {
