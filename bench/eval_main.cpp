@@ -311,12 +311,16 @@ void apply_profile(CliOptions& c, const spattn::WorkloadSource& workload) {
     c.cfg.drift_check_every = from.drift_check_every;
     c.cfg.drift_min_recall = from.drift_min_recall;
   }
-  const ProfileMatch m = profile.match(
-      TunedShape{shape.heads, shape.kv_heads, shape.kv_len, shape.head_dim, base.total_steps}, policy_name(c.cfg.policy));
-  std::printf("profile %s: %s\n", c.profile_path.c_str(),
+  TunedShape key{shape.heads, shape.kv_heads, shape.kv_len, shape.head_dim, base.total_steps};
+  key.dtype = dtype_name(c.eo.dtype);
+  const ProfileMatch m = profile.match_any_dtype(key, policy_name(c.cfg.policy));
+  std::printf("profile %s: %s%s\n", c.profile_path.c_str(),
               m.fits                                        ? "entry applied"
               : c.lenient_profile && m.entry != nullptr ? "nearest entry applied (lenient; it does not fit)"
-                                                        : "no entry fits: documented defaults");
+                                                        : "no entry fits: documented defaults",
+              m.entry != nullptr && m.other_dtype && (m.fits || c.lenient_profile)
+                  ? (" (tuned at " + m.entry->shape.dtype + ": its pattern, not its tiles)").c_str()
+                  : "");
 }
 #endif
 

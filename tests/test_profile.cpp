@@ -525,7 +525,7 @@ TEST(ProfileLookup, EntriesMoreThanTwiceAwayAreRefused) {
   EXPECT_FALSE(m.fits);
   EXPECT_NE(m.why.find("seq_len 4096, more than 2x from 100000"), std::string::npos) << m.why;
   EXPECT_NE(m.why.find("64 steps, more than 2x from 200"), std::string::npos) << m.why;
-  // dtype and policy must be equal; nothing is then "nearest".
+  // match(): dtype and policy must be equal; nothing is then "nearest".
   TunedShape bf16{32, 8, 4096, 128, 64};
   bf16.dtype = "bf16";
   m = p.match(bf16);
@@ -539,6 +539,55 @@ TEST(ProfileLookup, EntriesMoreThanTwiceAwayAreRefused) {
   EXPECT_EQ(session_config_from_profile(p, far, base).block_size, 64);
   EXPECT_EQ(session_config_from_profile(p, far, base, ProfileFit::lenient).block_size, 32);
   EXPECT_EQ(session_config_from_profile(p, AttentionShape{32, 8, 5000, 5000, 128}, base).block_size, 32);
+}
+
+// A session at a dtype the profile has no entry for takes the entry of
+// another dtype for its pattern (block, top-k, warmup, budget), keeping its
+// own query tiles; an entry at its own dtype always wins, and match() itself
+// stays exact.
+TEST(ProfileLookup, SessionsAtAnotherDtypeTakeThePatternNotTheTiles) {
+  Profile p = make_profile(0);
+  p.entries = {make_entry(32, 8, 4096, 128, 64)};  // fp32: block 32, q_tile_rows 128
+  TunedShape bf16{32, 8, 4096, 128, 64};
+  bf16.dtype = "bf16";
+  EXPECT_EQ(p.match(bf16).entry, nullptr);
+  ProfileMatch m = p.match_any_dtype(bf16);
+  ASSERT_NE(m.entry, nullptr);
+  EXPECT_TRUE(m.fits);
+  EXPECT_TRUE(m.other_dtype);
+  EXPECT_EQ(m.entry->shape.dtype, "fp32");
+  EXPECT_FALSE(p.match_any_dtype({32, 8, 4096, 128, 64}).other_dtype);
+  const AttentionShape shape{32, 8, 4096, 4096, 128};
+  SessionConfig base;
+  base.total_steps = 64;
+  base.kernel.q_tile_rows = 0;
+  testing::internal::CaptureStderr();
+  const SessionConfig at_bf16 = session_config_from_profile(p, shape, base, ProfileFit::strict, DType::bf16);
+  const std::string said = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(at_bf16.block_size, 32);
+  EXPECT_DOUBLE_EQ(at_bf16.topk_ratio, 1.0 / 3.0);
+  EXPECT_DOUBLE_EQ(at_bf16.warmup_fraction, 0.25);
+  EXPECT_EQ(at_bf16.kernel.q_tile_rows, 0);  // bf16's own (preferred) tiles
+  EXPECT_NE(said.find("no entry for dtype bf16; using the fp32 entry's pattern"), std::string::npos) << said;
+  const SessionConfig at_fp32 = session_config_from_profile(p, shape, base, ProfileFit::strict, DType::fp32);
+  EXPECT_EQ(at_fp32.kernel.q_tile_rows, 128);
+  // Per layer the same, and an entry at the session's dtype wins over one
+  // that comes first in the file.
+  ProfileEntry l0 = make_entry(32, 8, 4096, 128, 64);
+  l0.layer = 0;
+  ProfileEntry l0_bf16 = l0;
+  l0_bf16.shape.dtype = "bf16";
+  l0_bf16.block_size = 128;
+  p.entries = {l0, l0_bf16};
+  EXPECT_EQ(session_config_for_layer(p, shape, 0, base, ProfileFit::strict, DType::bf16).block_size, 128);
+  EXPECT_EQ(session_config_for_layer(p, shape, 0, base, ProfileFit::strict, DType::fp16).block_size, 32);
+  // Without any entry for the shape: the documented defaults, base's tiles.
+  testing::internal::CaptureStderr();
+  const SessionConfig none =
+      session_config_from_profile(p, AttentionShape{32, 8, 4096, 4096, 64}, base, ProfileFit::strict, DType::bf16);
+  testing::internal::GetCapturedStderr();
+  EXPECT_EQ(none.block_size, 64);
+  EXPECT_EQ(none.kernel.q_tile_rows, 0);
 }
 
 TEST(ProfileLookup, HeadDimMustMatchElseDefaults) {

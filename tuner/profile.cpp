@@ -152,6 +152,24 @@ ProfileMatch Profile::match(const TunedShape& shape, std::string_view policy, in
   return m;
 }
 
+// A tuned pattern is a property of the model's attention and carries over
+// to another dtype (on the tiny-mdlm traces the fp32 entry gives the same
+// cosine at bf16, where the defaults gave 0.863 on layer 0).
+ProfileMatch Profile::match_any_dtype(const TunedShape& shape, std::string_view policy, int layer) const {
+  ProfileMatch m = match(shape, policy, layer);
+  if (m.entry != nullptr) return m;
+  for (const char* other : {"fp32", "bf16", "fp16"}) {
+    if (shape.dtype == other) continue;
+    TunedShape s = shape;
+    s.dtype = other;
+    ProfileMatch o = match(s, policy, layer);
+    if (o.entry == nullptr) continue;
+    o.other_dtype = true;
+    return o;
+  }
+  return m;
+}
+
 const ProfileEntry* Profile::lookup(const TunedShape& shape, std::string_view policy, int layer) const {
   const ProfileMatch m = match(shape, policy, layer);
   return m.fits ? m.entry : nullptr;

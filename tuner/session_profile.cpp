@@ -42,14 +42,33 @@ SessionConfig apply_profile_entry(const ProfileEntry& e, SessionConfig base) {
 namespace {
 
 // The entry a session uses under fit, with the one line on stderr when the
-// best one does not fit (nullptr: the documented defaults).
+// best one does not fit or was tuned at another dtype (nullptr: the
+// documented defaults).
 const ProfileEntry* chosen_entry(const ProfileMatch& m, ProfileFit fit, const TunedShape& key) {
-  if (m.fits) return m.entry;
-  const bool use = m.entry != nullptr && fit == ProfileFit::lenient;
-  std::cerr << "spattn: warning: profile: " << m.why << " (request: heads " << key.heads << ", seq_len "
-            << key.seq_len << ", head_dim " << key.head_dim << ", steps " << key.steps << "); "
-            << (use ? "using it anyway (lenient)" : "documented defaults used") << "\n";
+  const std::string request = "(request: heads " + std::to_string(key.heads) + ", seq_len " +
+                              std::to_string(key.seq_len) + ", head_dim " + std::to_string(key.head_dim) +
+                              ", steps " + std::to_string(key.steps) + ", dtype " + key.dtype + ")";
+  const bool use = m.entry != nullptr && (m.fits || fit == ProfileFit::lenient);
+  if (m.other_dtype && use) {
+    std::cerr << "spattn: note: profile: no entry for dtype " << key.dtype << "; using the " << m.entry->shape.dtype
+              << " entry's pattern (block " << m.entry->block_size << ", topk " << m.entry->topk_ratio << "), not its tiles "
+              << request << (m.fits ? "" : "; " + m.why + " (lenient)") << "\n";
+  } else if (!m.fits) {
+    std::cerr << "spattn: warning: profile: " << m.why << " " << request << "; "
+              << (use ? "using it anyway (lenient)" : "documented defaults used") << "\n";
+  }
   return use ? m.entry : nullptr;
+}
+
+// apply_profile_entry for a session at key.dtype, e nullptr meaning the
+// documented defaults. Query tiles are timed on one dtype's kernels: an entry
+// of another dtype, or none at all, leaves base's (0: the session dtype's
+// preferred tiles, resolve_tiles()).
+SessionConfig apply_chosen(const ProfileEntry* e, const TunedShape& key, SessionConfig base) {
+  const int64_t tiles = base.kernel.q_tile_rows;
+  base = apply_profile_entry(e != nullptr ? *e : Profile::default_entry(key), base);
+  if (e == nullptr || e->shape.dtype != key.dtype) base.kernel.q_tile_rows = tiles;
+  return base;
 }
 
 }  // namespace
@@ -59,19 +78,23 @@ SessionConfig session_config_for_layer(const Profile& profile, const AttentionSh
   TunedShape key{shape.heads, shape.kv_heads, shape.kv_len, shape.head_dim, base.total_steps};
   key.dtype = dtype_name(dtype);
   if (layer >= 0) {
-    const ProfileMatch sparse = profile.match(key, "sparsed", layer), dense = profile.match(key, "dense", layer);
-    const ProfileMatch& m = sparse.entry != nullptr ? sparse : dense;  // a layer has one of the two
+    const ProfileMatch sparse = profile.match_any_dtype(key, "sparsed", layer),
+                       dense = profile.match_any_dtype(key, "dense", layer);
+    // A layer has one of the two; an entry at the session's dtype wins.
+    const bool sparse_first = sparse.entry != nullptr && (!sparse.other_dtype || dense.entry == nullptr ||
+                                                          dense.other_dtype);
+    const ProfileMatch& m = sparse_first ? sparse : dense;
     if (m.entry != nullptr) {
       const ProfileEntry* e = chosen_entry(m, fit, key);
-      if (e == nullptr) return apply_profile_entry(Profile::default_entry(key), base);
+      if (e == nullptr) return apply_chosen(nullptr, key, base);
       if (e->policy == "dense") {
         base.policy = Policy::dense;
-        base.kernel.q_tile_rows = e->q_tile_rows;
+        if (e->shape.dtype == key.dtype) base.kernel.q_tile_rows = e->q_tile_rows;
         base.kernel.threads = e->threads;
         return base;
       }
       base.policy = Policy::sparsed;
-      return apply_profile_entry(*e, base);
+      return apply_chosen(e, key, base);
     }
   }
   return session_config_from_profile(profile, shape, base, fit, dtype);
@@ -81,8 +104,8 @@ SessionConfig session_config_from_profile(const Profile& profile, const Attentio
                                           SessionConfig base, ProfileFit fit, DType dtype) {
   TunedShape key{shape.heads, shape.kv_heads, shape.kv_len, shape.head_dim, base.total_steps};
   key.dtype = dtype_name(dtype);
-  const ProfileEntry* e = chosen_entry(profile.match(key, policy_name(base.policy)), fit, key);
-  return apply_profile_entry(e ? *e : Profile::default_entry(key), base);
+  const ProfileEntry* e = chosen_entry(profile.match_any_dtype(key, policy_name(base.policy), -1), fit, key);
+  return apply_chosen(e, key, base);
 }
 
 }  // namespace spattn

@@ -68,10 +68,13 @@ enum class ProfileFit {
 struct ProfileEntry;
 // What a lookup found: the best entry (fitting ones first, then the nearest
 // with the same head_dim, dtype and policy), whether it fits, and if not why
-// (a sentence naming the entry's and the request's values).
+// (a sentence naming the entry's and the request's values). other_dtype:
+// the sessions' fallback took an entry tuned at another dtype (see
+// session_config_from_profile); match() itself never does.
 struct ProfileMatch {
   const ProfileEntry* entry = nullptr;
   bool fits = false;
+  bool other_dtype = false;
   std::string why;
 };
 
@@ -149,6 +152,10 @@ struct Profile {
   // then the nearest seq_len by |log(seq_len / entry.seq_len)| (ties: the
   // larger seq_len); then the nearest steps (same measure); then file order.
   ProfileMatch match(const TunedShape& shape, std::string_view policy = {}, int layer = -1) const;
+  // match(); when that finds no entry, match() at the other dtypes (fp32,
+  // bf16, fp16, in that order), other_dtype set: what sessions use
+  // (session_config_from_profile).
+  ProfileMatch match_any_dtype(const TunedShape& shape, std::string_view policy = {}, int layer = -1) const;
   // match()'s entry if it fits, else nullptr (use default_entry()).
   const ProfileEntry* lookup(const TunedShape& shape, std::string_view policy = {}, int layer = -1) const;
   // The documented defaults: block 64, topk 0.1, warmup 0.2, q_tile_rows 64,
@@ -186,8 +193,8 @@ std::optional<Profile> load_default_profile(bool strict = false);
 SessionConfig apply_profile_entry(const ProfileEntry& entry, SessionConfig base);
 // The session of one model layer: the entry tuned for that layer (policy
 // sparsed or dense) if the profile has one, else session_config_from_profile.
-// dtype: the element type the session's Q/K/V will have; only entries tuned at
-// it are used.
+// dtype: the element type the session's Q/K/V will have; entries tuned at it
+// come first (see session_config_from_profile for the fallback).
 SessionConfig session_config_for_layer(const Profile& profile, const AttentionShape& shape, int layer,
                                        SessionConfig base = {}, ProfileFit fit = ProfileFit::strict,
                                        DType dtype = DType::fp32);
@@ -195,8 +202,12 @@ SessionConfig session_config_for_layer(const Profile& profile, const AttentionSh
 // base.total_steps and base.policy (Profile::match). An entry that does not
 // fit is refused (strict: Profile::default_entry()'s parameters) or used
 // (lenient, if only seq_len / steps are too far); either way one line on
-// stderr says which entry and why. What a DiffusionAttention built from a
-// profile runs with.
+// stderr says which entry and why. When the profile has no entry at dtype,
+// the entry another dtype would get is used for its pattern (block size,
+// budgets, warmup, drift check: properties of the model's attention, not of
+// the kernels) with base's query tiles (0: the dtype's preferred ones), and
+// one line on stderr says so. The documented defaults also keep base's tiles. What a DiffusionAttention built from a profile
+// runs with.
 SessionConfig session_config_from_profile(const Profile& profile, const AttentionShape& shape,
                                           SessionConfig base = {}, ProfileFit fit = ProfileFit::strict,
                                           DType dtype = DType::fp32);
