@@ -5,8 +5,8 @@
 // Where online_softmax_rows puts a row's probabilities: back into the logit
 // row, the fp32 path's P.
 struct ProbsInPlace {
-  static constexpr float kExpArg = 1.0f;  // exp(x) = e^x
-  static typename Ops::V exp(typename Ops::V x) { return Ops::exp(x); }
+  static constexpr float kExpArg = Ops::kExpArg;
+  static typename Ops::V exp(typename Ops::V x) { return Ops::exp_p(x); }
   void put(int, float* row, int j, typename Ops::V p) const { Ops::store(row + j, p); }
   void put_tail(int, float* row, int j0, const float* pad, int n) const {
     for (int j = 0; j < n; ++j) row[j0 + j] = pad[j];
@@ -68,10 +68,16 @@ inline void online_softmax_rows(float* s, int ld_s, int rows, int cols, float* r
       vsum = Ops::add(vsum, p);
       sink.put_tail(r, row, full, pad, tail);
     }
+    // The rescale is e^(old - new) with both maxima rounded as neg_m rounds
+    // them: each step's probabilities carry that rounding as one factor
+    // (2^(new_max kExpArg - fl(new_max kExpArg))), which this keeps the same
+    // for the old terms; the row sum carries it too, so it cancels. (With
+    // kExpArg 1 this is exactly e^(old - new).)
     float alpha = 0.0f;
     if (old_max != kNegInf) {
+      const float d = old_max * Sink::kExpArg - new_max * Sink::kExpArg;
       alignas(64) float a[W];
-      Ops::store(a, Ops::exp(Ops::set1(old_max - new_max)));
+      Ops::store(a, Ops::exp(Ops::set1(Sink::kExpArg == 1.0f ? d : d * (1.0f / Sink::kExpArg))));
       alpha = a[0];
     }
     rescale[r] = alpha;

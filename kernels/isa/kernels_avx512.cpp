@@ -8,7 +8,7 @@
 #include "kernels/generic/tile_dispatch.hpp"
 
 namespace spattn::detail::avx512 {
-using Ops = XsimdOps<xsimd::avx512bw>;
+using Ops = Avx512Ops;
 struct Tiles {
   static constexpr int qk_mr = 8, qk_nv = 2;  // 16 accumulators
   static constexpr int pv_mr = 4, pv_nv = 4;  // 16 accumulators
