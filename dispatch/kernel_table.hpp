@@ -50,15 +50,16 @@ struct QueryBlockJob {
   // key_blocks are scored into one row of group x k_block logits and go
   // through one online-softmax update (one max, one rescale of the output),
   // then one PV product each. Short blocks (a mask's 64 keys) then cost what
-  // long ones do. Ignored (1) when block sums are recorded.
+  // long ones do. Block sums are per block, relative to the step's max.
   int group = 1;
   float* scratch = nullptr;  // scratch_floats(rows, group * k_block, head_dim) floats
 };
 
-// Logits, output accumulator, row statistics (max, sum, rescale, ones), and
-// (bf16 path) rounded P; step_keys: keys per softmax step (group x k_block).
+// Logits, output accumulator, row statistics (max, sum, rescale, ones),
+// (bf16 path) rounded P, and a contiguous copy of strided query rows;
+// step_keys: keys per softmax step (group x k_block).
 inline int64_t scratch_floats(int64_t rows, int64_t step_keys, int64_t head_dim) {
-  return rows * step_keys + rows * head_dim + 4 * rows + (rows * step_keys + 1) / 2;
+  return rows * step_keys + rows * head_dim + 4 * rows + (rows * step_keys + 1) / 2 + rows * head_dim;
 }
 // Packed keys: [block][head_dim][k_block], transposed, zero-padded past kv_len.
 inline int64_t packed_key_floats(int64_t kv_len, int64_t k_block, int64_t head_dim) {
@@ -100,8 +101,9 @@ struct KernelTable {
   // for the bf16 path.
   TileSizes tiles_fp32{64, 64};
   TileSizes tiles_bf16{64, 64};
-  // Keys per softmax step the bf16 path reaches by grouping shorter key
-  // blocks (QueryBlockJob::group); 0: no grouping.
+  // Keys per softmax step the fp32 and bf16 paths reach by grouping shorter
+  // key blocks (QueryBlockJob::group); 0: no grouping.
+  int fp32_step_keys = 0;
   int bf16_step_keys = 0;
 };
 

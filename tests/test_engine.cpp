@@ -76,11 +76,18 @@ TEST(EnginePasses, AttendRowLseAndBlockMassShareOnePlan) {
 
 // SparseD's fused record step: the same output and LSE as the flash pass, bit
 // for bit, and the block masses of the two-pass route, within fp32 rounding;
-// on every ISA (the per-block sums are in the generic micro-kernel).
+// on every ISA (the per-block sums are in the generic micro-kernel), with the
+// ISA's softmax steps and with steps of 96 keys (3 or 6 blocks, a short last
+// block in a step).
 class EngineFusedMass : public PerIsa {};
 TEST_P(EngineFusedMass, OnePassGivesOutputLseAndTheBlockMasses) {
+  struct ResetSteps {
+    ~ResetSteps() { detail::set_softmax_step_keys_for_testing(0); }
+  } reset;
+  for (const int step_keys : {0, 96})
   for (const AttentionShape s : {AttentionShape{4, 2, 77, 130, 32}, AttentionShape{2, 2, 128, 128, 64},
                                  AttentionShape{1, 1, 16, 300, 16}}) {
+    detail::set_softmax_step_keys_for_testing(step_keys);
     Qkv x(s, 17);
     for (const int64_t b : {16, 32}) {
       const KVPlan kv(s, x.k, x.v, b, 2);

@@ -181,12 +181,11 @@ AttendFn attend_kernel(const KernelTable& kt, const KVPlan& kv) {
 std::atomic<int> g_step_keys_for_testing{0};  // set_softmax_step_keys_for_testing
 
 // Key blocks per softmax step (QueryBlockJob::group) on this plan: the ISA's
-// bf16 step length over the plan's blocks on the bf16 path, else 1.
+// step length for the plan's format over the plan's blocks (at least 1).
 int softmax_group(const KernelTable& kt, const KVPlan& kv) {
-  if (const int forced = g_step_keys_for_testing.load(); forced > 0)
-    return static_cast<int>(std::max<int64_t>(1, forced / kv.k_block()));
-  if (kv.format() != PackFormat::bf16_pairs || kt.bf16_step_keys <= kv.k_block()) return 1;
-  return static_cast<int>(kt.bf16_step_keys / kv.k_block());
+  int64_t keys = kv.format() == PackFormat::fp32 ? kt.fp32_step_keys : kt.bf16_step_keys;
+  if (const int forced = g_step_keys_for_testing.load(); forced > 0) keys = forced;
+  return static_cast<int>(std::max<int64_t>(1, keys / kv.k_block()));
 }
 
 }  // namespace
@@ -215,12 +214,14 @@ void attend(const AttentionShape& shape, InputView q_in, const KVPlan& kv, Outpu
 void attend_with_block_mass(const AttentionShape& shape, InputView q_in, const KVPlan& kv, OutputView out,
                             int64_t q_block, int threads, float* lse, float* mass) {
   const PhaseTimer timer("attend_with_block_mass");
-  const AttendFn kernel = attend_kernel(active_kernels(), kv);
+  const KernelTable& kt = active_kernels();
+  const AttendFn kernel = attend_kernel(kt, kv);
+  const int group = softmax_group(kt, kv);  // as attend's, so output and LSE are bitwise the same
   std::unique_ptr<HeadBuffers> q_buffer;
   const InputView q = queries_for(kv, q_in, threads, q_buffer);
   const std::vector<int32_t> all = all_key_blocks(kv);
   const int64_t nk = kv.k_blocks(), q_blocks = (shape.q_len + q_block - 1) / q_block;
-  const int64_t flash_floats = scratch_floats(q_block, kv.k_block(), shape.head_dim);
+  const int64_t flash_floats = scratch_floats(q_block, group * kv.k_block(), shape.head_dim);
   for_each_work_item(
       shape.heads, shape.q_len, q_block, threads, schedule_for(shape, kv), &kv.numa(), flash_floats + 2 * q_block * nk,
       [&](const WorkItem& w, float* scratch) {
@@ -228,6 +229,7 @@ void attend_with_block_mass(const AttentionShape& shape, InputView q_in, const K
         QueryBlockJob job = flash_job(shape, q, kv, out, w, std::span<const int32_t>(all).first(visible), lse, scratch);
         job.block_max = scratch + flash_floats;
         job.block_sum = job.block_max + q_block * nk;
+        job.group = group;
         kernel(job);
         // mass of block b = mean over rows of exp(max_rb - lse_r) * sum_rb
         // (job rows are strided by n_key_blocks, the visible blocks).

@@ -48,7 +48,7 @@ void attend_with_block_mass(const AttentionShape& shape, InputView q, const KVPl
                             int64_t q_block, int threads, float* lse, float* mass);
 // Tests: keys per softmax step (QueryBlockJob::group x the plan's k_block)
 // forced on both paths, fp32 and bf16, on every ISA; 0 restores each ISA's
-// own (KernelTable::bf16_step_keys).
+// own (KernelTable::fp32_step_keys, bf16_step_keys).
 void set_softmax_step_keys_for_testing(int keys);
 // Every key block of the plan, for dense passes.
 std::vector<int32_t> all_key_blocks(const KVPlan& kv);

@@ -114,7 +114,10 @@ void KVPlan::pack_f32(InputView k, InputView v, int threads) {
   const KernelTable& kt = active_kernels();
   const int64_t d = head_dim_, blocks = k_blocks();
   const bool with_v = v.data != nullptr;
-  const bool copy_v = with_v && (numa_.nodes > 1 || v.dtype != DType::fp32);
+  // Strided values (heads interleaved) are copied to contiguous rows: at a
+  // power-of-two stride (4 KiB for 8 heads of 128) every row of a key block
+  // maps to the same 8 L1 sets, so the PV product reread the block from L2.
+  const bool copy_v = with_v && (numa_.nodes > 1 || v.dtype != DType::fp32 || v.token_stride != d);
   keys_ = head_buffers(numa_, kv_heads_, packed_key_floats(kv_len_, k_block_, d), "keys", kv_len_);
   if (copy_v) v_copy_ = head_buffers(numa_, kv_heads_, kv_len_ * d, "values", kv_len_);
   parallel_for(

@@ -2,8 +2,9 @@
 // KVPlan: the packed operands of one attention call, built once and read by
 // every work item (as oneDNN's ukernel plans are), in one of two formats:
 //   fp32        each kv head's keys transposed per key block and zero-padded
-//               (the layout qk_scores reads); values as strided fp32 rows
-//               (the caller's, or a widened / NUMA-placed copy);
+//               (the layout qk_scores reads); values as contiguous fp32
+//               rows (the caller's if they are, else a copy: also widened
+//               or NUMA-placed where needed);
 //   bf16_pairs  keys and values in bf16 pairs along the reduction dimension
 //               (kernels/generic/bf16_products-inl.hpp), zero-padded; chosen
 //               for bf16 K/V when the ISA has bf16 dot products.

@@ -7,8 +7,23 @@ inline void prefetch_bytes(const void* p, int64_t bytes) {
   for (int64_t i = 0; i < bytes; i += 64) __builtin_prefetch(static_cast<const char*>(p) + i);
 }
 
+// Query rows a stride apart (heads interleaved, as [tokens][heads][d] holds
+// them) are copied to contiguous rows at buf first: with a power-of-two
+// stride every row of a tile maps to the same few L1 sets, and the products
+// reread them from L2 (KVPlan copies strided values for the same reason).
+inline void stage_queries(QueryBlockJob& job, void* buf, int elem_bytes) {
+  const int64_t row_bytes = static_cast<int64_t>(job.head_dim) * elem_bytes;
+  if (job.q_stride == job.head_dim) return;
+  for (int r = 0; r < job.rows; ++r)
+    __builtin_memcpy(static_cast<char*>(buf) + r * row_bytes,
+                static_cast<const char*>(job.q) + r * job.q_stride * elem_bytes, static_cast<size_t>(row_bytes));
+  job.q = buf;
+  job.q_stride = job.head_dim;
+}
+
 // The fp32 path: q, packed keys and values in fp32.
 struct F32Path {
+  static constexpr int kQBytes = 4;
   static void prefetch(const QueryBlockJob& job, int32_t block) {
     const int64_t block_floats = static_cast<int64_t>(job.k_block) * job.head_dim;
     prefetch_bytes(static_cast<const float*>(job.k_packed) + block * block_floats, block_floats * 4);
@@ -34,13 +49,14 @@ struct F32Path {
   }
 };
 
-// Per row: the running max after block i and the sum of the block's
-// probabilities relative to it (valid columns only; see QueryBlockJob).
-inline void record_block_sums(const QueryBlockJob& job, const float* s, int rows, int valid, const float* row_max,
-                              int64_t i) {
+// Per row: the running max after the step that holds block i and the sum of
+// the block's probabilities relative to it (its valid columns at s, rows ld
+// apart; see QueryBlockJob).
+inline void record_block_sums(const QueryBlockJob& job, const float* s, int ld, int rows, int valid,
+                              const float* row_max, int64_t i) {
   constexpr int W = Ops::W;
   for (int r = 0; r < rows; ++r) {
-    const float* row = s + static_cast<int64_t>(r) * job.k_block;
+    const float* row = s + static_cast<int64_t>(r) * ld;
     typename Ops::V acc = Ops::zero();
     int j = 0;
     for (; j + W <= valid; j += W) acc = Ops::add(acc, Ops::load(row + j));
@@ -81,11 +97,12 @@ inline void finish_rows(const QueryBlockJob& job, float* o, const float* row_max
 // softmax once, and adds each block's PV (the first with the step's rescale,
 // the others with 1).
 template <class Path>
-inline void attend_query_block_with(const QueryBlockJob& job) {
+inline void attend_query_block_with(const QueryBlockJob& job_in) {
   constexpr int W = Ops::W;
   constexpr float kNegInf = -__builtin_inff();
+  QueryBlockJob job = job_in;
   const int rows = job.rows, d = job.head_dim, kb = job.k_block;
-  const int group = job.block_sum != nullptr || job.group < 1 ? 1 : job.group;
+  const int group = job.group < 1 ? 1 : job.group;
   const int ld = group * kb;
   float* s = job.scratch;
   float* o = s + static_cast<int64_t>(rows) * ld;
@@ -95,6 +112,7 @@ inline void attend_query_block_with(const QueryBlockJob& job) {
   float* ones = rescale + rows;
   // The rounded probabilities of the bf16 path: rows x ld bf16.
   uint16_t* p16 = reinterpret_cast<uint16_t*>(ones + rows);
+  stage_queries(job, ones + rows + (static_cast<int64_t>(rows) * ld + 1) / 2, Path::kQBytes);
   for (int r = 0; r < rows; ++r) {
     row_max[r] = kNegInf;
     row_sum[r] = 0.0f;
@@ -115,7 +133,8 @@ inline void attend_query_block_with(const QueryBlockJob& job) {
       step_valid = j * kb + last_valid;
     }
     Path::softmax(job, s, ld, step_valid, row_max, row_sum, rescale, p16);
-    if (job.block_sum != nullptr) record_block_sums(job, s, rows, step_valid, row_max, i0);  // group is 1
+    for (int j = 0; j < n && job.block_sum != nullptr; ++j)
+      record_block_sums(job, s + j * kb, ld, rows, j + 1 < n ? kb : last_valid, row_max, i0 + j);
     for (int j = 0; j < n; ++j)
       Path::pv(job, o, j == 0 ? rescale : ones, s + j * kb, ld, j + 1 < n ? kb : last_valid, job.key_blocks[i0 + j],
                p16 + j * kb);

@@ -101,6 +101,7 @@ struct ProbsToBf16 {
 // scale (AMX tiles cannot scale; this saves a pass over the logits).
 template <auto QkScores, auto PvAccumulate, bool kScaleInSoftmax = false>
 struct Bf16PathWith {
+  static constexpr int kQBytes = 2;
   static void prefetch(const QueryBlockJob& job, int32_t b) {
     const int64_t block_elems = static_cast<int64_t>(job.k_block) * job.head_dim;
     prefetch_bytes(static_cast<const uint16_t*>(job.k_packed) + b * block_elems, block_elems * 2);

@@ -13,6 +13,7 @@ struct Tiles {
   static constexpr int qk_mr = 6, qk_nv = 4;  // 24 accumulators
   static constexpr int pv_mr = 4, pv_nv = 4;  // 16 accumulators
   static constexpr TileSizes dense{64, 64};  // preferred_tiles (not timed on Arm)
+  static constexpr int step_keys = 0;  // no grouped softmax steps (not timed)
 };
 #include "kernels/generic/all-inl.hpp"
 }  // namespace spattn::detail::neon

@@ -14,6 +14,7 @@ struct Tiles {
   static constexpr int qk_mr = 4, qk_nv = 4;
   static constexpr int pv_mr = 4, pv_nv = 4;
   static constexpr TileSizes dense{64, 64};  // preferred_tiles (not timed)
+  static constexpr int step_keys = 0;  // no grouped softmax steps (not timed)
 };
 #include "kernels/generic/all-inl.hpp"
 }  // namespace spattn::detail::scalar
