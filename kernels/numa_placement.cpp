@@ -14,6 +14,13 @@
 #endif
 
 namespace spattn::detail {
+
+constexpr std::align_val_t kLine{64};
+void LineAlignedDelete::operator()(float* p) const noexcept { ::operator delete[](p, kLine); }
+LineAlignedFloats new_line_aligned_floats(size_t floats) {
+  return LineAlignedFloats(new (kLine) float[floats]);  // not value-initialized
+}
+
 namespace {
 std::atomic<int> g_simulated_nodes{0};
 
@@ -34,7 +41,7 @@ std::atomic<int> g_simulated_nodes{0};
 class BufferCache {
  public:
   // A kept buffer of at least `floats` and at most twice that, or a new one.
-  std::unique_ptr<float[]> take(size_t floats, size_t& capacity) {
+  LineAlignedFloats take(size_t floats, size_t& capacity) {
     if (Tier* tier = tier_for(floats)) {
       const std::lock_guard<std::mutex> lock(mutex_);
       for (Slot& s : tier->slots)
@@ -45,7 +52,7 @@ class BufferCache {
         }
     }
     capacity = floats;
-    return std::unique_ptr<float[]>(new float[floats]);  // not value-initialized
+    return new_line_aligned_floats(floats);
   }
   size_t bytes() {
     const std::lock_guard<std::mutex> lock(mutex_);
@@ -60,7 +67,7 @@ class BufferCache {
   }
   // Keeps buf in an empty slot, else in place of smaller kept ones (within
   // the tier's byte budget); a buffer smaller than every kept one is freed.
-  void give(std::unique_ptr<float[]> buf, size_t floats) {
+  void give(LineAlignedFloats buf, size_t floats) {
     Tier* tier = tier_for(floats);
     if (tier == nullptr) return;  // freed here
     const size_t bytes = floats * sizeof(float);
@@ -86,7 +93,7 @@ class BufferCache {
 
  private:
   struct Slot {
-    std::unique_ptr<float[]> data;
+    LineAlignedFloats data;
     size_t floats = 0;
   };
   struct Tier {

@@ -31,6 +31,15 @@ void bind_thread_to_node(int logical_node);
 // maps to physical node n % numa_configured_nodes(). 0 turns it off.
 void set_simulated_numa_nodes(int nodes);
 
+// Floats starting on a cache line (64 bytes; new float[] gives 16): the
+// kernels read packed keys and values in rows of whole lines, and a row that
+// straddles two lines costs every vector load and AMX tile row two.
+struct LineAlignedDelete {
+  void operator()(float* p) const noexcept;
+};
+using LineAlignedFloats = std::unique_ptr<float[], LineAlignedDelete>;
+LineAlignedFloats new_line_aligned_floats(size_t floats);  // uninitialized
+
 // The plans' buffer cache: the bytes it keeps now (at most two large buffers
 // plus the mid tier's 64 MiB), and freeing them all (for tests: the cache's
 // bound has its own test).
@@ -51,7 +60,7 @@ class CachedFloats {
   size_t size() const { return floats_; }
 
  private:
-  std::unique_ptr<float[]> data_;
+  LineAlignedFloats data_;
   size_t floats_ = 0, capacity_ = 0;
 };
 
@@ -69,7 +78,7 @@ class HeadBuffers {
 
  private:
   std::vector<float*> parts_;
-  std::unique_ptr<float[]> single_;
+  LineAlignedFloats single_;
   size_t single_floats_ = 0;
   [[maybe_unused]] size_t bytes_per_head_ = 0;  // used only with libnuma
   [[maybe_unused]] bool on_nodes_ = false;

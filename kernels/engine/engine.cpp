@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdint>
 #include <numeric>
 
 #include <cstring>
@@ -33,13 +34,20 @@ void for_each_work_item(int64_t heads, int64_t rows, int64_t tile_rows, int thre
       [&](int64_t begin, int64_t end) {
         // One buffer per thread, kept across calls: with dynamic hand-out the
         // body runs once per item, and an allocation per item churns the
-        // allocator. Zeroed per call, as a fresh vector was.
-        thread_local std::vector<float> scratch;
-        if (scratch.size() < static_cast<size_t>(scratch_floats)) scratch.resize(static_cast<size_t>(scratch_floats));
-        std::fill_n(scratch.data(), scratch_floats, 0.0f);
+        // allocator. Zeroed per call, as a fresh vector was. It starts on a
+        // cache line (malloc gives 16 bytes): the kernels' tiles of logits,
+        // probabilities and outputs are rows of whole lines, and a row that
+        // straddles two lines costs every vector and AMX tile access two.
+        thread_local std::vector<float> buffer;
+        constexpr int64_t kLineFloats = 16;
+        if (buffer.size() < static_cast<size_t>(scratch_floats + kLineFloats))
+          buffer.resize(static_cast<size_t>(scratch_floats + kLineFloats));
+        const auto misaligned = static_cast<int64_t>(reinterpret_cast<uintptr_t>(buffer.data()) % 64 / 4);
+        float* scratch = buffer.data() + (kLineFloats - misaligned) % kLineFloats;
+        std::fill_n(scratch, scratch_floats, 0.0f);
         for (int64_t i = begin; i < end; ++i) {
           const int64_t h = i / tiles, t = i % tiles, r0 = t * tile_rows;
-          body(WorkItem{h, t, r0, static_cast<int>(std::min(tile_rows, rows - r0))}, scratch.data());
+          body(WorkItem{h, t, r0, static_cast<int>(std::min(tile_rows, rows - r0))}, scratch);
         }
       },
       schedule, numa);
