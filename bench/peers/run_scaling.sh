@@ -5,9 +5,14 @@
 # `spattn-compare` (diffusion workload); speedups against the first count.
 #
 #   bench/peers/run_scaling.sh [--bin PATH] [--threads LIST] [--seq-len N] [--heads H] [--dtype T] [--reps R]
+#                              [--rounds K]
 #
 # Defaults: build/release/bench/spattn-compare, threads 1,<nproc>, N 8192,
-# heads 8, fp32, 3 reps. One thread at N 8K, heads 8 takes about a minute.
+# heads 8, fp32, 3 reps, 1 round. With K rounds the thread counts are
+# measured in turn K times (1, 16, 1, 16, ...) and the table shows the median
+# of each time over the rounds: a shared machine's speed drifts over minutes,
+# and one thread's run is the longest exposed to it. One thread at N 8K,
+# heads 8 takes about a minute per round.
 set -euo pipefail
 bin=${SPATTN_COMPARE:-build/release/bench/spattn-compare}
 threads=1,$(nproc)
@@ -15,6 +20,7 @@ n=8192
 heads=8
 dtype=fp32
 reps=3
+rounds=1
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --bin) bin=$2; shift 2 ;;
@@ -23,13 +29,16 @@ while [[ $# -gt 0 ]]; do
     --heads) heads=$2; shift 2 ;;
     --dtype) dtype=$2; shift 2 ;;
     --reps) reps=$2; shift 2 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    --rounds) rounds=$2; shift 2 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "run_scaling.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
 [[ -x $bin ]] || { echo "run_scaling.sh: $bin is not an executable (build spattn-compare or pass --bin)" >&2; exit 2; }
+[[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "run_scaling.sh: --rounds must be a positive integer, got '$rounds'" >&2; exit 2; }
 IFS=, read -r -a tlist <<< "$threads"
-rows=()
+measured=()  # "t flash sparsed unisparse select", one per (round, thread count)
+for ((round = 1; round <= rounds; ++round)); do
 for t in "${tlist[@]}"; do
   pre=$("$bin" --workload prefill --causal 0 --methods unisparse --dtype "$dtype" --heads "$heads" \
         --seq-lens "$n" --reps "$reps" --threads "$t" 2>/dev/null)
@@ -38,10 +47,21 @@ for t in "${tlist[@]}"; do
   sp=$("$bin" --methods sparsed --dtype "$dtype" --heads "$heads" --seq-lens "$n" --reps "$reps" --threads "$t" \
        --quiet | awk '$1 == "sparsed" {print $5; exit}')
   [[ -n $flash && -n $uni && -n $sel && -n $sp ]] || { echo "run_scaling.sh: could not read the tables at $t threads" >&2; exit 1; }
-  rows+=("$t $flash $sp $uni $sel")
-  echo "threads $t: flash $flash ms, sparsed $sp ms, unisparse $uni ms (select $sel ms)" >&2
+  measured+=("$t $flash $sp $uni $sel")
+  echo "round $round, threads $t: flash $flash ms, sparsed $sp ms, unisparse $uni ms (select $sel ms)" >&2
 done
-echo "spattn thread scaling: N $n, heads $heads, head_dim 128, $dtype, median of $reps reps (ms; x = speedup over ${tlist[0]} thread(s))"
+done
+# Per thread count, the median over rounds of each column.
+rows=()
+for t in "${tlist[@]}"; do
+  med=()
+  for col in 2 3 4 5; do
+    med+=("$(printf '%s\n' "${measured[@]}" | awk -v t="$t" -v c="$col" '$1 == t {print $c}' | sort -g |
+             awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}')")
+  done
+  rows+=("$t ${med[*]}")
+done
+echo "spattn thread scaling: N $n, heads $heads, head_dim 128, $dtype, median of $reps reps, median of $rounds round(s) (ms; x = speedup over ${tlist[0]} thread(s))"
 printf '%7s  %12s %7s  %14s %7s  %14s %7s  %16s %7s\n' threads "dense flash" x "sparsed step" x "unisparse step" x "unisparse select" x
 base=(${rows[0]})
 for r in "${rows[@]}"; do
