@@ -197,7 +197,7 @@ TEST_P(MixedPrecision, Bf16DenseWithLongKeyBlocks) {
 
 TEST_P(MixedPrecision, DefaultTilesAreTheIsasPreferredOnes) {
   // KernelOptions' 0 tiles: the fp32 kernels' 128 x 64 on x86 (64 x 64 on
-  // scalar and NEON), the bf16 path's 32 x 512 on AMX (64 x 64 elsewhere;
+  // scalar and NEON), the bf16 path's 64 x 512 on AMX (64 x 64 elsewhere;
   // bf16 without a bf16 path runs the fp32 kernels); the default call is the
   // explicit call with those tiles, bit for bit, and stays within the bound
   // of its path (odd lengths, GQA).
@@ -207,7 +207,7 @@ TEST_P(MixedPrecision, DefaultTilesAreTheIsasPreferredOnes) {
   EXPECT_EQ(preferred_tiles(DType::fp32), fp32);
   EXPECT_EQ(preferred_tiles(DType::fp16), fp32);
   const bool bf16_path = detail::active_kernels().has_bf16();
-  const TileSizes bf16 = isa == Isa::amx ? TileSizes{32, 512} : (bf16_path ? TileSizes{64, 64} : fp32);
+  const TileSizes bf16 = isa == Isa::amx ? TileSizes{64, 512} : (bf16_path ? TileSizes{64, 64} : fp32);
   EXPECT_EQ(preferred_tiles(DType::bf16), bf16);
   KernelOptions half;
   half.k_block = 128;  // one tile given, the other preferred

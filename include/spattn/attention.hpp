@@ -69,10 +69,10 @@ struct TileSizes {
   bool operator==(const TileSizes&) const = default;
 };
 // The tiles KernelOptions' zeros stand for, on the active ISA, for K/V of
-// this dtype: 64 x 64, except bf16 K/V on AMX: 32 x 512 (one tile config per
-// 32 query rows; long key blocks amortize the softmax and output rescaling
-// per block. On the 16-core Xeon at N 16K, bf16, 16 threads: 357 ms against
-// 643 ms with 64 x 64; for fp32 on the same machine 64 x 64 was fastest).
+// this dtype (per-ISA data, timed on Zen 4 and a 16-core Xeon:
+// bench/results/README.md): 128 x 64 for the fp32 kernels on x86 (fp32 and
+// widened fp16 K/V), 64 x 512 for bf16 K/V on AMX (long key blocks amortize
+// the softmax and the output rescaling per block), 64 x 64 elsewhere.
 TileSizes preferred_tiles(DType kv_dtype);
 // opts' tiles, each 0 replaced by preferred_tiles(kv_dtype)'s.
 TileSizes resolve_tiles(const KernelOptions& opts, DType kv_dtype);
