@@ -35,9 +35,16 @@ inline void online_softmax_rows(float* s, int ld_s, int rows, int cols, float* r
     if (tail > 0) {
       for (int j = 0; j < W; ++j) pad[j] = j < tail ? row[full + j] : kNegInf;
     }
-    V vmax = Ops::set1(kNegInf);
-    for (int j = 0; j < full; j += W) vmax = Ops::max(vmax, Ops::load(row + j));
-    if (tail > 0) vmax = Ops::max(vmax, Ops::load(pad));
+    // Four independent max (and below, sum) chains: one chain is bound by
+    // the max / add latency, 4 cycles a vector, where the loads allow 2 a
+    // cycle (on AMX steps of 512 keys that was most of the max pass).
+    V m4[4] = {Ops::set1(kNegInf), Ops::set1(kNegInf), Ops::set1(kNegInf), Ops::set1(kNegInf)};
+    int j4 = 0;
+    for (; j4 + 4 * W <= full; j4 += 4 * W)
+      for (int k = 0; k < 4; ++k) m4[k] = Ops::max(m4[k], Ops::load(row + j4 + k * W));
+    for (int j = j4; j < full; j += W) m4[0] = Ops::max(m4[0], Ops::load(row + j));
+    if (tail > 0) m4[0] = Ops::max(m4[0], Ops::load(pad));
+    const V vmax = Ops::max(Ops::max(m4[0], m4[1]), Ops::max(m4[2], m4[3]));
     const float tile_max = Ops::hmax(vmax) * scale;  // max(s) * scale = max(s * scale): scale > 0
     const float old_max = row_max[r];
     const float new_max = tile_max > old_max ? tile_max : old_max;
@@ -56,18 +63,22 @@ inline void online_softmax_rows(float* s, int ld_s, int rows, int cols, float* r
       continue;
     }
     const V neg_m = Ops::set1(-new_max * Sink::kExpArg), sc = Ops::set1(scale * Sink::kExpArg);
-    V vsum = Ops::zero();
-    for (int j = 0; j < full; j += W) {
+    V s4[4] = {Ops::zero(), Ops::zero(), Ops::zero(), Ops::zero()};
+    const auto exp_put = [&](int j) {
       const V p = Sink::exp(Ops::fma(Ops::load(row + j), sc, neg_m));
       sink.put(r, row, j, p);
-      vsum = Ops::add(vsum, p);
-    }
+      return p;
+    };
+    for (j4 = 0; j4 + 4 * W <= full; j4 += 4 * W)
+      for (int k = 0; k < 4; ++k) s4[k] = Ops::add(s4[k], exp_put(j4 + k * W));
+    for (int j = j4; j < full; j += W) s4[0] = Ops::add(s4[0], exp_put(j));
     if (tail > 0) {
       const V p = Sink::exp(Ops::fma(Ops::load(pad), sc, neg_m));
       Ops::store(pad, p);
-      vsum = Ops::add(vsum, p);
+      s4[0] = Ops::add(s4[0], p);
       sink.put_tail(r, row, full, pad, tail);
     }
+    const V vsum = Ops::add(Ops::add(s4[0], s4[1]), Ops::add(s4[2], s4[3]));
     // The rescale is e^(old - new) with both maxima rounded as neg_m rounds
     // them: each step's probabilities carry that rounding as one factor
     // (2^(new_max kExpArg - fl(new_max kExpArg))), which this keeps the same
