@@ -66,35 +66,38 @@ struct XsimdOps {
 #endif
 
 #if defined(__AVX512F__)
-// The lanes of a softmax exponent t (2^t) whose result is a normal float or
-// NaN: t >= -125 or unordered. The others (-inf included) give 0.
-inline __mmask16 normal_or_nan(__m512 t) { return _mm512_cmp_ps_mask(t, _mm512_set1_ps(-125.0f), _CMP_NLT_UQ); }
+// 2^t for the softmax's probabilities: 2^n 2^f, n = round(t), 2^f on [-1/2,
+// 1/2] by the polynomial c[0] f^(N-1) + ... + c[N-1] (Horner), 2^n by
+// vscalefps. Lanes whose result would be below 2^-125 (t < -125, -inf
+// included) give 0, so P never holds a subnormal (an assist on Intel cores
+// for the FMAs and sums that read it); NaN stays NaN (the compare is
+// unordered-true).
+template <int N>
+inline __m512 exp2_softmax(__m512 t, const float (&c)[N]) {
+  const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 f = _mm512_sub_ps(t, n);
+  __m512 p = _mm512_set1_ps(c[0]);
+  for (int i = 1; i < N; ++i) p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(c[i]));
+  const __mmask16 normal_or_nan = _mm512_cmp_ps_mask(t, _mm512_set1_ps(-125.0f), _CMP_NLT_UQ);
+  return _mm512_maskz_scalef_ps(normal_or_nan, p, n);
+}
 #endif
 
 #if defined(__AVX512BW__)
 // XsimdOps on AVX-512 with a cheaper exp for the fp32 softmax probabilities:
 // exp_p(t) = 2^t, so e^x = exp_p(x * kExpArg) and the softmax folds kExpArg
-// = log2 e into the scale-and-max fma it already does. 2^t = 2^n 2^f, n =
-// round(t), 2^f a degree-6 minimax polynomial on [-1/2, 1/2] (relative error
-// 1.9e-9, 7.9e-8 after fp32 rounding: below xsimd::exp's), 2^n by vscalefps:
-// 10 instructions against xsimd::exp's 22 (range checks and blends that a
-// softmax argument <= 0 does not need; it was a fifth of a Zen 4 fp32 flash
-// step). Results below 2^-125 (t < -125: -inf included) are 0, so P never
-// holds a subnormal (an FMA assist on Intel cores); NaN stays NaN.
+// = log2 e into the scale-and-max fma it already does. A degree-6 minimax
+// polynomial (relative error 1.9e-9, 7.9e-8 after fp32 rounding: below
+// xsimd::exp's): 10 instructions against xsimd::exp's 22 (range checks and
+// blends that a softmax argument <= 0 does not need; the exp was a fifth of
+// a Zen 4 fp32 flash step).
 struct Avx512Ops : XsimdOps<xsimd::avx512bw> {
   static constexpr float kExpArg = 1.44269504088896341f;
   static V exp_p(V x) {
-    const __m512 t = x;
-    const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const __m512 f = _mm512_sub_ps(t, n);
-    __m512 p = _mm512_set1_ps(0.00015345812425948679f);
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.0013399930903688073f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.009618489071726799f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.055503286421298981f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.24022646248340607f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.69314718246459961f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
-    return V(_mm512_maskz_scalef_ps(normal_or_nan(t), p, n));
+    static constexpr float c[] = {0.00015345812425948679f, 0.0013399930903688073f, 0.009618489071726799f,
+                                  0.055503286421298981f,   0.24022646248340607f,   0.69314718246459961f,
+                                  1.0f};
+    return V(exp2_softmax(x, c));
   }
 };
 #endif
@@ -127,24 +130,17 @@ struct Bf16OpsAvx512 {
     return _mm512_set1_epi32(x);
   }
   static V dot2(V acc, P a, P b) { return _mm512_dpbf16_ps(acc, (__m512bh)a, (__m512bh)b); }
-  // The softmax probabilities that are rounded to bf16 next: exp_p(t) = 2^t,
-  // so e^x = exp_p(x * kExpArg) and the caller folds kExpArg = log2 e into
-  // the scale and max it already applies (no multiply here). 2^t = 2^n 2^f,
-  // n = round(t), 2^f a degree-3 polynomial (relative error 7.6e-5, a 26th
-  // of bf16's half ulp 2^-9), 2^n by vscalefps: 8 instructions, against 11
-  // with a degree-5 polynomial and its own multiply by log2 e (on AMX the
-  // softmax, not the tile products, is most of a step's time). Results below
-  // 2^-125 (-inf included) are 0, so the fp32 sum never adds a subnormal;
-  // NaN stays NaN.
+  // The softmax probabilities that are rounded to bf16 next: exp_p(t) = 2^t
+  // (exp2_softmax), so e^x = exp_p(x * kExpArg) and the caller folds kExpArg
+  // = log2 e into the scale and max it already applies. A degree-3
+  // polynomial (relative error 7.6e-5, a 26th of bf16's half ulp 2^-9): 8
+  // instructions, against 11 with a degree-5 polynomial and its own multiply
+  // by log2 e (the softmax is about a fifth of an AMX step).
   static constexpr float kExpArg = 1.44269504088896341f;
   static V exp_p(V t) {
-    const V n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const V f = _mm512_sub_ps(t, n);
-    V p = _mm512_set1_ps(0.05517001354623277f);
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.24260841456513282f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.6932609978469003f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.9999282521418085f));
-    return _mm512_maskz_scalef_ps(normal_or_nan(t), p, n);
+    static constexpr float c[] = {0.05517001354623277f, 0.24260841456513282f, 0.6932609978469003f,
+                                  0.9999282521418085f};
+    return exp2_softmax(t, c);
   }
   // 16 fp32 -> bf16, rounded to nearest even (vcvtneps2bf16).
   static void store_rounded(uint16_t* dst, V v) {
