@@ -69,8 +69,7 @@ struct ProfileEntry;
 // What a lookup found: the best entry (fitting ones first, then the nearest
 // with the same head_dim, dtype and policy), whether it fits, and if not why
 // (a sentence naming the entry's and the request's values). other_dtype:
-// the sessions' fallback took an entry tuned at another dtype (see
-// session_config_from_profile); match() itself never does.
+// match_any_dtype() took an entry tuned at another dtype (match() never does).
 struct ProfileMatch {
   const ProfileEntry* entry = nullptr;
   bool fits = false;
@@ -206,8 +205,8 @@ SessionConfig session_config_for_layer(const Profile& profile, const AttentionSh
 // the entry another dtype would get is used for its pattern (block size,
 // budgets, warmup, drift check: properties of the model's attention, not of
 // the kernels) with base's query tiles (0: the dtype's preferred ones), and
-// one line on stderr says so. The documented defaults also keep base's tiles. What a DiffusionAttention built from a profile
-// runs with.
+// one line on stderr says so. The documented defaults also keep base's
+// tiles. What a DiffusionAttention built from a profile runs with.
 SessionConfig session_config_from_profile(const Profile& profile, const AttentionShape& shape,
                                           SessionConfig base = {}, ProfileFit fit = ProfileFit::strict,
                                           DType dtype = DType::fp32);

@@ -16,7 +16,7 @@ inline void stage_queries(QueryBlockJob& job, void* buf, int elem_bytes) {
   if (job.q_stride == job.head_dim) return;
   for (int r = 0; r < job.rows; ++r)
     __builtin_memcpy(static_cast<char*>(buf) + r * row_bytes,
-                static_cast<const char*>(job.q) + r * job.q_stride * elem_bytes, static_cast<size_t>(row_bytes));
+                     static_cast<const char*>(job.q) + r * job.q_stride * elem_bytes, static_cast<size_t>(row_bytes));
   job.q = buf;
   job.q_stride = job.head_dim;
 }
