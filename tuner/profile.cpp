@@ -158,10 +158,10 @@ ProfileMatch Profile::match(const TunedShape& shape, std::string_view policy, in
 ProfileMatch Profile::match_any_dtype(const TunedShape& shape, std::string_view policy, int layer) const {
   ProfileMatch m = match(shape, policy, layer);
   if (m.entry != nullptr) return m;
-  for (const char* other : {"fp32", "bf16", "fp16"}) {
-    if (shape.dtype == other) continue;
+  for (const DType other : {DType::fp32, DType::bf16, DType::fp16}) {
     TunedShape s = shape;
-    s.dtype = other;
+    s.dtype = dtype_name(other);
+    if (s.dtype == shape.dtype) continue;
     ProfileMatch o = match(s, policy, layer);
     if (o.entry == nullptr) continue;
     o.other_dtype = true;

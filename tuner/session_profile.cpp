@@ -60,14 +60,20 @@ const ProfileEntry* chosen_entry(const ProfileMatch& m, ProfileFit fit, const Tu
   return use ? m.entry : nullptr;
 }
 
-// apply_profile_entry for a session at key.dtype, e nullptr meaning the
-// documented defaults. Query tiles are timed on one dtype's kernels: an entry
+// The query tile rows a session at key.dtype takes from entry e (nullptr:
+// the documented defaults). Tiles are timed on one dtype's kernels: an entry
 // of another dtype, or none at all, leaves base's (0: the session dtype's
 // preferred tiles, resolve_tiles()).
+int64_t q_tile_rows_from(const ProfileEntry* e, const TunedShape& key, int64_t base_rows) {
+  return e != nullptr && e->shape.dtype == key.dtype ? e->q_tile_rows : base_rows;
+}
+
+// apply_profile_entry for a session at key.dtype, e nullptr meaning the
+// documented defaults, with q_tile_rows_from's tiles.
 SessionConfig apply_chosen(const ProfileEntry* e, const TunedShape& key, SessionConfig base) {
-  const int64_t tiles = base.kernel.q_tile_rows;
+  const int64_t rows = q_tile_rows_from(e, key, base.kernel.q_tile_rows);
   base = apply_profile_entry(e != nullptr ? *e : Profile::default_entry(key), base);
-  if (e == nullptr || e->shape.dtype != key.dtype) base.kernel.q_tile_rows = tiles;
+  base.kernel.q_tile_rows = rows;
   return base;
 }
 
@@ -89,7 +95,7 @@ SessionConfig session_config_for_layer(const Profile& profile, const AttentionSh
       if (e == nullptr) return apply_chosen(nullptr, key, base);
       if (e->policy == "dense") {
         base.policy = Policy::dense;
-        if (e->shape.dtype == key.dtype) base.kernel.q_tile_rows = e->q_tile_rows;
+        base.kernel.q_tile_rows = q_tile_rows_from(e, key, base.kernel.q_tile_rows);
         base.kernel.threads = e->threads;
         return base;
       }

@@ -69,9 +69,10 @@ inline void online_softmax_rows(float* s, int ld_s, int rows, int cols, float* r
       sink.put(r, row, j, p);
       return p;
     };
-    for (j4 = 0; j4 + 4 * W <= full; j4 += 4 * W)
-      for (int k = 0; k < 4; ++k) s4[k] = Ops::add(s4[k], exp_put(j4 + k * W));
-    for (int j = j4; j < full; j += W) s4[0] = Ops::add(s4[0], exp_put(j));
+    int e4 = 0;
+    for (; e4 + 4 * W <= full; e4 += 4 * W)
+      for (int k = 0; k < 4; ++k) s4[k] = Ops::add(s4[k], exp_put(e4 + k * W));
+    for (int j = e4; j < full; j += W) s4[0] = Ops::add(s4[0], exp_put(j));
     if (tail > 0) {
       const V p = Sink::exp(Ops::fma(Ops::load(pad), sc, neg_m));
       Ops::store(pad, p);
