@@ -95,7 +95,7 @@ inline void finish_rows(const QueryBlockJob& job, float* o, const float* row_max
 // into one row of logits (ld = group x k_block; only the list's last block
 // can be short, so the valid keys of a step are contiguous), updates the
 // softmax once, and adds each block's PV (the first with the step's rescale,
-// the others with 1).
+// the others with 1), or the whole step's where the Path has a pv_step.
 template <class Path>
 inline void attend_query_block_with(const QueryBlockJob& job_in) {
   constexpr int W = Ops::W;
@@ -135,9 +135,13 @@ inline void attend_query_block_with(const QueryBlockJob& job_in) {
     Path::softmax(job, s, ld, step_valid, row_max, row_sum, rescale, p16);
     for (int j = 0; j < n && job.block_sum != nullptr; ++j)
       record_block_sums(job, s + j * kb, ld, rows, j + 1 < n ? kb : last_valid, row_max, i0 + j);
-    for (int j = 0; j < n; ++j)
-      Path::pv(job, o, j == 0 ? rescale : ones, s + j * kb, ld, j + 1 < n ? kb : last_valid, job.key_blocks[i0 + j],
-               p16 + j * kb);
+    if constexpr (requires { &Path::pv_step; }) {  // a whole step's PV at once (AMX)
+      Path::pv_step(job, o, rescale, ones, p16, ld, job.key_blocks + i0, n, last_valid);
+    } else {
+      for (int j = 0; j < n; ++j)
+        Path::pv(job, o, j == 0 ? rescale : ones, s + j * kb, ld, j + 1 < n ? kb : last_valid,
+                 job.key_blocks[i0 + j], p16 + j * kb);
+    }
   }
   finish_rows(job, o, row_max, row_sum);
 }

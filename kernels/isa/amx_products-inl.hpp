@@ -66,10 +66,14 @@ inline void qk_amx_block(const uint16_t* q, int64_t q_stride, const uint16_t* kt
 inline void qk_scores_amx_configured(const uint16_t* q, int64_t q_stride, int rows, const uint16_t* kt, int ld_kt,
                                      int cols, int head_dim, float scale, float* s, int ld_s) {
   const int full = head_dim % 32 == 0 ? rows / 16 * 16 : 0;
-  for (int r0 = 0; r0 < full; r0 += 32) {
-    const bool two_rows = full - r0 >= 32;
-    for (int n0 = 0; n0 < cols; n0 += 32) {
-      const bool two_cols = cols - n0 >= 32;
+  // Key columns outer: a column pair's key tiles (8 KiB at d 128) are read
+  // from L2 once and reused from L1 by every row pair; the query rows stay in
+  // L1 anyway (with rows outer, a 512-key step reread 128 KiB of keys per
+  // row pair).
+  for (int n0 = 0; n0 < cols; n0 += 32) {
+    const bool two_cols = cols - n0 >= 32;
+    for (int r0 = 0; r0 < full; r0 += 32) {
+      const bool two_rows = full - r0 >= 32;
       const uint16_t* qr = q + r0 * q_stride;
       const uint16_t* kc = kt + n0 * 2;
       float* sb = s + r0 * ld_s + n0;
@@ -155,9 +159,97 @@ inline void pv_accumulate_amx(float* o, int ld_o, int rows, const float* rescale
     pv_accumulate_bf16(o + full * ld_o, ld_o, rows - full, rescale + full, p + full * ld_p, ld_p, pairs, v, head_dim);
 }
 
+// o += p . v for RB x 16 rows and CB x 16 output columns over all n blocks of
+// a softmax step, the accumulator tiles held across them: per-block calls
+// loaded and stored them for every 32 key pairs (as many tile moves as
+// products, each store reloaded by the next block). v: output column 0 of
+// the head's packed values; block j's probabilities start at column j x kb
+// of p; every block has kb / 2 pairs (a multiple of 16) but the last,
+// last_pairs (its tile part).
+template <int RB, int CB>
+inline void pv_amx_step_block(float* o, int ld_o, const uint16_t* p, int ld_p, const uint16_t* v,
+                              const int32_t* blocks, int n, int kb, int last_pairs, int head_dim) {
+  const long ob = static_cast<long>(ld_o) * 4, pb = static_cast<long>(ld_p) * 2, vb = static_cast<long>(head_dim) * 4;
+  _tile_loadd(0, o, ob);
+  if constexpr (CB > 1) _tile_loadd(1, o + 16, ob);
+  if constexpr (RB > 1) _tile_loadd(2, o + 16 * ld_o, ob);
+  if constexpr (RB > 1 && CB > 1) _tile_loadd(3, o + 16 * ld_o + 16, ob);
+  for (int j = 0; j < n; ++j) {
+    const uint16_t* vj = v + static_cast<int64_t>(blocks[j]) * kb * head_dim;
+    const uint16_t* pj = p + j * kb;
+    const int pairs = j + 1 < n ? kb / 2 : last_pairs;
+    for (int kk = 0; kk < pairs; kk += 16) {
+      const uint16_t* b = vj + static_cast<int64_t>(kk) * head_dim * 2;
+      _tile_loadd(6, b, vb);
+      if constexpr (CB > 1) _tile_loadd(7, b + 32, vb);
+      _tile_loadd(4, pj + kk * 2, pb);
+      _tile_dpbf16ps(0, 4, 6);
+      if constexpr (CB > 1) _tile_dpbf16ps(1, 4, 7);
+      if constexpr (RB > 1) {
+        _tile_loadd(5, pj + 16 * ld_p + kk * 2, pb);
+        _tile_dpbf16ps(2, 5, 6);
+        if constexpr (CB > 1) _tile_dpbf16ps(3, 5, 7);
+      }
+    }
+  }
+  _tile_stored(0, o, ob);
+  if constexpr (CB > 1) _tile_stored(1, o + 16, ob);
+  if constexpr (RB > 1) _tile_stored(2, o + 16 * ld_o, ob);
+  if constexpr (RB > 1 && CB > 1) _tile_stored(3, o + 16 * ld_o + 16, ob);
+}
+
+// The PV products of one softmax step (n blocks from `blocks`, the last with
+// last_valid keys) on configured tiles: o = o * rescale + P . V. Key blocks
+// of 16 keys (8 pairs, less than a tile row) go block by block.
+inline void pv_step_amx(const QueryBlockJob& job, float* o, const float* rescale, const float* ones,
+                        const uint16_t* p, int ld_p, const int32_t* blocks, int n, int last_valid) {
+  const int d = job.head_dim, kb = job.k_block, rows = job.rows;
+  const auto* v = static_cast<const uint16_t*>(job.v);
+  const int64_t block_elems = static_cast<int64_t>(kb) * d;
+  const int last_pairs = (last_valid + 1) / 2, last_tile_pairs = last_pairs / 16 * 16;
+  if (kb % 32 != 0) {
+    for (int j = 0; j < n; ++j)
+      pv_accumulate_amx(o, d, rows, j == 0 ? rescale : ones, p + j * kb, ld_p, j + 1 < n ? kb / 2 : last_pairs,
+                        v + blocks[j] * block_elems, d);
+    return;
+  }
+  const int full = rows / 16 * 16;
+  for (int r = 0; r < full; ++r) {
+    if (rescale[r] == 1.0f) continue;
+    const typename Ops::V a = Ops::set1(rescale[r]);
+    for (int c = 0; c < d; c += Ops::W) Ops::store(o + r * d + c, Ops::mul(Ops::load(o + r * d + c), a));
+  }
+  for (int r0 = 0; r0 < full; r0 += 32) {
+    const bool two_rows = full - r0 >= 32;
+    for (int c0 = 0; c0 < d; c0 += 32) {
+      const bool two_cols = d - c0 >= 32;
+      float* ob = o + r0 * d + c0;
+      const uint16_t* pr = p + r0 * ld_p;
+      const uint16_t* vc = v + c0 * 2;
+      if (two_rows && two_cols) pv_amx_step_block<2, 2>(ob, d, pr, ld_p, vc, blocks, n, kb, last_tile_pairs, d);
+      else if (two_rows) pv_amx_step_block<2, 1>(ob, d, pr, ld_p, vc, blocks, n, kb, last_tile_pairs, d);
+      else if (two_cols) pv_amx_step_block<1, 2>(ob, d, pr, ld_p, vc, blocks, n, kb, last_tile_pairs, d);
+      else pv_amx_step_block<1, 1>(ob, d, pr, ld_p, vc, blocks, n, kb, last_tile_pairs, d);
+    }
+  }
+  // The last block's pairs after its last full group of 16, already rescaled.
+  if (last_tile_pairs < last_pairs)
+    pv_accumulate_bf16(o, d, full, ones, p + (n - 1) * kb + last_tile_pairs * 2, ld_p, last_pairs - last_tile_pairs,
+                       v + blocks[n - 1] * block_elems + static_cast<int64_t>(last_tile_pairs) * d * 2, d);
+  for (int j = 0; full < rows && j < n; ++j)
+    pv_accumulate_bf16(o + full * d, d, rows - full, (j == 0 ? rescale : ones) + full, p + full * ld_p + j * kb, ld_p,
+                       j + 1 < n ? kb / 2 : last_pairs, v + blocks[j] * block_elems, d);
+}
+
 // The bf16 flash path with the products on tiles (configured by
-// attend_query_block_amx); the logit scale is folded into the softmax.
-using AmxPath = Bf16PathWith<&qk_scores_amx_configured, &pv_accumulate_amx, true>;
+// attend_query_block_amx); the logit scale is folded into the softmax, and
+// PV runs once per softmax step.
+struct AmxPath : Bf16PathWith<&qk_scores_amx_configured, &pv_accumulate_amx, true> {
+  static void pv_step(const QueryBlockJob& job, float* o, const float* rescale, const float* ones, const uint16_t* p,
+                      int ld, const int32_t* blocks, int n, int last_valid) {
+    pv_step_amx(job, o, rescale, ones, p, ld, blocks, n, last_valid);
+  }
+};
 
 inline void attend_query_block_amx(const QueryBlockJob& job) {
   configure_tiles();
