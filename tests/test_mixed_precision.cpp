@@ -360,6 +360,36 @@ TEST_P(MixedPrecision, RecordMassAndLseOnTypedInputs) {
   }
 }
 
+// SparseD's fused record step (flash with block sums) and plain flash give
+// bitwise the same output and LSE on bf16 inputs too (the record step's
+// masses rely on it): several softmax steps, an odd last block, full and
+// partial 16-row groups, forced step widths.
+TEST_P(MixedPrecision, Bf16FlashAndFusedRecordAgreeBitwise) {
+  struct ResetSteps {
+    ~ResetSteps() { detail::set_softmax_step_keys_for_testing(0); }
+  } reset;
+  for (const int step_keys : {0, 128})
+    for (const AttentionShape s : {AttentionShape{2, 1, 96, 1101, 64}, AttentionShape{1, 1, 40, 700, 128}}) {
+      detail::set_softmax_step_keys_for_testing(step_keys);
+      Case c(s, 21, DType::bf16, DType::bf16);
+      for (const int64_t b : {32, 64}) {
+        const detail::KVPlan kv(s, c.k.view, c.v.view, b, 2);
+        const int64_t qbs = (s.q_len + b - 1) / b;
+        Tensor out(s.heads, s.q_len, s.head_dim), ref(s.heads, s.q_len, s.head_dim);
+        std::vector<float> lse(static_cast<size_t>(s.heads * s.q_len)), lse_ref(lse.size());
+        std::vector<float> mass(static_cast<size_t>(s.heads * qbs * kv.k_blocks()));
+        detail::attend_with_block_mass(s, c.q.view, kv, out.view, b, 2, lse.data(), mass.data());
+        const std::vector<int32_t> all = detail::all_key_blocks(kv);
+        detail::attend(s, c.q.view, kv, ref.view, b, [&](int64_t, int64_t) { return std::span<const int32_t>(all); },
+                       2, lse_ref.data());
+        EXPECT_EQ(out.data, ref.data) << "block " << b << " step keys " << step_keys;
+        EXPECT_EQ(lse, lse_ref) << "block " << b << " step keys " << step_keys;
+        const std::vector<double> want = reference(c.effective);
+        EXPECT_LE(max_abs_error(ref.data.data(), DType::fp32, want, s), bound(c, DType::fp32, want));
+      }
+    }
+}
+
 TEST_P(MixedPrecision, UnisparseSelectsTheSameBlocksFromTypedAndWidenedInputs) {
   const AttentionShape s{2, 2, 256, 256, 64};
   Case c(s, 12, DType::bf16, DType::bf16, 2.0f);
