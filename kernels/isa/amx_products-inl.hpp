@@ -98,67 +98,6 @@ inline void qk_scores_amx(const uint16_t* q, int64_t q_stride, int rows, const u
   _tile_release();
 }
 
-// o += p . v for RB x 16 rows and CB x 16 output columns over pairs (a
-// multiple of 16) key pairs; v points at pair row 0, output column 0 of o.
-template <int RB, int CB>
-inline void pv_amx_block(float* o, int ld_o, const uint16_t* p, int ld_p, int pairs, const uint16_t* v, int head_dim) {
-  const long ob = static_cast<long>(ld_o) * 4, pb = static_cast<long>(ld_p) * 2, vb = static_cast<long>(head_dim) * 4;
-  _tile_loadd(0, o, ob);
-  if constexpr (CB > 1) _tile_loadd(1, o + 16, ob);
-  if constexpr (RB > 1) _tile_loadd(2, o + 16 * ld_o, ob);
-  if constexpr (RB > 1 && CB > 1) _tile_loadd(3, o + 16 * ld_o + 16, ob);
-  for (int kk = 0; kk < pairs; kk += 16) {
-    const uint16_t* b = v + static_cast<int64_t>(kk) * head_dim * 2;
-    _tile_loadd(6, b, vb);
-    if constexpr (CB > 1) _tile_loadd(7, b + 32, vb);
-    _tile_loadd(4, p + kk * 2, pb);
-    _tile_dpbf16ps(0, 4, 6);
-    if constexpr (CB > 1) _tile_dpbf16ps(1, 4, 7);
-    if constexpr (RB > 1) {
-      _tile_loadd(5, p + 16 * ld_p + kk * 2, pb);
-      _tile_dpbf16ps(2, 5, 6);
-      if constexpr (CB > 1) _tile_dpbf16ps(3, 5, 7);
-    }
-  }
-  _tile_stored(0, o, ob);
-  if constexpr (CB > 1) _tile_stored(1, o + 16, ob);
-  if constexpr (RB > 1) _tile_stored(2, o + 16 * ld_o, ob);
-  if constexpr (RB > 1 && CB > 1) _tile_stored(3, o + 16 * ld_o + 16, ob);
-}
-
-// pv_accumulate_bf16's contract on configured tiles. The rescale of the
-// tile rows is a pass of its own (tiles cannot scale), skipped for rows whose
-// factor is exactly 1 (their running max did not move: most rows, most blocks).
-inline void pv_accumulate_amx(float* o, int ld_o, int rows, const float* rescale, const uint16_t* p, int ld_p,
-                              int pairs, const uint16_t* v, int head_dim) {
-  const int full = rows / 16 * 16, tile_pairs = pairs / 16 * 16;
-  for (int r = 0; r < full; ++r) {
-    if (rescale[r] == 1.0f) continue;
-    const typename Ops::V a = Ops::set1(rescale[r]);
-    for (int c = 0; c < head_dim; c += Ops::W) Ops::store(o + r * ld_o + c, Ops::mul(Ops::load(o + r * ld_o + c), a));
-  }
-  static constexpr float kOnes[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
-  for (int r0 = 0; r0 < full; r0 += 32) {
-    const bool two_rows = full - r0 >= 32;
-    for (int c0 = 0; tile_pairs > 0 && c0 < head_dim; c0 += 32) {
-      const bool two_cols = head_dim - c0 >= 32;
-      float* ob = o + r0 * ld_o + c0;
-      const uint16_t* pr = p + r0 * ld_p;
-      const uint16_t* vc = v + c0 * 2;
-      if (two_rows && two_cols) pv_amx_block<2, 2>(ob, ld_o, pr, ld_p, tile_pairs, vc, head_dim);
-      else if (two_rows) pv_amx_block<2, 1>(ob, ld_o, pr, ld_p, tile_pairs, vc, head_dim);
-      else if (two_cols) pv_amx_block<1, 2>(ob, ld_o, pr, ld_p, tile_pairs, vc, head_dim);
-      else pv_amx_block<1, 1>(ob, ld_o, pr, ld_p, tile_pairs, vc, head_dim);
-    }
-    // The key pairs after the last full group of 16, already rescaled above.
-    for (int g = r0; tile_pairs < pairs && g < r0 + (two_rows ? 32 : 16); g += 16)
-      pv_accumulate_bf16(o + g * ld_o, ld_o, 16, kOnes, p + g * ld_p + tile_pairs * 2, ld_p, pairs - tile_pairs,
-                         v + static_cast<int64_t>(tile_pairs) * head_dim * 2, head_dim);
-  }
-  if (full < rows)
-    pv_accumulate_bf16(o + full * ld_o, ld_o, rows - full, rescale + full, p + full * ld_p, ld_p, pairs, v, head_dim);
-}
-
 // o += p . v for RB x 16 rows and CB x 16 output columns over all n blocks of
 // a softmax step, the accumulator tiles held across them: per-block calls
 // loaded and stored them for every 32 key pairs (as many tile moves as
@@ -199,8 +138,11 @@ inline void pv_amx_step_block(float* o, int ld_o, const uint16_t* p, int ld_p, c
 }
 
 // The PV products of one softmax step (n blocks from `blocks`, the last with
-// last_valid keys) on configured tiles: o = o * rescale + P . V. Key blocks
-// of 16 keys (8 pairs, less than a tile row) go block by block.
+// last_valid keys) on configured tiles: o = o * rescale + P . V. The rescale
+// of the tile rows is a pass of its own (tiles cannot scale), skipped for
+// rows whose factor is exactly 1 (their running max did not move: most rows,
+// most steps). Key blocks of 16 keys (8 pairs, less than a tile row) run the
+// AVX-512 BF16 product block by block.
 inline void pv_step_amx(const QueryBlockJob& job, float* o, const float* rescale, const float* ones,
                         const uint16_t* p, int ld_p, const int32_t* blocks, int n, int last_valid) {
   const int d = job.head_dim, kb = job.k_block, rows = job.rows;
@@ -209,8 +151,8 @@ inline void pv_step_amx(const QueryBlockJob& job, float* o, const float* rescale
   const int last_pairs = (last_valid + 1) / 2, last_tile_pairs = last_pairs / 16 * 16;
   if (kb % 32 != 0) {
     for (int j = 0; j < n; ++j)
-      pv_accumulate_amx(o, d, rows, j == 0 ? rescale : ones, p + j * kb, ld_p, j + 1 < n ? kb / 2 : last_pairs,
-                        v + blocks[j] * block_elems, d);
+      pv_accumulate_bf16(o, d, rows, j == 0 ? rescale : ones, p + j * kb, ld_p, j + 1 < n ? kb / 2 : last_pairs,
+                         v + blocks[j] * block_elems, d);
     return;
   }
   const int full = rows / 16 * 16;
@@ -243,8 +185,9 @@ inline void pv_step_amx(const QueryBlockJob& job, float* o, const float* rescale
 
 // The bf16 flash path with the products on tiles (configured by
 // attend_query_block_amx); the logit scale is folded into the softmax, and
-// PV runs once per softmax step.
-struct AmxPath : Bf16PathWith<&qk_scores_amx_configured, &pv_accumulate_amx, true> {
+// PV runs once per softmax step (pv_step: the flash loop then never calls
+// the per-block PV the base names).
+struct AmxPath : Bf16PathWith<&qk_scores_amx_configured, &pv_accumulate_bf16, true> {
   static void pv_step(const QueryBlockJob& job, float* o, const float* rescale, const float* ones, const uint16_t* p,
                       int ld, const int32_t* blocks, int n, int last_valid) {
     pv_step_amx(job, o, rescale, ones, p, ld, blocks, n, last_valid);
