@@ -178,10 +178,11 @@ TEST_P(MixedPrecision, DenseEveryTypeComboOnOddShapesAndGqa) {
 
 TEST_P(MixedPrecision, Bf16DenseWithLongKeyBlocks) {
   // k_block 256 / 512 (dense only): the bf16 path's P rows, tile loops and
-  // odd key tails at those widths, against the double reference.
+  // odd key tails at those widths, against the double reference; and 16
+  // (no AMX tile part: 8 key pairs per block) and 64 for comparison.
   const AttentionShape s{2, 1, 67, 1041, 128};
   uint64_t seed = 90;
-  for (int64_t kb : {256, 512})
+  for (int64_t kb : {16, 64, 256, 512})
     for (int64_t qt : {32, 128}) {
       Case c(s, seed++, DType::bf16, DType::bf16);
       Tensor out(s.heads, s.q_len, s.head_dim);
