@@ -72,9 +72,10 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
-#include <map>
+#include <functional>
 #include <numeric>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -128,33 +129,56 @@ void validate_unisparse_params(const char* where, const std::string& prefix, con
 
 namespace {
 
-// Mean of rows [i*g, min((i+1)*g, tokens)) per head: out is [heads][n][d].
-// The pools and estimates of a call come from the plans' buffer cache (not
-// zero-filled vectors): fresh pages fault in on first touch, and on the CI VM
-// that was half the selection's time at N 8K.
-detail::CachedFloats mean_pool(InputView x, int64_t g, int threads) {
-  const int64_t d = x.head_dim, n = (x.tokens - 1) / g + 1;  // no overflow for huge g
-  detail::CachedFloats out(static_cast<size_t>(x.heads * n * d));
-  detail::parallel_for(threads, x.heads * n, [&](int64_t begin, int64_t end) {
-    std::vector<float> wide(x.dtype == DType::fp32 ? 0 : static_cast<size_t>(d));
-    for (int64_t item = begin; item < end; ++item) {
-      const int64_t h = item / n, i = item % n;
-      const int64_t t0 = i * g, t1 = std::min(x.tokens, t0 + g);
-      float* acc = out.data() + item * d;
-      std::fill(acc, acc + d, 0.0f);
-      for (int64_t t = t0; t < t1; ++t) {
-        const float* row = static_cast<const float*>(x.row(h, t));
-        if (x.dtype != DType::fp32) {  // bf16 / f16: widened exactly, row by row
-          detail::widen_row(x.row(h, t), x.dtype, wide.data(), d);
-          row = wide.data();
-        }
-        for (int64_t c = 0; c < d; ++c) acc[c] += row[c];
-      }
-      const float inv = 1.0f / static_cast<float>(t1 - t0);
-      for (int64_t c = 0; c < d; ++c) acc[c] *= inv;
+// Pooled row `item` (h * n + i, n pools per head) of x at width g: the mean
+// of rows [i*g, min((i+1)*g, tokens)) of head h, d floats at out. wide:
+// head_dim floats for widening bf16 / f16 rows.
+void mean_pool_row(const InputView& x, int64_t g, int64_t n, int64_t item, float* out, float* wide) {
+  const int64_t d = x.head_dim, h = item / n, i = item % n;
+  const int64_t t0 = i * g, t1 = std::min(x.tokens, t0 + g);
+  std::fill(out, out + d, 0.0f);
+  for (int64_t t = t0; t < t1; ++t) {
+    const float* row = static_cast<const float*>(x.row(h, t));
+    if (x.dtype != DType::fp32) {  // bf16 / f16: widened exactly, row by row
+      detail::widen_row(x.row(h, t), x.dtype, wide, d);
+      row = wide;
+    }
+    for (int64_t c = 0; c < d; ++c) out[c] += row[c];
+  }
+  const float inv = 1.0f / static_cast<float>(t1 - t0);
+  for (int64_t c = 0; c < d; ++c) out[c] *= inv;
+}
+
+// Pooled row `item` at width g from the pools at width w (a divisor of g,
+// nb of them per head): the token-weighted mean of those it covers (the
+// same mean as pooling the tokens directly, up to rounding).
+void coarsen_row(const float* base, int64_t w, int64_t nb, int64_t tokens, int64_t d, int64_t g, int64_t n,
+                 int64_t item, float* out) {
+  const int64_t h = item / n, i = item % n, per = g / w, j1 = std::min(nb, (i + 1) * per);
+  std::fill(out, out + d, 0.0f);
+  for (int64_t j = i * per; j < j1; ++j) {
+    const float weight = static_cast<float>(std::min(w, tokens - j * w));  // tokens of pool j
+    const float* src = base + (h * nb + j) * d;
+    for (int64_t c = 0; c < d; ++c) out[c] += weight * src[c];
+  }
+  const float inv = 1.0f / static_cast<float>(std::min(g, tokens - i * g));
+  for (int64_t c = 0; c < d; ++c) out[c] *= inv;
+}
+
+// Runs body(task, item) for every item of every task (counts[task] items
+// each) in one parallel pass: the selection's pieces are small, and at 16
+// threads a pass per tensor and width cost more in its fork and join than
+// in its work.
+void for_each_task_item(const std::vector<int64_t>& counts, int threads,
+                        const std::function<void(size_t, int64_t)>& body) {
+  std::vector<int64_t> first(counts.size() + 1, 0);
+  for (size_t t = 0; t < counts.size(); ++t) first[t + 1] = first[t] + counts[t];
+  detail::parallel_for(threads, first.back(), [&](int64_t begin, int64_t end) {
+    size_t t = static_cast<size_t>(std::upper_bound(first.begin(), first.end(), begin) - first.begin()) - 1;
+    for (int64_t i = begin; i < end; ++i) {
+      while (i >= first[t + 1]) ++t;
+      body(t, i - first[t]);
     }
   });
-  return out;
 }
 
 // The pooled-key distribution of one pooled query row folded onto key blocks
@@ -180,52 +204,63 @@ void fold_onto_key_blocks(const float* p, int64_t nk, int64_t g, int64_t block, 
   }
 }
 
-// Mean pools of one tensor at every width asked for, from one read of the
-// tensor: pools at the finest width (16-bit inputs are widened there, once),
-// then each wider width as token-weighted means of those (the same means as
-// pooling the tokens directly, up to rounding), each computed once.
-class Pools {
- public:
-  Pools(InputView x, int64_t finest, int threads)
-      : base_(mean_pool(x, finest, threads)), width_(finest), tokens_(x.tokens), heads_(x.heads), d_(x.head_dim),
-        threads_(threads) {}
-  const float* at(int64_t g) {  // g: a multiple of the finest width
-    if (g == width_) return base_.data();
-    detail::CachedFloats& out = wider_[g];
-    if (out.data() == nullptr) out = coarsen(g);
-    return out.data();
+// Mean pools of one tensor, [heads][n][d] at each width it needs. The
+// pools and estimates of a call come from the plans' buffer cache (not
+// zero-filled vectors): fresh pages fault in on first touch, and on the CI VM
+// that was half the selection's time at N 8K.
+struct TensorPools {
+  InputView x;
+  std::vector<int64_t> widths;  // ascending; each a multiple of the first
+  std::vector<detail::CachedFloats> pools;
+  int64_t count(size_t w) const { return (x.tokens - 1) / widths[w] + 1; }  // no overflow for huge widths
+  const float* at(int64_t g) const {
+    return pools[static_cast<size_t>(std::find(widths.begin(), widths.end(), g) - widths.begin())].data();
   }
-
- private:
-  detail::CachedFloats coarsen(int64_t g) const {
-    const int64_t nb = (tokens_ - 1) / width_ + 1, n = (tokens_ - 1) / g + 1, per = g / width_, d = d_;
-    detail::CachedFloats out(static_cast<size_t>(heads_ * n * d));
-    detail::parallel_for(threads_, heads_ * n, [&](int64_t begin, int64_t end) {
-      for (int64_t item = begin; item < end; ++item) {
-        const int64_t h = item / n, i = item % n, j1 = std::min(nb, (i + 1) * per);
-        float* acc = out.data() + item * d;
-        std::fill(acc, acc + d, 0.0f);
-        for (int64_t j = i * per; j < j1; ++j) {
-          const float w = static_cast<float>(std::min(width_, tokens_ - j * width_));  // tokens of pool j
-          const float* src = base_.data() + (h * nb + j) * d;
-          for (int64_t c = 0; c < d; ++c) acc[c] += w * src[c];
-        }
-        const float inv = 1.0f / static_cast<float>(std::min(g, tokens_ - i * g));
-        for (int64_t c = 0; c < d; ++c) acc[c] *= inv;
-      }
-    });
-    return out;
-  }
-
-  detail::CachedFloats base_;
-  int64_t width_, tokens_, heads_, d_;
-  int threads_;
-  std::map<int64_t, detail::CachedFloats> wider_;
 };
+
+// Fills both tensors' pools from one read of each: every finest width from
+// the tensor (16-bit inputs widened there, once) in one pass, which also
+// zeroes `zero` (the estimates), then every wider width from those in a
+// second.
+void pool_tensors(TensorPools& q, TensorPools& k, std::span<float> zero, int threads) {
+  TensorPools* both[2] = {&q, &k};
+  for (TensorPools* t : both)
+    for (size_t w = 0; w < t->widths.size(); ++w)
+      t->pools.emplace_back(static_cast<size_t>(t->x.heads * t->count(w) * t->x.head_dim));
+  constexpr int64_t kZeroChunk = 4096;
+  const int64_t zero_items = (static_cast<int64_t>(zero.size()) + kZeroChunk - 1) / kZeroChunk;
+  for_each_task_item({q.x.heads * q.count(0), k.x.heads * k.count(0), zero_items}, threads,
+                     [&](size_t task, int64_t item) {
+                       if (task == 2) {
+                         const size_t b = static_cast<size_t>(item * kZeroChunk);
+                         std::fill(zero.begin() + b, zero.begin() + std::min(zero.size(), b + kZeroChunk), 0.0f);
+                         return;
+                       }
+                       const TensorPools& t = *both[task];
+                       const int64_t d = t.x.head_dim;
+                       thread_local std::vector<float> wide;
+                       if (t.x.dtype != DType::fp32 && wide.size() < static_cast<size_t>(d))
+                         wide.resize(static_cast<size_t>(d));
+                       mean_pool_row(t.x, t.widths[0], t.count(0), item, t.pools[0].data() + item * d, wide.data());
+                     });
+  std::vector<std::pair<TensorPools*, size_t>> wider;
+  std::vector<int64_t> counts;
+  for (TensorPools* t : both)
+    for (size_t w = 1; w < t->widths.size(); ++w) {
+      wider.emplace_back(t, w);
+      counts.push_back(t->x.heads * t->count(w));
+    }
+  for_each_task_item(counts, threads, [&](size_t task, int64_t item) {
+    const auto [t, w] = wider[task];
+    const int64_t d = t->x.head_dim;
+    coarsen_row(t->pools[0].data(), t->widths[0], t->count(0), t->x.tokens, d, t->widths[w], t->count(w), item,
+                t->pools[w].data() + item * d);
+  });
+}
 
 // Adds weight * (granularity g's block-mass estimate) to est
 // ([heads][q_blocks][k_blocks]), from the pools of q and k.
-void add_granularity_estimate(const AttentionShape& shape, Pools& q_pools, Pools& k_pools,
+void add_granularity_estimate(const AttentionShape& shape, const TensorPools& q_pools, const TensorPools& k_pools,
                               int64_t g, int64_t block, float weight, int threads,
                               float* est) {
   const detail::PhaseTimer timer("estimate g", g);
@@ -376,20 +411,26 @@ BlockMask unisparse_select(const AttentionShape& shape, InputView q, InputView k
   const int64_t rows = shape.heads * q_blocks;
   detail::CachedFloats est_buffer(static_cast<size_t>(rows * k_blocks));
   float* est = est_buffer.data();
-  detail::parallel_for(threads, rows, [&](int64_t begin, int64_t end) {
-    std::fill(est + begin * k_blocks, est + end * k_blocks, 0.0f);
-  });
   // Pool q and k once at the finest widths (the gcd of the granularities;
   // queries pool no wider than a block), then every granularity from those.
-  int64_t k_width = 0, q_width = 0;
+  TensorPools q_pools{q, {}, {}}, k_pools{k, {}, {}};
   double inv_g_sum = 0.0;
   for (const int64_t g : params.granularities) {
-    k_width = std::gcd(k_width, g);
-    q_width = std::gcd(q_width, std::min(g, block));
+    k_pools.widths.push_back(g);
+    q_pools.widths.push_back(std::min(g, block));
     inv_g_sum += 1.0 / static_cast<double>(g);
   }
+  for (TensorPools* t : {&q_pools, &k_pools}) {
+    std::vector<int64_t>& w = t->widths;
+    std::sort(w.begin(), w.end());
+    w.erase(std::unique(w.begin(), w.end()), w.end());
+    const int64_t finest = std::accumulate(w.begin(), w.end(), int64_t{0}, [](int64_t a, int64_t b) {
+      return std::gcd(a, b);
+    });
+    if (finest != w.front()) w.insert(w.begin(), finest);
+  }
   std::optional<detail::PhaseTimer> phase(std::in_place, "pool");
-  Pools q_pools(q, q_width, threads), k_pools(k, k_width, threads);
+  pool_tensors(q_pools, k_pools, std::span<float>(est, static_cast<size_t>(rows * k_blocks)), threads);
   phase.reset();
   for (const int64_t g : params.granularities)
     add_granularity_estimate(shape, q_pools, k_pools, g, block,
