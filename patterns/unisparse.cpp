@@ -72,7 +72,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
-#include <functional>
 #include <numeric>
 #include <optional>
 #include <span>
@@ -81,6 +80,7 @@
 
 #include "kernels/convert.hpp"
 #include "kernels/engine/engine.hpp"
+#include "kernels/engine/function_ref.hpp"
 #include "kernels/engine/phase_timer.hpp"
 #include "kernels/validate.hpp"
 #include "patterns/validate_params.hpp"
@@ -169,7 +169,7 @@ void coarsen_row(const float* base, int64_t w, int64_t nb, int64_t tokens, int64
 // threads a pass per tensor and width cost more in its fork and join than
 // in its work.
 void for_each_task_item(const std::vector<int64_t>& counts, int threads,
-                        const std::function<void(size_t, int64_t)>& body) {
+                        detail::FunctionRef<void(size_t, int64_t)> body) {
   std::vector<int64_t> first(counts.size() + 1, 0);
   for (size_t t = 0; t < counts.size(); ++t) first[t + 1] = first[t] + counts[t];
   detail::parallel_for(threads, first.back(), [&](int64_t begin, int64_t end) {
