@@ -33,11 +33,16 @@
 // Cost: at g = 16 the logits are (N/16)^2 per head, 1/256 of the dense QK
 // work; they run through the same hand-vectorized qk_scores / exp as the
 // dense kernels (pooled keys packed like ordinary key blocks), as the
-// engine's key_softmax_rows pass over (head, tile of pooled query rows). Work items own disjoint query
-// blocks, so the result does not depend on the thread count. Q and K are read
-// once, pooled at the finest width (the gcd of the granularities; bf16 / fp16
-// rows widened there), and each granularity's pools are token-weighted means
-// of those.
+// engine's key_softmax_rows pass over (head, tile of pooled query rows).
+// Work items own disjoint query blocks, so the result does not depend on the
+// thread count. Q and K are read once, pooled at the finest width (the gcd
+// of the granularities; bf16 / fp16 rows widened there), and each
+// granularity's pools are token-weighted means of those. K is pooled in a
+// pass of its own (every pooled query row needs all pooled keys); Q is
+// pooled inside the first granularity's pass, each tile's rows just before
+// its products, so that reading Q (half the selection's memory traffic) runs
+// beside other threads' arithmetic: a pass of plain reads is bound by memory
+// bandwidth and scaled 6-9x from 1 to 16 cores on the 16-core Xeon.
 //
 // Selection per (head, query block), on the combined estimate:
 //  - forced blocks: key block 0 (attention sink) and the key block(s) at the
@@ -218,50 +223,71 @@ struct TensorPools {
   }
 };
 
-// Fills both tensors' pools from one read of each: every finest width from
-// the tensor (16-bit inputs widened there, once) in one pass, which also
-// zeroes `zero` (the estimates), then every wider width from those in a
-// second.
-void pool_tensors(TensorPools& q, TensorPools& k, std::span<float> zero, int threads) {
-  TensorPools* both[2] = {&q, &k};
-  for (TensorPools* t : both)
-    for (size_t w = 0; w < t->widths.size(); ++w)
-      t->pools.emplace_back(static_cast<size_t>(t->x.heads * t->count(w) * t->x.head_dim));
+// Allocates every width's pools (filled later).
+void allocate_pools(TensorPools& t) {
+  for (size_t w = 0; w < t.widths.size(); ++w)
+    t.pools.emplace_back(static_cast<size_t>(t.x.heads * t.count(w) * t.x.head_dim));
+}
+
+// The widening buffer of 16-bit rows, one per thread.
+float* wide_row(const InputView& x) {
+  thread_local std::vector<float> wide;
+  if (x.dtype != DType::fp32 && wide.size() < static_cast<size_t>(x.head_dim))
+    wide.resize(static_cast<size_t>(x.head_dim));
+  return wide.data();
+}
+
+// Fills the key pools from one read of K: the finest width from the tensor
+// (16-bit inputs widened there, once) in one pass, which also zeroes `zero`
+// (the estimates), then every wider width from those in a second. (The
+// query pools are filled tile by tile inside the first estimate: see
+// pool_query_rows.)
+void pool_keys(TensorPools& k, std::span<float> zero, int threads) {
+  allocate_pools(k);
   constexpr int64_t kZeroChunk = 4096;
   const int64_t zero_items = (static_cast<int64_t>(zero.size()) + kZeroChunk - 1) / kZeroChunk;
-  for_each_task_item({q.x.heads * q.count(0), k.x.heads * k.count(0), zero_items}, threads,
-                     [&](size_t task, int64_t item) {
-                       if (task == 2) {
-                         const size_t b = static_cast<size_t>(item * kZeroChunk);
-                         std::fill(zero.begin() + b, zero.begin() + std::min(zero.size(), b + kZeroChunk), 0.0f);
-                         return;
-                       }
-                       const TensorPools& t = *both[task];
-                       const int64_t d = t.x.head_dim;
-                       thread_local std::vector<float> wide;
-                       if (t.x.dtype != DType::fp32 && wide.size() < static_cast<size_t>(d))
-                         wide.resize(static_cast<size_t>(d));
-                       mean_pool_row(t.x, t.widths[0], t.count(0), item, t.pools[0].data() + item * d, wide.data());
-                     });
-  std::vector<std::pair<TensorPools*, size_t>> wider;
-  std::vector<int64_t> counts;
-  for (TensorPools* t : both)
-    for (size_t w = 1; w < t->widths.size(); ++w) {
-      wider.emplace_back(t, w);
-      counts.push_back(t->x.heads * t->count(w));
+  const int64_t d = k.x.head_dim;
+  for_each_task_item({k.x.heads * k.count(0), zero_items}, threads, [&](size_t task, int64_t item) {
+    if (task == 1) {
+      const size_t b = static_cast<size_t>(item * kZeroChunk);
+      std::fill(zero.begin() + b, zero.begin() + std::min(zero.size(), b + kZeroChunk), 0.0f);
+      return;
     }
-  for_each_task_item(counts, threads, [&](size_t task, int64_t item) {
-    const auto [t, w] = wider[task];
-    const int64_t d = t->x.head_dim;
-    coarsen_row(t->pools[0].data(), t->widths[0], t->count(0), t->x.tokens, d, t->widths[w], t->count(w), item,
-                t->pools[w].data() + item * d);
+    mean_pool_row(k.x, k.widths[0], k.count(0), item, k.pools[0].data() + item * d, wide_row(k.x));
   });
+  std::vector<int64_t> counts;
+  for (size_t w = 1; w < k.widths.size(); ++w) counts.push_back(k.x.heads * k.count(w));
+  for_each_task_item(counts, threads, [&](size_t task, int64_t item) {
+    const size_t w = task + 1;
+    coarsen_row(k.pools[0].data(), k.widths[0], k.count(0), k.x.tokens, d, k.widths[w], k.count(w), item,
+                k.pools[w].data() + item * d);
+  });
+}
+
+// Fills every width's query pools of head h over tokens [t0, t1): t0 a
+// multiple of every width (a query block's start), t1 another such or the
+// end of the queries. Finest from the tensor, wider from the finest.
+void pool_query_rows(TensorPools& q, int64_t h, int64_t t0, int64_t t1) {
+  const int64_t d = q.x.head_dim;
+  for (size_t w = 0; w < q.widths.size(); ++w) {
+    const int64_t width = q.widths[w], n = q.count(w);
+    float* dst = q.pools[w].data();
+    for (int64_t j = t0 / width; j < (t1 + width - 1) / width; ++j) {
+      const int64_t item = h * n + j;
+      if (w == 0)
+        mean_pool_row(q.x, width, n, item, dst + item * d, wide_row(q.x));
+      else
+        coarsen_row(q.pools[0].data(), q.widths[0], q.count(0), q.x.tokens, d, width, n, item, dst + item * d);
+    }
+  }
 }
 
 // Adds weight * (granularity g's block-mass estimate) to est
 // ([heads][q_blocks][k_blocks]), from the pools of q and k.
-void add_granularity_estimate(const AttentionShape& shape, const TensorPools& q_pools, const TensorPools& k_pools,
-                              int64_t g, int64_t block, float weight, int threads,
+// With fill_queries, the query pools are filled here, tile by tile (the
+// first granularity's call).
+void add_granularity_estimate(const AttentionShape& shape, TensorPools& q_pools, const TensorPools& k_pools,
+                              int64_t g, int64_t block, float weight, bool fill_queries, int threads,
                               float* est) {
   const detail::PhaseTimer timer("estimate g", g);
   const int64_t d = shape.head_dim;
@@ -293,7 +319,13 @@ void add_granularity_estimate(const AttentionShape& shape, const TensorPools& q_
   }
   // Pooled query rows per work item: a multiple of block / gq (both powers of
   // two), so that items own whole query blocks and write disjoint est rows.
+  // The tile's tokens start on a query block, so every query width's pools
+  // of the tile lie inside it.
   const int64_t rows_per_item = std::max(block / gq, kMinRowsPerItem);
+  auto pool_tile = [&](int64_t h, int64_t i0, int rows) {
+    pool_query_rows(q_pools, h, i0 * gq, std::min((i0 + rows) * gq, shape.q_len));
+  };
+  const detail::PrepareRowsFn fill = pool_tile;  // refers to pool_tile, which outlives the pass
   detail::key_softmax_rows(
       pooled, ConstTensorView::heads_major(q_pooled, shape.heads, nq, d), kv, rows_per_item,
       last_key_bias, visible, threads, [&](int64_t h, int64_t i0, int rows, const float* probs, int64_t ld) {
@@ -309,7 +341,8 @@ void add_granularity_estimate(const AttentionShape& shape, const TensorPools& q_
           float* e = est + (h * q_blocks + qb) * k_blocks;
           for (int64_t kb = 0; kb < k_blocks; ++kb) e[kb] += w * bm[kb];
         }
-      });
+      },
+      fill_queries ? &fill : nullptr);
 }
 
 // Key blocks at the positions of query block qb (queries aligned to the end
@@ -429,12 +462,15 @@ BlockMask unisparse_select(const AttentionShape& shape, InputView q, InputView k
     });
     if (finest != w.front()) w.insert(w.begin(), finest);
   }
-  std::optional<detail::PhaseTimer> phase(std::in_place, "pool");
-  pool_tensors(q_pools, k_pools, std::span<float>(est, static_cast<size_t>(rows * k_blocks)), threads);
+  allocate_pools(q_pools);
+  std::optional<detail::PhaseTimer> phase(std::in_place, "pool keys");
+  pool_keys(k_pools, std::span<float>(est, static_cast<size_t>(rows * k_blocks)), threads);
   phase.reset();
-  for (const int64_t g : params.granularities)
+  for (size_t i = 0; i < params.granularities.size(); ++i) {
+    const int64_t g = params.granularities[i];
     add_granularity_estimate(shape, q_pools, k_pools, g, block,
-                             static_cast<float>(1.0 / static_cast<double>(g) / inv_g_sum), threads, est);
+                             static_cast<float>(1.0 / static_cast<double>(g) / inv_g_sum), i == 0, threads, est);
+  }
 
   // Select into per-row flags, then emit each row's blocks in ascending order.
   phase.emplace("select");

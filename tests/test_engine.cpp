@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <vector>
 
@@ -126,6 +127,45 @@ TEST(EnginePasses, KeySoftmaxRowsEmitsEveryTileOnceAsDistributions) {
                              }
                            });
   for (auto& c : rows_seen) EXPECT_EQ(c.load(), 1);
+}
+
+// With prepare, each tile's rows of q may be written just before they are
+// read (UniSparse pools its queries so): the probabilities equal those of
+// the filled-in q, and every tile is prepared once, before it is emitted.
+TEST(EnginePasses, KeySoftmaxRowsPreparesEachTileBeforeReadingIt) {
+  const AttentionShape s{2, 1, 21, 45, 16};
+  Qkv x(s, 5);
+  const KVPlan kv(s, x.k, ConstTensorView{}, 64, 2);
+  const ConstTensorView filled = x.q;
+  std::vector<float> expected(static_cast<size_t>(2 * 21 * 45)), got(expected.size());
+  auto keep = [&](std::vector<float>& dst) {
+    return [&dst](int64_t h, int64_t r0, int rows, const float* p, int64_t ld) {
+      for (int r = 0; r < rows; ++r)
+        std::copy(p + r * ld, p + r * ld + 45, dst.begin() + (h * 21 + r0 + r) * 45);
+    };
+  };
+  detail::key_softmax_rows(s, filled, kv, 8, 0.0f, {}, 2, keep(expected));
+
+  Tensor q(2, 21, 16);  // NaN until prepared
+  std::fill(q.data.begin(), q.data.end(), std::numeric_limits<float>::quiet_NaN());
+  std::vector<std::atomic<int>> prepared(static_cast<size_t>(2 * 21));
+  auto fill_rows = [&](int64_t h, int64_t r0, int rows) {
+    for (int r = 0; r < rows; ++r) {
+      ++prepared[static_cast<size_t>(h * 21 + r0 + r)];
+      std::copy_n(filled.row(h, r0 + r), 16, q.view.row(h, r0 + r));
+    }
+  };
+  const detail::PrepareRowsFn prepare = fill_rows;
+  auto emit = keep(got);
+  detail::key_softmax_rows(
+      s, q, kv, 8, 0.0f, {}, 2,
+      [&](int64_t h, int64_t r0, int rows, const float* p, int64_t ld) {
+        for (int r = 0; r < rows; ++r) EXPECT_EQ(prepared[static_cast<size_t>(h * 21 + r0 + r)].load(), 1);
+        emit(h, r0, rows, p, ld);
+      },
+      &prepare);
+  for (auto& c : prepared) EXPECT_EQ(c.load(), 1);
+  EXPECT_EQ(got, expected);
 }
 
 // The DPad compaction: gather then scatter restores the kept rows and zeroes

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 #include <numeric>
+#include <stdexcept>
 
 #include <cstring>
 
@@ -319,17 +320,21 @@ void block_mass(const AttentionShape& shape, InputView q_in, const KVPlan& kv, c
 
 void key_softmax_rows(const AttentionShape& shape, InputView q_in, const KVPlan& kv, int64_t rows_per_item,
                       float last_key_bias, std::span<const int64_t> visible_keys, int threads,
-                      SoftmaxRowsFn emit) {
+                      SoftmaxRowsFn emit, const PrepareRowsFn* prepare) {
   const PhaseTimer timer("softmax_rows");
   const KernelTable& kt = active_kernels();
   const int64_t kb = kv.k_block(), nk = kv.kv_len();
   const int64_t ld = kv.k_blocks() * kb;
+  // A converted copy of q would be made before any tile is prepared.
+  if (prepare != nullptr && q_in.dtype != kv.q_dtype())
+    throw std::logic_error("key_softmax_rows: rows written by prepare must be in the plan's query dtype");
   std::unique_ptr<HeadBuffers> q_buffer;
   const InputView q = queries_for(kv, q_in, threads, q_buffer);
   auto seen = [&](int64_t row) { return visible_keys.empty() ? nk : visible_keys[static_cast<size_t>(row)]; };
   for_each_work_item(
       shape.heads, shape.q_len, rows_per_item, threads, Schedule::dynamic, nullptr, rows_per_item * ld,
       [&](const WorkItem& w, float* s) {
+        if (prepare != nullptr) (*prepare)(w.head, w.r0, w.rows);
         int64_t most = 0;  // keys any row of the item sees: blocks past them are not computed
         for (int r = 0; r < w.rows; ++r) most = std::max(most, seen(w.r0 + r));
         for (int64_t b = 0; b * kb < most; ++b) qk_block(kt, shape, q, kv, w.head, w.r0, w.rows, b, s + b * kb, ld);

@@ -72,11 +72,19 @@ void block_mass(const AttentionShape& shape, InputView q, const KVPlan& kv, cons
 // every key. The
 // callback sees each tile once, from any thread; tiles are handed out
 // dynamically (their cost is uneven with GQA and short last tiles).
+//
+// prepare (optional) is called for each tile, on the thread that runs it,
+// before the tile's rows of q are read: a caller may write those rows there
+// (q must then already be in the plan's dtype, which is checked). UniSparse
+// pools its queries so, tile by tile, and the pooling's reads of the
+// caller's Q overlap other threads' products instead of forming a pass of
+// their own that is bound by memory bandwidth on many cores.
 using SoftmaxRowsFn =
     FunctionRef<void(int64_t head, int64_t first_row, int rows, const float* probs, int64_t ld)>;
+using PrepareRowsFn = FunctionRef<void(int64_t head, int64_t first_row, int rows)>;
 void key_softmax_rows(const AttentionShape& shape, InputView q, const KVPlan& kv, int64_t rows_per_item,
                       float last_key_bias, std::span<const int64_t> visible_keys, int threads,
-                      SoftmaxRowsFn emit);
+                      SoftmaxRowsFn emit, const PrepareRowsFn* prepare = nullptr);
 
 // DPad compaction: the rows kept lists (ascending, shared by all heads) of x,
 // into dst as [heads][kept][d] of x's dtype (dst holds the bytes); returns the
