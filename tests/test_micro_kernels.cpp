@@ -94,6 +94,35 @@ TEST_P(MicroKernels, OnlineSoftmaxOverTwoTilesEqualsOneShotSoftmax) {
   }
 }
 
+// The probabilities' exp (a cheaper 2^t on AVX2 and AVX-512) down to where
+// fp32 underflows: while e^x is a normal float, relative error 1e-6 plus
+// |x| 2^-24 (the 2^t paths round their argument x log2 e to fp32, as any
+// softmax rounds x - max: an error of |x| 2^-24 in the exponent), and
+// beyond that 0 or a tiny value, never NaN or negative. Every vector lane
+// and the padded tail see the whole range.
+TEST_P(MicroKernels, OnlineSoftmaxProbabilitiesHoldDownToUnderflow) {
+  std::vector<float> x;
+  for (float v = 0.0f; v >= -110.0f; v -= 0.173f) x.push_back(v);
+  const int cols = static_cast<int>(x.size());
+  std::vector<float> s = x;
+  float m = -INFINITY, l = 0.0f, alpha = 0.0f;
+  kt().online_softmax_update(s.data(), cols, 1, cols, &m, &l, &alpha);
+  ASSERT_EQ(m, 0.0f);
+  const double normal_min = std::ldexp(1.0, -126);
+  double sum = 0.0;
+  for (int j = 0; j < cols; ++j) {
+    const double ref = std::exp(static_cast<double>(x[j]));
+    sum += ref;
+    ASSERT_FALSE(std::isnan(s[j])) << "x = " << x[j];
+    ASSERT_GE(s[j], 0.0f) << "x = " << x[j];
+    if (ref >= 2 * normal_min)
+      ASSERT_NEAR(s[j], ref, (1e-6 + std::abs(x[j]) * 0x1p-24) * ref) << "x = " << x[j];
+    else
+      ASSERT_LE(s[j], 2 * normal_min) << "x = " << x[j];
+  }
+  EXPECT_NEAR(l, sum, 2e-6 * sum);
+}
+
 TEST_P(MicroKernels, OnlineSoftmaxKeepsAllMinusInfRowsAtZero) {
   const int rows = 2, cols = 19, ld = 32;
   std::vector<float> s(rows * ld, -INFINITY);

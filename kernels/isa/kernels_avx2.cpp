@@ -8,7 +8,7 @@
 #include "kernels/generic/tile_dispatch.hpp"
 
 namespace spattn::detail::avx2 {
-using Ops = XsimdOps<xsimd::fma3<xsimd::avx2>>;
+using Ops = Avx2Ops;
 struct Tiles {
   static constexpr int qk_mr = 6, qk_nv = 2;  // 12 accumulators
   static constexpr int pv_mr = 3, pv_nv = 4;  // 12 accumulators
