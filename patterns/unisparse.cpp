@@ -237,6 +237,17 @@ float* wide_row(const InputView& x) {
   return wide.data();
 }
 
+// Pooled row `item` of width index w: the finest from the tensor (16-bit
+// rows widened), a wider one from the finest pools (already filled there).
+void pool_row(TensorPools& t, size_t w, int64_t item) {
+  const int64_t d = t.x.head_dim;
+  float* out = t.pools[w].data() + item * d;
+  if (w == 0)
+    mean_pool_row(t.x, t.widths[0], t.count(0), item, out, wide_row(t.x));
+  else
+    coarsen_row(t.pools[0].data(), t.widths[0], t.count(0), t.x.tokens, d, t.widths[w], t.count(w), item, out);
+}
+
 // Fills the key pools from one read of K: the finest width from the tensor
 // (16-bit inputs widened there, once) in one pass, which also zeroes `zero`
 // (the estimates), then every wider width from those in a second. (The
@@ -246,39 +257,26 @@ void pool_keys(TensorPools& k, std::span<float> zero, int threads) {
   allocate_pools(k);
   constexpr int64_t kZeroChunk = 4096;
   const int64_t zero_items = (static_cast<int64_t>(zero.size()) + kZeroChunk - 1) / kZeroChunk;
-  const int64_t d = k.x.head_dim;
   for_each_task_item({k.x.heads * k.count(0), zero_items}, threads, [&](size_t task, int64_t item) {
     if (task == 1) {
       const size_t b = static_cast<size_t>(item * kZeroChunk);
       std::fill(zero.begin() + b, zero.begin() + std::min(zero.size(), b + kZeroChunk), 0.0f);
       return;
     }
-    mean_pool_row(k.x, k.widths[0], k.count(0), item, k.pools[0].data() + item * d, wide_row(k.x));
+    pool_row(k, 0, item);
   });
   std::vector<int64_t> counts;
   for (size_t w = 1; w < k.widths.size(); ++w) counts.push_back(k.x.heads * k.count(w));
-  for_each_task_item(counts, threads, [&](size_t task, int64_t item) {
-    const size_t w = task + 1;
-    coarsen_row(k.pools[0].data(), k.widths[0], k.count(0), k.x.tokens, d, k.widths[w], k.count(w), item,
-                k.pools[w].data() + item * d);
-  });
+  for_each_task_item(counts, threads, [&](size_t task, int64_t item) { pool_row(k, task + 1, item); });
 }
 
 // Fills every width's query pools of head h over tokens [t0, t1): t0 a
 // multiple of every width (a query block's start), t1 another such or the
 // end of the queries. Finest from the tensor, wider from the finest.
 void pool_query_rows(TensorPools& q, int64_t h, int64_t t0, int64_t t1) {
-  const int64_t d = q.x.head_dim;
   for (size_t w = 0; w < q.widths.size(); ++w) {
-    const int64_t width = q.widths[w], n = q.count(w);
-    float* dst = q.pools[w].data();
-    for (int64_t j = t0 / width; j < (t1 + width - 1) / width; ++j) {
-      const int64_t item = h * n + j;
-      if (w == 0)
-        mean_pool_row(q.x, width, n, item, dst + item * d, wide_row(q.x));
-      else
-        coarsen_row(q.pools[0].data(), q.widths[0], q.count(0), q.x.tokens, d, width, n, item, dst + item * d);
-    }
+    const int64_t width = q.widths[w];
+    for (int64_t j = t0 / width; j < (t1 + width - 1) / width; ++j) pool_row(q, w, h * q.count(w) + j);
   }
 }
 
