@@ -39,6 +39,9 @@ struct QueryBlockJob {
   bool causal = false;
   int64_t q_pos = 0;
   const int32_t* key_pos = nullptr;
+  // Or (cached steps over scattered rows) row r sits at q_rows[r], ascending,
+  // q_rows[0] == q_pos; nullptr: the rows are consecutive.
+  const int32_t* q_rows = nullptr;
   // Optional, for SparseD's record step fused into the flash pass: per row r
   // and visited block i, block_max[r * n_key_blocks + i] = the row's running
   // max after block i and block_sum[...] = sum over the block of

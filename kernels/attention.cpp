@@ -11,6 +11,7 @@
 
 #include "dispatch/kernel_table.hpp"
 #include "kernels/attention_internal.hpp"
+#include "kernels/convert.hpp"
 #include "kernels/engine/engine.hpp"
 #include "kernels/engine/phase_timer.hpp"
 #include "kernels/validate.hpp"
@@ -110,11 +111,12 @@ void check_causal_mask(const char* where, const AttentionShape& shape, const Blo
 namespace detail {
 
 void dense_attention_unchecked(const AttentionShape& shape, InputView q, InputView k, InputView v,
-                               OutputView out, int64_t q_block, int64_t k_block, int threads, float* lse) {
+                               OutputView out, int64_t q_block, int64_t k_block, int threads, float* lse,
+                               int kv_splits) {
   const KVPlan kv(shape, k, v, k_block, threads);
   const std::vector<int32_t> all = all_key_blocks(kv);
   attend(shape, q, kv, out, q_block, [&](int64_t, int64_t) { return std::span<const int32_t>(all); }, threads,
-         lse);
+         AttendExtras{lse, nullptr, {}, kv_splits});
 }
 
 }  // namespace detail
@@ -125,7 +127,8 @@ void dense_attention(const AttentionShape& shape, InputView q, InputView k, Inpu
   detail::check_views("dense_attention", shape, q, k, v, out);
   const TileSizes t = detail::check_dense_tiles("dense_attention", shape, opts, k.dtype);
   detail::check_finite_inputs("dense_attention", opts, shape, q, k, v);
-  detail::dense_attention_unchecked(shape, q, k, v, out, t.q_tile_rows, t.k_block, resolve_threads(opts));
+  detail::dense_attention_unchecked(shape, q, k, v, out, t.q_tile_rows, t.k_block, resolve_threads(opts), nullptr,
+                                    opts.kv_splits);
 }
 
 void dense_attention_with_lse(const AttentionShape& shape, InputView q, InputView k, InputView v, OutputView out,
@@ -135,7 +138,8 @@ void dense_attention_with_lse(const AttentionShape& shape, InputView q, InputVie
   const TileSizes t = detail::check_dense_tiles("dense_attention_with_lse", shape, opts, k.dtype);
   if (lse == nullptr) throw_bad_argument("dense_attention_with_lse", "lse", "nullptr", "must not be null");
   detail::check_finite_inputs("dense_attention_with_lse", opts, shape, q, k, v);
-  detail::dense_attention_unchecked(shape, q, k, v, out, t.q_tile_rows, t.k_block, resolve_threads(opts), lse);
+  detail::dense_attention_unchecked(shape, q, k, v, out, t.q_tile_rows, t.k_block, resolve_threads(opts), lse,
+                                    opts.kv_splits);
 }
 
 void block_sparse_attention(const AttentionShape& shape, InputView q, InputView k, InputView v,
@@ -159,7 +163,7 @@ void block_sparse_attention(const AttentionShape& shape, InputView q, InputView 
   const int threads = resolve_threads(opts);
   const detail::KVPlan kv(shape, k, v, mask.k_block, threads);
   detail::attend(shape, q, kv, out, mask.q_block, [&](int64_t h, int64_t qb) { return mask.row(h, qb); },
-                 threads);
+                 threads, detail::AttendExtras{nullptr, nullptr, {}, opts.kv_splits});
 }
 
 void gathered_attention(const AttentionShape& shape, InputView q, InputView k, InputView v,
@@ -188,7 +192,46 @@ void gathered_attention(const AttentionShape& shape, InputView q, InputView k, I
   if (shape.causal) kv.set_key_positions(kept);  // compact key i sits at position kept[i]
   const std::vector<int32_t> all = detail::all_key_blocks(kv);
   detail::attend(compact, q, kv, out, tiles.q_tile_rows, [&](int64_t, int64_t) { return std::span<const int32_t>(all); },
-                 threads);
+                 threads, detail::AttendExtras{nullptr, nullptr, {}, opts.kv_splits});
+}
+
+void merge_attention_states(std::span<const AttentionPart> parts, OutputView out, float* lse,
+                            const KernelOptions& opts) {
+  const char* where = "merge_attention_states";
+  check_view_basics(where, "out", out);
+  if (out.dtype != DType::fp32 && out.dtype != DType::bf16)
+    throw_bad_argument(where, "out.dtype", dtype_name(out.dtype), "must be fp32 or bf16");
+  if (parts.empty()) throw_bad_argument(where, "parts", "empty", "needs at least one part");
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const std::string name = "parts[" + std::to_string(i) + "]";
+    const InputView& p = parts[i].out;
+    check_view_basics(where, (name + ".out").c_str(), p);
+    if (p.heads != out.heads || p.tokens != out.tokens || p.head_dim != out.head_dim)
+      throw_bad_argument(where, (name + ".out").c_str(),
+                         std::to_string(p.heads) + "x" + std::to_string(p.tokens) + "x" + std::to_string(p.head_dim),
+                         "must be out's shape " + std::to_string(out.heads) + "x" + std::to_string(out.tokens) + "x" +
+                             std::to_string(out.head_dim));
+    if (p.dtype != DType::fp32 && p.dtype != DType::bf16)
+      throw_bad_argument(where, (name + ".out.dtype").c_str(), dtype_name(p.dtype), "must be fp32 or bf16");
+    if (parts[i].lse == nullptr && out.heads * out.tokens > 0)
+      throw_bad_argument(where, (name + ".lse").c_str(), "nullptr", "must not be null");
+  }
+  const int64_t T = out.tokens, d = out.head_dim, n = static_cast<int64_t>(parts.size());
+  detail::parallel_for(resolve_threads(opts), out.heads * T, [&](int64_t begin, int64_t end) {
+    std::vector<float> wide(static_cast<size_t>(n * d)), lses(static_cast<size_t>(n)), merged(static_cast<size_t>(d));
+    std::vector<const float*> rows(static_cast<size_t>(n));
+    for (int64_t i = begin; i < end; ++i) {
+      for (int64_t p = 0; p < n; ++p) {
+        float* row = wide.data() + p * d;
+        detail::widen_row(parts[static_cast<size_t>(p)].out.row(i / T, i % T), parts[static_cast<size_t>(p)].out.dtype, row, d);
+        rows[static_cast<size_t>(p)] = row;
+        lses[static_cast<size_t>(p)] = parts[static_cast<size_t>(p)].lse[i];
+      }
+      const float l = detail::merge_attention_rows(rows.data(), lses.data(), n, d, merged.data());
+      detail::store_row(merged.data(), out.row(i / T, i % T), out.dtype, d);
+      if (lse != nullptr) lse[i] = l;
+    }
+  });
 }
 
 ConstTensorView gather_tokens(ConstTensorView x, std::span<const int32_t> kept, std::vector<float>& dst,

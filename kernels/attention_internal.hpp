@@ -6,8 +6,10 @@
 namespace spattn::detail {
 
 // Dense flash attention; with lse != nullptr also writes each row's
-// log-sum-exp of the scaled logits to lse[h * q_len + t].
+// log-sum-exp of the scaled logits to lse[h * q_len + t]. kv_splits as
+// KernelOptions::kv_splits.
 void dense_attention_unchecked(const AttentionShape& shape, InputView q, InputView k, InputView v,
-                               OutputView out, int64_t q_block, int64_t k_block, int threads, float* lse = nullptr);
+                               OutputView out, int64_t q_block, int64_t k_block, int threads, float* lse = nullptr,
+                               int kv_splits = 0);
 
 }  // namespace spattn::detail

@@ -114,6 +114,30 @@ void check_views(const char* where, const AttentionShape& shape, InputView q, In
   check_out_separate(where, out, v, "v");
 }
 
+void check_query_views(const char* where, const AttentionShape& shape, InputView q, InputView out) {
+  try {
+    shape.validate();
+  } catch (const Error& e) {
+    throw Error(std::string(e.what()) + " (in " + where + ")");
+  }
+  check_view(where, "q", q, shape.heads, shape.q_len, shape.head_dim);
+  if (q.dtype != DType::fp32 && q.dtype != DType::bf16 && q.dtype != DType::fp16)
+    throw_bad_argument(where, "q.dtype", std::to_string(static_cast<int>(q.dtype)), "must be fp32, bf16 or fp16");
+  check_view(where, "out", out, shape.heads, shape.q_len, shape.head_dim);
+  if (out.dtype != DType::fp32 && out.dtype != DType::bf16)
+    throw_bad_argument(where, "out.dtype", out.dtype == DType::fp16 ? "fp16" : std::to_string(static_cast<int>(out.dtype)),
+                       "must be fp32 or bf16");
+  check_out_separate(where, out, q, "q");
+}
+
+void check_token_view(const char* where, const char* name, InputView t, int64_t heads, int64_t tokens,
+                      int64_t head_dim) {
+  check_view(where, name, t, heads, tokens, head_dim);
+  if (t.dtype != DType::fp32 && t.dtype != DType::bf16 && t.dtype != DType::fp16)
+    throw_bad_argument(where, (std::string(name) + ".dtype").c_str(), std::to_string(static_cast<int>(t.dtype)),
+                       "must be fp32, bf16 or fp16");
+}
+
 namespace {
 void check_kernel_head_dim(const char* where, const AttentionShape& shape) {
   if (shape.head_dim % kHeadDimMultiple != 0 || shape.head_dim > kMaxHeadDim)
@@ -138,6 +162,9 @@ void check_dense_limits(const char* where, const AttentionShape& shape, int64_t 
 void check_tile_options(const char* where, const std::string& prefix, const KernelOptions& opts) {
   if (opts.q_tile_rows != 0) check_block_size(where, prefix + "q_tile_rows", opts.q_tile_rows);
   if (opts.k_block != 0) check_key_block(where, prefix + "k_block", opts.k_block);
+  if (opts.kv_splits < 0 || opts.kv_splits > kMaxKvSplits)
+    throw_bad_argument(where, (prefix + "kv_splits").c_str(), std::to_string(opts.kv_splits),
+                       "must be in [0, " + std::to_string(kMaxKvSplits) + "] (0: chosen from the shape, 1: no split)");
 }
 
 TileSizes check_dense_tiles(const char* where, const AttentionShape& shape, const KernelOptions& opts,

@@ -16,6 +16,12 @@ void check_views(const char* where, const AttentionShape& shape, InputView q, In
 // attention output (block masses, UniSparse scoring, the double reference).
 void check_input_views(const char* where, const AttentionShape& shape, InputView q, InputView k,
                        const InputView* v = nullptr);
+// The cached passes (q and out against a KVCache): the shape, q's and out's
+// views and types, out apart from q.
+void check_query_views(const char* where, const AttentionShape& shape, InputView q, InputView out);
+// One view of heads x tokens x head_dim rows of fp32, bf16 or fp16 (errors name `name`).
+void check_token_view(const char* where, const char* name, InputView t, int64_t heads, int64_t tokens,
+                      int64_t head_dim);
 // What the hand-vectorized kernels need beyond that: head_dim a multiple of 16
 // up to 256, block sizes as check_block_size.
 void check_kernel_limits(const char* where, const AttentionShape& shape, int64_t q_block,

@@ -381,8 +381,9 @@ TEST_P(MixedPrecision, Bf16FlashAndFusedRecordAgreeBitwise) {
         std::vector<float> mass(static_cast<size_t>(s.heads * qbs * kv.k_blocks()));
         detail::attend_with_block_mass(s, c.q.view, kv, out.view, b, 2, lse.data(), mass.data());
         const std::vector<int32_t> all = detail::all_key_blocks(kv);
+        // The unsplit flash pass (the fused pass never splits the keys).
         detail::attend(s, c.q.view, kv, ref.view, b, [&](int64_t, int64_t) { return std::span<const int32_t>(all); },
-                       2, lse_ref.data());
+                       2, detail::AttendExtras{lse_ref.data(), nullptr, {}, 1});
         EXPECT_EQ(out.data, ref.data) << "block " << b << " step keys " << step_keys;
         EXPECT_EQ(lse, lse_ref) << "block " << b << " step keys " << step_keys;
         const std::vector<double> want = reference(c.effective);

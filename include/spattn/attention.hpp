@@ -2,7 +2,8 @@
 // The attention kernels: flash-style dense attention, block-sparse attention
 // over a BlockMask, and attention over an explicit list of kept key tokens.
 // All run on the ISA path chosen at start-up (see isa.hpp), threaded with
-// OpenMP over (head, query block); results are bitwise identical for any
+// OpenMP over (head, query block) and, for few query rows, over pieces of
+// the keys (KernelOptions::kv_splits); results are bitwise identical for any
 // thread count.
 #include <cstdint>
 #include <span>
@@ -29,7 +30,16 @@ struct KernelOptions {
   // and non-finite values propagate into the output rows they reach; the
   // kernels never crash or read out of bounds on them.
   bool check_finite = false;
+  // Split-KV: when heads x query tiles are few (a cached step's 32 rows, a
+  // decode's one), each tile's keys are split into pieces that run on
+  // different threads, each a flash pass with its own (max, sum), merged
+  // exactly (merge_attention_states). 0, the default: pieces chosen from the
+  // shape alone (up to 64 work items, at least 256 keys a piece), so results
+  // stay bitwise the same for any thread count; 1: never split; n: n pieces.
+  // Split results equal unsplit ones within fp32 rounding.
+  int kv_splits = 0;
 };
+inline constexpr int kMaxKvSplits = 1024;
 
 // Argument rules shared by every kernel (each violation throws spattn::Error
 // naming the argument and its value): the shape (AttentionShape::validate);
@@ -90,6 +100,21 @@ TileSizes resolve_tiles(const KernelOptions& opts, DType kv_dtype);
 
 void dense_attention(const AttentionShape& shape, InputView q, InputView k, InputView v, OutputView out,
                      const KernelOptions& opts = {});
+
+// Partial attention over disjoint key sets (a split across threads,
+// processes or machines), each as its normalized output ([heads][q_len][d],
+// fp32 or bf16) and its rows' log-sum-exp (lse[h * q_len + t], -inf for a row
+// that saw no key), as dense_attention_with_lse gives them.
+struct AttentionPart {
+  InputView out;
+  const float* lse = nullptr;
+};
+// The exact attention over the union: out = sum_i exp(lse_i - lse) out_i with
+// lse = log sum_i exp(lse_i) (written to lse when not null). A row no part saw
+// is zeros (lse -inf); NaN in a part's lse gives a NaN row. All parts and out
+// share heads, q_len and head_dim.
+void merge_attention_states(std::span<const AttentionPart> parts, OutputView out, float* lse = nullptr,
+                            const KernelOptions& opts = {});
 
 // dense_attention that also writes every row's log-sum-exp of the scaled
 // logits to lse[h * q_len + t] (heads * q_len floats).

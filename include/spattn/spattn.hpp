@@ -7,6 +7,7 @@
 #include "spattn/config.h"
 #include "spattn/error.hpp"
 #include "spattn/isa.hpp"
+#include "spattn/kv_cache.hpp"
 #include "spattn/patterns.hpp"
 #include "spattn/phase_times.hpp"
 #include "spattn/session.hpp"

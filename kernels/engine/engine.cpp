@@ -17,21 +17,38 @@
 namespace spattn::detail {
 namespace {
 
-// One work item: rows [r0, r0 + rows) of head h, the qb-th tile of the
-// head's rows.
+// One work item: rows [r0, r0 + rows) of head h, the tile-th tile of the
+// head's rows, and (split-KV) the split-th piece of its key blocks.
 struct WorkItem {
   int64_t head, tile, r0;
   int rows;
+  int split = 0;
 };
 
-// THE loop over (head, query block): heads x ceil(rows / tile_rows) items
-// over parallel_for; scratch_floats of per-thread scratch.
-void for_each_work_item(int64_t heads, int64_t rows, int64_t tile_rows, int threads, Schedule schedule,
+// The query tiles of a pass: tiles of tile_rows rows, or the explicit starts
+// (tile t: rows [starts[t], starts[t + 1])).
+struct Tiles {
+  int64_t rows, tile_rows;
+  std::span<const int64_t> starts;
+  int64_t count() const {
+    return starts.empty() ? (rows + tile_rows - 1) / tile_rows : static_cast<int64_t>(starts.size()) - 1;
+  }
+  int64_t first(int64_t t) const { return starts.empty() ? t * tile_rows : starts[static_cast<size_t>(t)]; }
+  int size(int64_t t) const {
+    return static_cast<int>(starts.empty() ? std::min(tile_rows, rows - t * tile_rows)
+                                           : starts[static_cast<size_t>(t) + 1] - starts[static_cast<size_t>(t)]);
+  }
+};
+
+// THE loop over (head, query tile[, key piece]) work items: heads x tiles x
+// splits items over parallel_for (a tile's pieces next to each other, so
+// they run at the same time); scratch_floats of per-thread scratch.
+void for_each_work_item(int64_t heads, const Tiles& tiles, int splits, int threads, Schedule schedule,
                         const NumaPlan* numa, int64_t scratch_floats,
                         FunctionRef<void(const WorkItem&, float* scratch)> body) {
-  const int64_t tiles = (rows + tile_rows - 1) / tile_rows;
+  const int64_t n_tiles = tiles.count();
   parallel_for(
-      threads, heads * tiles,
+      threads, heads * n_tiles * splits,
       [&](int64_t begin, int64_t end) {
         // One buffer per thread, kept across calls: with dynamic hand-out the
         // body runs once per item, and an allocation per item churns the
@@ -47,11 +64,17 @@ void for_each_work_item(int64_t heads, int64_t rows, int64_t tile_rows, int thre
         float* scratch = buffer.data() + (kLineFloats - misaligned) % kLineFloats;
         std::fill_n(scratch, scratch_floats, 0.0f);
         for (int64_t i = begin; i < end; ++i) {
-          const int64_t h = i / tiles, t = i % tiles, r0 = t * tile_rows;
-          body(WorkItem{h, t, r0, static_cast<int>(std::min(tile_rows, rows - r0))}, scratch);
+          const int64_t item = i / splits, h = item / n_tiles, t = item % n_tiles;
+          body(WorkItem{h, t, tiles.first(t), tiles.size(t), static_cast<int>(i % splits)}, scratch);
         }
       },
       schedule, numa);
+}
+
+void for_each_work_item(int64_t heads, int64_t rows, int64_t tile_rows, int threads, Schedule schedule,
+                        const NumaPlan* numa, int64_t scratch_floats,
+                        FunctionRef<void(const WorkItem&, float* scratch)> body) {
+  for_each_work_item(heads, Tiles{rows, tile_rows, {}}, 1, threads, schedule, numa, scratch_floats, body);
 }
 
 // Columns qk_scores computes for a key block with `valid` keys: whole vectors.
@@ -113,8 +136,11 @@ int64_t blocks_up_to(const KVPlan& kv, int64_t pos) {
 
 // Key blocks the work item's rows may see: blocks < n_visible (all of them
 // without causality).
+int64_t visible_blocks(const AttentionShape& shape, const KVPlan& kv, const QueryRows& pos, int64_t r0, int rows) {
+  return shape.causal ? blocks_up_to(kv, pos.at(r0 + rows - 1)) : kv.k_blocks();
+}
 int64_t visible_blocks(const AttentionShape& shape, const KVPlan& kv, int64_t r0, int rows) {
-  return shape.causal ? blocks_up_to(kv, shape.query_position0() + r0 + rows - 1) : kv.k_blocks();
+  return visible_blocks(shape, kv, QueryRows{shape.query_position0()}, r0, rows);
 }
 
 // Causal: the blocks of an ascending list the item may visit (a prefix).
@@ -155,7 +181,8 @@ namespace {
 
 // The flash job of one work item over the given key blocks.
 QueryBlockJob flash_job(const AttentionShape& shape, InputView q, const KVPlan& kv, OutputView out,
-                        const WorkItem& w, std::span<const int32_t> blocks, float* lse, float* scratch) {
+                        const WorkItem& w, std::span<const int32_t> blocks, float* lse, float* scratch,
+                        const QueryRows& pos) {
   const int64_t kvh = w.head / shape.group_size();
   QueryBlockJob job;
   job.q = q.row(w.head, w.r0);
@@ -175,7 +202,8 @@ QueryBlockJob flash_job(const AttentionShape& shape, InputView q, const KVPlan& 
   job.out_dtype = out.dtype;
   job.lse = lse != nullptr ? lse + w.head * shape.q_len + w.r0 : nullptr;
   job.causal = shape.causal;
-  job.q_pos = shape.query_position0() + w.r0;
+  job.q_pos = pos.at(w.r0);
+  job.q_rows = pos.positions != nullptr ? pos.positions + w.r0 : nullptr;
   job.key_pos = kv.key_positions();
   job.scratch = scratch;
   return job;
@@ -201,20 +229,103 @@ int softmax_group(const KernelTable& kt, const KVPlan& kv) {
 
 void set_softmax_step_keys_for_testing(int keys) { g_step_keys_for_testing.store(keys); }
 
+int kv_split_count(int64_t items, int64_t visited_keys) {
+  if (items >= kSplitTargetItems) return 1;
+  const int64_t by_items = (kSplitTargetItems + items - 1) / items;
+  return static_cast<int>(std::max<int64_t>(1, std::min(by_items, visited_keys / kSplitMinKeys)));
+}
+
+float merge_attention_rows(const float* const* outs, const float* lses, int64_t parts, int64_t head_dim,
+                           float* out) {
+  float m = -INFINITY;
+  for (int64_t i = 0; i < parts; ++i) m = std::isnan(lses[i]) || lses[i] > m ? lses[i] : m;
+  std::fill_n(out, head_dim, 0.0f);
+  if (m == -INFINITY) return m;  // no part saw a key: zeros, as an empty row
+  if (std::isnan(m)) {  // non-finite inputs reached a part: NaN, never a made-up value
+    std::fill_n(out, head_dim, m);
+    return m;
+  }
+  float total = 0.0f;
+  for (int64_t i = 0; i < parts; ++i) {
+    if (lses[i] == -INFINITY) continue;
+    const float w = std::exp(lses[i] - m);
+    total += w;
+    for (int64_t c = 0; c < head_dim; ++c) out[c] += w * outs[i][c];
+  }
+  const float inv = 1.0f / total;  // total >= 1: the largest part has weight 1
+  for (int64_t c = 0; c < head_dim; ++c) out[c] *= inv;
+  return m + std::log(total);
+}
+
+namespace {
+
+// Piece `split` of `splits` of an item's key blocks: whole softmax steps of
+// `group` blocks, as evenly as they go.
+std::span<const int32_t> key_piece(std::span<const int32_t> blocks, int split, int splits, int group) {
+  const int64_t steps = (static_cast<int64_t>(blocks.size()) + group - 1) / group;
+  const int64_t lo = std::min<int64_t>(steps * split / splits * group, static_cast<int64_t>(blocks.size()));
+  const int64_t hi = std::min<int64_t>(steps * (split + 1) / splits * group, static_cast<int64_t>(blocks.size()));
+  return blocks.subspan(static_cast<size_t>(lo), static_cast<size_t>(hi - lo));
+}
+
+// Split-KV: every piece's output (fp32, [splits][heads][q_len][d]) and LSE
+// ([splits][heads * q_len]), then one merge per row into out (and lse).
+void attend_split(const AttentionShape& shape, InputView q, const KVPlan& kv, OutputView out, const Tiles& tiles,
+                  KeyBlocksFn key_blocks, int threads, const AttendExtras& x, const QueryRows& pos, int splits) {
+  const KernelTable& kt = active_kernels();
+  const AttendFn kernel = attend_kernel(kt, kv);
+  const int group = softmax_group(kt, kv);
+  const int64_t H = shape.heads, Q = shape.q_len, d = shape.head_dim, rows = H * Q;
+  CachedFloats part_out(static_cast<size_t>(splits * rows * d)), part_lse(static_cast<size_t>(splits * rows));
+  const int64_t q_block = tiles.tile_rows;  // the most rows a tile has
+  for_each_work_item(H, tiles, splits, threads, Schedule::dynamic, &kv.numa(),
+                     scratch_floats(q_block, group * kv.k_block(), d), [&](const WorkItem& w, float* scratch) {
+                       std::span<const int32_t> blocks = key_blocks(w.head, w.tile);
+                       if (shape.causal) blocks = clip_blocks(blocks, visible_blocks(shape, kv, pos, w.r0, w.rows));
+                       const OutputView part(part_out.data() + w.split * rows * d, DType::fp32, H, Q, d, Q * d, d);
+                       QueryBlockJob job = flash_job(shape, q, kv, part, w, key_piece(blocks, w.split, splits, group),
+                                                     part_lse.data() + w.split * rows, scratch, pos);
+                       job.group = group;
+                       kernel(job);
+                     });
+  parallel_for(threads, rows, [&](int64_t begin, int64_t end) {
+    std::vector<const float*> outs(static_cast<size_t>(splits));
+    std::vector<float> lses(static_cast<size_t>(splits)), merged(static_cast<size_t>(d));
+    for (int64_t i = begin; i < end; ++i) {
+      for (int sp = 0; sp < splits; ++sp) {
+        outs[static_cast<size_t>(sp)] = part_out.data() + (sp * rows + i) * d;
+        lses[static_cast<size_t>(sp)] = part_lse.data()[sp * rows + i];
+      }
+      const float l = merge_attention_rows(outs.data(), lses.data(), splits, d, merged.data());
+      store_row(merged.data(), out.row(i / Q, i % Q), out.dtype, d);
+      if (x.lse != nullptr) x.lse[i] = l;
+    }
+  });
+}
+
+}  // namespace
+
 void attend(const AttentionShape& shape, InputView q_in, const KVPlan& kv, OutputView out, int64_t q_block,
-            KeyBlocksFn key_blocks, int threads, float* lse) {
+            KeyBlocksFn key_blocks, int threads, const AttendExtras& x) {
   const PhaseTimer timer("attend");
   const KernelTable& kt = active_kernels();
   const AttendFn kernel = attend_kernel(kt, kv);
   const int group = softmax_group(kt, kv);
   std::unique_ptr<HeadBuffers> q_buffer;
   const InputView q = queries_for(kv, q_in, threads, q_buffer);
-  for_each_work_item(shape.heads, shape.q_len, q_block, threads, schedule_for(shape, kv), &kv.numa(),
+  const QueryRows pos = x.rows != nullptr ? *x.rows : QueryRows{shape.query_position0()};
+  const Tiles tiles{shape.q_len, q_block, x.tile_starts};
+  const int splits = x.kv_splits > 0 ? x.kv_splits : kv_split_count(shape.heads * tiles.count(), kv.kv_len());
+  if (splits > 1) {
+    attend_split(shape, q, kv, out, tiles, key_blocks, threads, x, pos, splits);
+    return;
+  }
+  for_each_work_item(shape.heads, tiles, 1, threads, schedule_for(shape, kv), &kv.numa(),
                      scratch_floats(q_block, group * kv.k_block(), shape.head_dim),
                      [&](const WorkItem& w, float* scratch) {
                        std::span<const int32_t> blocks = key_blocks(w.head, w.tile);
-                       if (shape.causal) blocks = clip_blocks(blocks, visible_blocks(shape, kv, w.r0, w.rows));
-                       QueryBlockJob job = flash_job(shape, q, kv, out, w, blocks, lse, scratch);
+                       if (shape.causal) blocks = clip_blocks(blocks, visible_blocks(shape, kv, pos, w.r0, w.rows));
+                       QueryBlockJob job = flash_job(shape, q, kv, out, w, blocks, x.lse, scratch, pos);
                        job.group = group;
                        kernel(job);
                      });
@@ -235,7 +346,8 @@ void attend_with_block_mass(const AttentionShape& shape, InputView q_in, const K
       shape.heads, shape.q_len, q_block, threads, schedule_for(shape, kv), &kv.numa(), flash_floats + 2 * q_block * nk,
       [&](const WorkItem& w, float* scratch) {
         const int64_t visible = visible_blocks(shape, kv, w.r0, w.rows);  // all blocks unless causal
-        QueryBlockJob job = flash_job(shape, q, kv, out, w, std::span<const int32_t>(all).first(visible), lse, scratch);
+        QueryBlockJob job = flash_job(shape, q, kv, out, w, std::span<const int32_t>(all).first(visible), lse, scratch,
+                                      QueryRows{shape.query_position0()});
         job.block_max = scratch + flash_floats;
         job.block_sum = job.block_max + q_block * nk;
         job.group = group;

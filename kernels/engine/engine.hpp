@@ -34,16 +34,59 @@ namespace spattn::detail {
 // The key blocks a (head, query block) visits, ascending.
 using KeyBlocksFn = FunctionRef<std::span<const int32_t>(int64_t head, int64_t q_block_index)>;
 
+// Which positions of the sequence the query rows hold: row i at first + i,
+// or at positions[i] (strictly ascending) when given. Only causal masking
+// and the callers' choice of key blocks depend on it.
+struct QueryRows {
+  int64_t first = 0;
+  const int32_t* positions = nullptr;
+  int64_t at(int64_t i) const { return positions != nullptr ? positions[i] : first + i; }
+};
+
+// What attend may also be given.
+struct AttendExtras {
+  float* lse = nullptr;  // each row's log-sum-exp at lse[h * q_len + t]
+  // The rows' positions (cached steps); nullptr: shape.query_position0() + i.
+  const QueryRows* rows = nullptr;
+  // Query tiles: tile t is rows [tile_starts[t], tile_starts[t + 1]) (at most
+  // q_block rows each); empty: tiles of q_block rows.
+  std::span<const int64_t> tile_starts;
+  // Pieces each work item's key blocks are split into (split-KV): 1 none,
+  // 0 kv_split_count's choice. Pieces are computed as independent flash
+  // passes and merged exactly (merge_attention_rows).
+  int kv_splits = 1;
+};
+
+// Split-KV's automatic choice: enough pieces that items x pieces reaches
+// kSplitTargetItems, with at least kSplitMinKeys keys per piece. It depends
+// on the shape only, never on the thread count, so results stay bitwise
+// the same for any number of threads.
+inline constexpr int64_t kSplitTargetItems = 64;
+inline constexpr int64_t kSplitMinKeys = 256;
+int kv_split_count(int64_t items, int64_t visited_keys);
+
 // Flash attention of q ([heads][q_len][d]) against the plan; with lse, also
 // each row's log-sum-exp (-inf for a row that visited nothing) at
 // lse[h * q_len + t].
 // q of any dtype (converted once to the plan's, q_dtype()), out f32 or bf16.
 void attend(const AttentionShape& shape, InputView q, const KVPlan& kv, OutputView out, int64_t q_block,
-            KeyBlocksFn key_blocks, int threads, float* lse = nullptr);
+            KeyBlocksFn key_blocks, int threads, const AttendExtras& extras);
+inline void attend(const AttentionShape& shape, InputView q, const KVPlan& kv, OutputView out, int64_t q_block,
+                   KeyBlocksFn key_blocks, int threads, float* lse = nullptr) {
+  attend(shape, q, kv, out, q_block, key_blocks, threads, AttendExtras{lse, nullptr, {}, 0});
+}
+
+// Merges partial attention results of one query row over disjoint key sets:
+// part i holds its normalized output at outs[i] (head_dim floats) and its
+// log-sum-exp lses[i] (-inf: it saw no key). out = sum_i w_i outs[i] with
+// w_i = exp(lses[i] - lse) and lse = log sum_i exp(lses[i]); a row no part
+// saw gives zeros and -inf. Returns lse.
+float merge_attention_rows(const float* const* outs, const float* lses, int64_t parts, int64_t head_dim, float* out);
 // SparseD's record step in one pass: dense flash attention with each row's
 // LSE (required) and the block masses block_mass would give, from the same
 // logits (the kernel keeps per-block sums relative to the running max). Query
 // blocks of the mass are the work items' q_block rows; key blocks the plan's.
+// It never splits the keys: its output is unsplit attend's bit for bit.
 void attend_with_block_mass(const AttentionShape& shape, InputView q, const KVPlan& kv, OutputView out,
                             int64_t q_block, int threads, float* lse, float* mass);
 // Tests: keys per softmax step (QueryBlockJob::group x the plan's k_block)

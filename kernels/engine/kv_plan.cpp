@@ -92,16 +92,130 @@ void pack_value_pairs(InputView v, int64_t h, int64_t t0, int64_t rows, int64_t 
   }
 }
 
+int64_t k_blocks_for(int64_t tokens, int64_t k_block) { return (tokens + k_block - 1) / k_block; }
+
 }  // namespace
 
 KVPlan::KVPlan(const AttentionShape& shape, InputView k, InputView v, int64_t k_block, int threads)
     : kv_heads_(shape.kv_heads), kv_len_(shape.kv_len), head_dim_(shape.head_dim), k_block_(k_block),
+      capacity_(shape.kv_len),
       format_(k.dtype == DType::bf16 && active_kernels().has_bf16() ? PackFormat::bf16_pairs : PackFormat::fp32),
       numa_(numa_plan(threads, shape.kv_heads)) {
   const PhaseTimer timer("pack_kv");
   v_heads_.resize(static_cast<size_t>(kv_heads_), nullptr);
   if (format_ == PackFormat::fp32) pack_f32(k, v, threads);
   else pack_bf16(k, v, threads);
+}
+
+KVPlan::KVPlan(int64_t kv_heads, int64_t capacity, int64_t head_dim, int64_t k_block, DType kv_dtype, int threads)
+    : kv_heads_(kv_heads), kv_len_(0), head_dim_(head_dim), k_block_(k_block), capacity_(capacity),
+      format_(kv_dtype == DType::bf16 && active_kernels().has_bf16() ? PackFormat::bf16_pairs : PackFormat::fp32),
+      numa_(numa_plan(threads, kv_heads)) {
+  // Both formats hold whole blocks of keys and values: fp32 keys transposed
+  // per block, fp32 value rows; or bf16 pairs of both (half a float each).
+  const int64_t padded = k_blocks_for(capacity, k_block) * k_block * head_dim;
+  const int64_t floats = format_ == PackFormat::fp32 ? padded : padded / 2;
+  keys_ = head_buffers(numa_, kv_heads_, floats, "keys", capacity);
+  v_copy_ = head_buffers(numa_, kv_heads_, floats, "values", capacity);
+  v_heads_.resize(static_cast<size_t>(kv_heads_));
+  for (int64_t h = 0; h < kv_heads_; ++h) v_heads_[static_cast<size_t>(h)] = v_copy_->head(h);
+  v_stride_ = format_ == PackFormat::fp32 ? head_dim : 0;
+  zero_from(0, threads);  // positions past the length stay zero: padding the kernels may read
+}
+
+void KVPlan::zero_from(int64_t from, int threads) {
+  // Blocks wholly past `from` are cleared; in the block holding it, only
+  // the positions from it on (the keys before it stay).
+  const int64_t first_block = from / k_block_, blocks = k_blocks_for(capacity_, k_block_);
+  const int64_t block_floats = format_ == PackFormat::fp32 ? k_block_ * head_dim_ : k_block_ * head_dim_ / 2;
+  parallel_for(
+      threads, kv_heads_ * (blocks - first_block),
+      [&](int64_t begin, int64_t end) {
+        for (int64_t item = begin; item < end; ++item) {
+          const int64_t h = item / (blocks - first_block), b = first_block + item % (blocks - first_block);
+          float* kb = keys_->head(h) + b * block_floats;
+          float* vb = v_copy_->head(h) + b * block_floats;
+          if (b * k_block_ >= from) {
+            std::memset(kb, 0, static_cast<size_t>(block_floats) * 4);
+            std::memset(vb, 0, static_cast<size_t>(block_floats) * 4);
+            continue;
+          }
+          const std::vector<float> zeros(static_cast<size_t>(head_dim_), 0.0f);
+          const InputView z(zeros.data(), DType::fp32, 1, 1, head_dim_, head_dim_, head_dim_);
+          std::vector<float> wide;
+          for (int64_t t = from; t < (b + 1) * k_block_; ++t) write_token(h, t, z, z, 0, wide);
+        }
+      },
+      Schedule::contiguous, &numa_);
+}
+
+// One token: row `row` of kv head h of k and v (any dtype) to position t.
+void KVPlan::write_token(int64_t h, int64_t t, InputView k, InputView v, int64_t row, std::vector<float>& wide) {
+  const int64_t d = head_dim_, b = t / k_block_, j = t % k_block_;
+  const int64_t kh = k.heads == 1 ? 0 : h;  // zero_from passes one row for every head
+  if (format_ == PackFormat::fp32) {
+    wide.resize(static_cast<size_t>(d));
+    float* kdst = keys_->head(h) + b * k_block_ * d;  // [d][k_block]
+    widen_row(k.row(kh, row), k.dtype, wide.data(), d);
+    for (int64_t c = 0; c < d; ++c) kdst[c * k_block_ + j] = wide[static_cast<size_t>(c)];
+    widen_row(v.row(kh, row), v.dtype, v_copy_->head(h) + t * d, d);
+    return;
+  }
+  wide.resize(static_cast<size_t>(d / 2));
+  auto* bits = reinterpret_cast<uint16_t*>(wide.data());
+  bf16_row(k.row(kh, row), k.dtype, bits, d);
+  auto* kdst = reinterpret_cast<uint32_t*>(keys_->head(h)) + b * k_block_ * d / 2;  // [d/2][k_block] pairs
+  for (int64_t c2 = 0; c2 < d / 2; ++c2) std::memcpy(kdst + c2 * k_block_ + j, bits + 2 * c2, 4);
+  bf16_row(v.row(kh, row), v.dtype, bits, d);
+  auto* vdst = reinterpret_cast<uint16_t*>(v_copy_->head(h)) + b * k_block_ * d + (j / 2) * d * 2 + (j & 1);
+  for (int64_t c = 0; c < d; ++c) vdst[2 * c] = bits[c];  // [k_block/2][d][2]
+}
+
+void KVPlan::write_tokens(InputView k, InputView v, int64_t first, std::span<const int32_t> positions, int threads) {
+  const PhaseTimer timer("cache_write");
+  if (positions.empty()) {
+    write_range(k, v, first, threads);
+    return;
+  }
+  const int64_t n = static_cast<int64_t>(positions.size());
+  parallel_for(threads, kv_heads_ * n, [&](int64_t begin, int64_t end) {
+    std::vector<float> wide;
+    for (int64_t item = begin; item < end; ++item)
+      write_token(item / n, positions[static_cast<size_t>(item % n)], k, v, item % n, wide);
+  });
+}
+
+// Positions [first, first + k.tokens): a block the range covers whole is
+// packed as a fresh plan packs it (a refresh of the whole cache costs what
+// packing does); the partial blocks at its ends token by token.
+void KVPlan::write_range(InputView k, InputView v, int64_t first, int threads) {
+  const KernelTable& kt = active_kernels();
+  const int64_t n = k.tokens, d = head_dim_, b0 = first / k_block_, b1 = k_blocks_for(first + n, k_block_);
+  parallel_for(
+      threads, kv_heads_ * (b1 - b0),
+      [&](int64_t begin, int64_t end) {
+        std::vector<float> wide;
+        for (int64_t item = begin; item < end; ++item) {
+          const int64_t h = item / (b1 - b0), b = b0 + item % (b1 - b0);
+          const int64_t t0 = std::max(first, b * k_block_), t1 = std::min(first + n, (b + 1) * k_block_);
+          const bool whole = t0 == b * k_block_ && t1 == (b + 1) * k_block_;
+          if (whole && format_ == PackFormat::fp32) {
+            wide.resize(static_cast<size_t>(k_block_ * d));
+            for (int64_t t = t0; t < t1; ++t) widen_row(k.row(h, t - first), k.dtype, wide.data() + (t - t0) * d, d);
+            kt.pack_key_blocks(wide.data(), d, k_block_, static_cast<int>(d), static_cast<int>(k_block_),
+                               keys_->head(h) + b * k_block_ * d);
+            for (int64_t t = t0; t < t1; ++t) widen_row(v.row(h, t - first), v.dtype, v_copy_->head(h) + t * d, d);
+          } else if (whole && k.dtype == DType::bf16 && v.dtype == DType::bf16) {  // bf16 pairs from bf16 rows
+            pack_key_pairs(k, h, t0 - first, k_block_, k_block_,
+                           reinterpret_cast<uint32_t*>(keys_->head(h)) + b * k_block_ * d / 2);
+            pack_value_pairs(v, h, t0 - first, k_block_, k_block_,
+                             reinterpret_cast<uint16_t*>(v_copy_->head(h)) + b * k_block_ * d);
+          } else {
+            for (int64_t t = t0; t < t1; ++t) write_token(h, t, k, v, t - first, wide);
+          }
+        }
+      },
+      Schedule::contiguous, &numa_);
 }
 
 const void* KVPlan::key_block(int64_t h, int64_t b) const {

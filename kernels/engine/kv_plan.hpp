@@ -29,6 +29,18 @@ class KVPlan {
   // Packs k in blocks of k_block keys; v may be an empty view (data nullptr)
   // for QK-only passes. Threads as the work loop that will read the plan.
   KVPlan(const AttentionShape& shape, InputView k, InputView v, int64_t k_block, int threads);
+  // A KV cache's plan: room for `capacity` tokens of K and V of kv_dtype's
+  // format, all zero, kv_len 0 (spattn::KVCache owns one). write_tokens fills
+  // it and set_kv_len says how many tokens the passes read.
+  KVPlan(int64_t kv_heads, int64_t capacity, int64_t head_dim, int64_t k_block, DType kv_dtype, int threads);
+  // Rows i of k and v (any dtype; kv_heads x n x head_dim) into positions
+  // positions[i], or first + i when positions is empty (< capacity()).
+  // Only the keys and values of those positions are written: O(n d).
+  void write_tokens(InputView k, InputView v, int64_t first, std::span<const int32_t> positions, int threads);
+  // Zeroes positions [from, capacity) (a cache cut back).
+  void zero_from(int64_t from, int threads);
+  void set_kv_len(int64_t n) { kv_len_ = n; }
+  int64_t capacity() const { return capacity_; }
 
   PackFormat format() const { return format_; }
   // The element type queries must have for this plan's kernels.
@@ -55,8 +67,10 @@ class KVPlan {
  private:
   void pack_f32(InputView k, InputView v, int threads);
   void pack_bf16(InputView k, InputView v, int threads);
+  void write_token(int64_t h, int64_t t, InputView k, InputView v, int64_t row, std::vector<float>& wide);
+  void write_range(InputView k, InputView v, int64_t first, int threads);
 
-  int64_t kv_heads_, kv_len_, head_dim_, k_block_;
+  int64_t kv_heads_, kv_len_, head_dim_, k_block_, capacity_;
   PackFormat format_;
   NumaPlan numa_;
   std::unique_ptr<HeadBuffers> keys_;

@@ -129,7 +129,7 @@ inline void attend_query_block_with(const QueryBlockJob& job_in) {
       const int64_t t0 = static_cast<int64_t>(b) * kb;
       last_valid = static_cast<int>(job.kv_len - t0 < kb ? job.kv_len - t0 : kb);
       Path::qk(job, b, (last_valid + W - 1) / W * W, s + j * kb, ld);
-      if (job.causal) detail::mask_future_keys(s + j * kb, ld, rows, job.q_pos, t0, last_valid, job.key_pos);
+      if (job.causal) detail::mask_future_keys(s + j * kb, ld, rows, job.q_pos, t0, last_valid, job.key_pos, job.q_rows);
       step_valid = j * kb + last_valid;
     }
     Path::softmax(job, s, ld, step_valid, row_max, row_sum, rescale, p16);
