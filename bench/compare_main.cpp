@@ -38,6 +38,7 @@
 
 namespace spattn::bench {
 int prefill_main(int argc, char** argv);  // compare_prefill.cpp
+int cached_main(int argc, char** argv);   // compare_cached.cpp
 }
 
 namespace {
@@ -52,7 +53,8 @@ const char* kUsage = R"(usage: spattn-compare [flags]
 Sparse methods (SparseD, UniSparse, DPad+SparseD, window+sink) against dense
 baselines (naive, OpenBLAS, flash) on the synthetic diffusion workload.
   --workload W          diffusion (default) | prefill: causal LLM prefill, its own
-                        flags (spattn-compare --workload prefill --help)
+                        flags (spattn-compare --workload prefill --help) | cached:
+                        a block of queries against a KV cache (--workload cached --help)
   --heads LIST          query heads (= kv heads), comma separated (default 8,32)
   --seq-lens LIST       sequence lengths, e.g. 4096,8192 or 4K,64K (default 4K..64K)
   --quick               drop sequence lengths above 16K
@@ -380,7 +382,7 @@ Options parse(int argc, char** argv) {
     const std::string f = a.flag();
     if (a.common(f, kUsage)) {
     } else if (f == "--workload") {
-      if (a.value(f) != "diffusion") cli::usage_error(a.tool, "--workload: diffusion or prefill");
+      if (a.value(f) != "diffusion") cli::usage_error(a.tool, "--workload: diffusion, prefill or cached");
     } else if (f == "--heads") {
       o.heads = cli::int_list(a, f, 1, 1024);
     } else if (f == "--seq-lens") {
@@ -843,6 +845,8 @@ int compare_main(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; ++i)  // the prefill workload is its own tool mode, with its own flags
     if (std::string(argv[i]) == "--workload" && std::string(argv[i + 1]) == "prefill")
       return bench::prefill_main(argc, argv);
+    else if (std::string(argv[i]) == "--workload" && std::string(argv[i + 1]) == "cached")
+      return bench::cached_main(argc, argv);
   const Options o = parse(argc, argv);
   KernelOptions kopt;
   kopt.threads = o.threads;

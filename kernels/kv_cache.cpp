@@ -58,6 +58,7 @@ int64_t KVCache::capacity() const { return plan_->capacity(); }
 int64_t KVCache::kv_heads() const { return plan_->kv_heads(); }
 int64_t KVCache::head_dim() const { return plan_->head_dim(); }
 int64_t KVCache::k_block() const { return plan_->k_block(); }
+DType KVCache::storage_dtype() const { return plan_->q_dtype(); }
 
 void KVCache::write(int64_t first, InputView k, InputView v, const KernelOptions& opts) {
   const char* where = "KVCache::write";

@@ -54,6 +54,9 @@ class KVCache {
   int64_t head_dim() const;
   int64_t k_block() const;
   DType dtype() const { return dtype_; }
+  // How K and V are stored: bf16 (a bf16 cache on an ISA with bf16 dot
+  // products) or fp32.
+  DType storage_dtype() const;
   const detail::KVPlan& plan() const { return *plan_; }
 
  private:
