@@ -9,6 +9,7 @@
 #include <pybind11/stl.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -183,6 +184,140 @@ py::array dense(const py::object& q, const py::object& k, const py::object& v, b
     spattn::dense_attention(s, qv, kv, vv, ov, o);
   }
   return out;
+}
+
+// (out, lse): dense attention with each row's log-sum-exp, float32 [heads, q_len].
+py::tuple dense_with_lse(const py::object& q, const py::object& k, const py::object& v, bool causal, int64_t q_offset,
+                         float scale, const std::string& out_dtype, int threads, int kv_splits) {
+  const Input qi = input_of(q, "q"), ki = input_of(k, "k"), vi = input_of(v, "v");
+  const spattn::AttentionShape s = shape_of(qi.view, ki.view, causal, q_offset, scale);
+  py::array out = new_output(s, out_dtype);
+  const spattn::OutputView ov = out_view(out, spattn::parse_dtype(out_dtype));
+  py::array_t<float> lse({s.heads, s.q_len});
+  spattn::KernelOptions o = options(threads, 0, 0);
+  o.kv_splits = kv_splits;
+  float* l = lse.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    spattn::dense_attention_with_lse(s, qi.view, ki.view, vi.view, ov, l, o);
+  }
+  return py::make_tuple(out, lse);
+}
+
+// A KVCache with the arrays it was last written from kept out of it: the
+// cache holds its own packed copy.
+class Cache {
+ public:
+  Cache(int64_t kv_heads, int64_t capacity, int64_t head_dim, const std::string& dtype, int64_t k_block, int threads)
+      : cache_(kv_heads, capacity, head_dim, spattn::parse_dtype(dtype), k_block, options(threads, 0, 0)),
+        threads_(threads) {}
+  void write(int64_t first, const py::object& k, const py::object& v) {
+    const Input ki = input_of(k, "k"), vi = input_of(v, "v");
+    py::gil_scoped_release nogil;
+    cache_.write(first, ki.view, vi.view, options(threads_, 0, 0));
+  }
+  void write_rows(const std::vector<int32_t>& positions, const py::object& k, const py::object& v) {
+    const Input ki = input_of(k, "k"), vi = input_of(v, "v");
+    py::gil_scoped_release nogil;
+    cache_.write_rows(positions, ki.view, vi.view, options(threads_, 0, 0));
+  }
+  void truncate(int64_t n) { cache_.truncate(n, options(threads_, 0, 0)); }
+  const spattn::KVCache& get() const { return cache_; }
+
+ private:
+  spattn::KVCache cache_;
+  int threads_;
+};
+
+// The shape and queries of a cached call: q [heads, q_len, d] at rows
+// (a list) or from first (-1: the end of the cache, or q_offset if causal).
+struct CachedCall {
+  spattn::AttentionShape shape;
+  spattn::CachedQueries queries;
+  std::vector<int32_t> rows;
+};
+CachedCall cached_call(const spattn::InputView& q, const Cache& c, const std::optional<std::vector<int32_t>>& rows,
+                       int64_t first, bool causal, int64_t q_offset, float scale) {
+  CachedCall call;
+  call.shape = {q.heads, c.get().kv_heads(), q.tokens, c.get().length(), q.head_dim, scale};
+  call.shape.causal = causal;
+  call.shape.q_offset = q_offset;
+  if (rows) call.rows = *rows;  // the caller points queries.rows at them (the call's final home)
+  call.queries.first = first;
+  return call;
+}
+
+py::object cached(const py::object& q, const Cache& c, const std::optional<std::vector<int32_t>>& rows, int64_t first,
+                  bool causal, int64_t q_offset, float scale, const std::string& out_dtype, int threads,
+                  int kv_splits, bool return_lse) {
+  const Input qi = input_of(q, "q");
+  CachedCall call = cached_call(qi.view, c, rows, first, causal, q_offset, scale);
+  if (rows) call.queries.rows = call.rows;
+  py::array out = new_output(call.shape, out_dtype);
+  const spattn::OutputView ov = out_view(out, spattn::parse_dtype(out_dtype));
+  py::array_t<float> lse({call.shape.heads, call.shape.q_len});
+  float* l = return_lse ? lse.mutable_data() : nullptr;
+  spattn::KernelOptions o = options(threads, 0, 0);
+  o.kv_splits = kv_splits;
+  {
+    py::gil_scoped_release nogil;
+    spattn::cached_attention(call.shape, qi.view, c.get(), ov, call.queries, o, l);
+  }
+  if (return_lse) return py::make_tuple(out, lse);
+  return out;
+}
+
+py::array cached_sparse(const py::object& q, const Cache& c, const py::array& mask, int64_t block_size,
+                        const std::optional<std::vector<int32_t>>& rows, int64_t first, bool causal, int64_t q_offset,
+                        float scale, const std::string& out_dtype, int threads, int kv_splits) {
+  const Input qi = input_of(q, "q");
+  CachedCall call = cached_call(qi.view, c, rows, first, causal, q_offset, scale);
+  if (rows) call.queries.rows = call.rows;
+  spattn::check_block_size("cached_block_sparse_attention", "block_size", block_size);
+  spattn::AttentionShape whole = call.shape;  // the mask covers the whole sequence
+  whole.q_len = whole.kv_len;
+  const spattn::BlockMask m = mask_from_array(mask, whole, block_size, block_size);
+  py::array out = new_output(call.shape, out_dtype);
+  const spattn::OutputView ov = out_view(out, spattn::parse_dtype(out_dtype));
+  spattn::KernelOptions o = options(threads, 0, 0);
+  o.kv_splits = kv_splits;
+  {
+    py::gil_scoped_release nogil;
+    spattn::cached_block_sparse_attention(call.shape, qi.view, c.get(), m, ov, call.queries, o);
+  }
+  return out;
+}
+
+// (out, lse) of the exact attention over the union of the parts' keys.
+py::tuple merge_states(const std::vector<py::object>& outs, const std::vector<py::array>& lses,
+                       const std::string& out_dtype, int threads) {
+  if (outs.size() != lses.size())
+    throw py::value_error("merge_attention_states: " + std::to_string(outs.size()) + " outputs but " +
+                          std::to_string(lses.size()) + " lse arrays");
+  if (outs.empty()) throw py::value_error("merge_attention_states: needs at least one part");
+  std::vector<Input> in;
+  std::vector<py::array_t<float, py::array::c_style | py::array::forcecast>> l;
+  std::vector<spattn::AttentionPart> parts;
+  for (size_t i = 0; i < outs.size(); ++i) {
+    in.push_back(input_of(outs[i], "outs[i]"));
+    l.push_back(py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(lses[i]));
+    const spattn::InputView& v = in.back().view;
+    if (!l.back() || l.back().size() != v.heads * v.tokens)
+      throw py::value_error("lses[" + std::to_string(i) + "]: must hold heads x q_len = " +
+                            std::to_string(v.heads * v.tokens) + " float32 values");
+  }
+  for (size_t i = 0; i < outs.size(); ++i) parts.push_back({in[i].view, l[i].data()});
+  const spattn::InputView& first = in.front().view;
+  spattn::AttentionShape s{first.heads, first.heads, first.tokens, 1, first.head_dim};
+  py::array out = new_output(s, out_dtype);
+  const spattn::OutputView ov = out_view(out, spattn::parse_dtype(out_dtype));
+  py::array_t<float> lse({s.heads, s.q_len});
+  float* lp = lse.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    spattn::merge_attention_states(parts, ov, lp, options(threads, 0, 0));
+  }
+  return py::make_tuple(out, lse);
 }
 
 py::array block_sparse(const py::object& q, const py::object& k, const py::object& v, const py::array& mask,
@@ -429,6 +564,44 @@ PYBIND11_MODULE(_spattn, m) {
         "softmax(scale q k^T) v for q [heads, q_len, d], k and v [kv_heads, kv_len, d]; returns "
         "[heads, q_len, d] of out_dtype ('fp32', or 'bf16' as uint16 bits). q_tile_rows / k_block 0: "
         "the tiles the ISA prefers for k's dtype.");
+  m.def("dense_attention_with_lse", &dense_with_lse, py::arg("q"), py::arg("k"), py::arg("v"), py::kw_only(),
+        py::arg("causal") = false, py::arg("q_offset") = kEnd, py::arg("scale") = 0.0f,
+        py::arg("out_dtype") = "fp32", py::arg("threads") = 0, py::arg("kv_splits") = 0,
+        "dense_attention that also returns each row's log-sum-exp: (out, lse float32 [heads, q_len]); "
+        "the parts merge_attention_states takes.");
+  m.def("merge_attention_states", &merge_states, py::arg("outs"), py::arg("lses"), py::kw_only(),
+        py::arg("out_dtype") = "fp32", py::arg("threads") = 0,
+        "Exact attention over the union of disjoint key sets from each set's (out, lse): returns (out, lse). "
+        "A row no part saw is zeros with lse -inf.");
+  m.def("cached_attention", &cached, py::arg("q"), py::arg("cache"), py::kw_only(), py::arg("rows") = py::none(),
+        py::arg("first") = kEnd, py::arg("causal") = false, py::arg("q_offset") = kEnd, py::arg("scale") = 0.0f,
+        py::arg("out_dtype") = "fp32", py::arg("threads") = 0, py::arg("kv_splits") = 0,
+        py::arg("return_lse") = false,
+        "Attention of q [heads, q_len, d] over every token of a KVCache; the queries are the cache's rows "
+        "[first, first + q_len) (first -1: the last q_len, or q_offset when causal) or the listed rows "
+        "(ascending). kv_splits: 0 chosen from the shape, 1 none. With return_lse: (out, lse).");
+  m.def("cached_block_sparse_attention", &cached_sparse, py::arg("q"), py::arg("cache"), py::arg("mask"),
+        py::kw_only(), py::arg("block_size") = 64, py::arg("rows") = py::none(), py::arg("first") = kEnd,
+        py::arg("causal") = false, py::arg("q_offset") = kEnd, py::arg("scale") = 0.0f,
+        py::arg("out_dtype") = "fp32", py::arg("threads") = 0, py::arg("kv_splits") = 0,
+        "cached_attention over the key blocks of a mask over the whole sequence (uint8 [heads, q_blocks, "
+        "k_blocks] of the cache's length): each query row uses its position's mask row.");
+  py::class_<Cache>(m, "KVCache",
+                    "Packed K/V of up to capacity tokens, kept between calls and written in place.")
+      .def(py::init<int64_t, int64_t, int64_t, const std::string&, int64_t, int>(), py::arg("kv_heads"),
+           py::arg("capacity"), py::arg("head_dim"), py::kw_only(), py::arg("dtype") = "fp32", py::arg("k_block") = 0,
+           py::arg("threads") = 0)
+      .def("write", &Cache::write, py::arg("first"), py::arg("k"), py::arg("v"),
+           "k, v [kv_heads, n, d] to positions [first, first + n) (first <= length: no gaps).")
+      .def("write_rows", &Cache::write_rows, py::arg("positions"), py::arg("k"), py::arg("v"),
+           "Row i of k, v to positions[i] (ascending, < length).")
+      .def("truncate", &Cache::truncate, py::arg("length"))
+      .def_property_readonly("length", [](const Cache& c) { return c.get().length(); })
+      .def_property_readonly("capacity", [](const Cache& c) { return c.get().capacity(); })
+      .def_property_readonly("kv_heads", [](const Cache& c) { return c.get().kv_heads(); })
+      .def_property_readonly("head_dim", [](const Cache& c) { return c.get().head_dim(); })
+      .def_property_readonly("k_block", [](const Cache& c) { return c.get().k_block(); })
+      .def_property_readonly("dtype", [](const Cache& c) { return std::string(spattn::dtype_name(c.get().dtype())); });
   m.def("block_sparse_attention", &block_sparse, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("mask"),
         py::kw_only(), py::arg("block_size") = 64, py::arg("causal") = false, py::arg("q_offset") = kEnd,
         py::arg("scale") = 0.0f, py::arg("out_dtype") = "fp32", py::arg("threads") = 0,

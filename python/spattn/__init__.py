@@ -16,9 +16,14 @@ the arguments raise ValueError naming the argument.
 import numpy as _np
 
 from ._spattn import (  # noqa: F401
+    KVCache,
     Session,
     block_sparse_attention,
+    cached_attention,
+    cached_block_sparse_attention,
     dense_attention,
+    dense_attention_with_lse,
+    merge_attention_states,
     isa,
     unisparse_select,
     version,

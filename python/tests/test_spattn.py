@@ -276,3 +276,76 @@ def test_replaces_the_attention_of_a_small_torch_model():
     ref16 = torch_attention(torch, qt.bfloat16().float(), kt.bfloat16().float(), vt.bfloat16().float(),
                             causal=True).numpy()
     assert np.abs(got16 - ref16).max() <= 2.0 ** -8 * np.abs(vt).max().item() + 1e-5
+
+
+def _qkv(heads, kv_heads, n, d, seed):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((heads, n, d), dtype=np.float32),
+            rng.standard_normal((kv_heads, n, d), dtype=np.float32),
+            rng.standard_normal((kv_heads, n, d), dtype=np.float32))
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_kv_cache_rows_and_blocks_match_dense_attention(causal):
+    q, k, v = _qkv(4, 2, 777, 64, 3)
+    cache = spattn.KVCache(2, 800, 64)
+    cache.write(0, k[:, :300], v[:, :300])
+    cache.write(300, k[:, 300:], v[:, 300:])
+    assert cache.length == 777 and cache.capacity == 800 and cache.kv_heads == 2
+    whole = spattn.dense_attention(q, k, v, causal=causal)
+    rows = [0, 5, 64, 65, 400, 776]
+    got = spattn.cached_attention(np.ascontiguousarray(q[:, rows]), cache, rows=rows, causal=causal)
+    np.testing.assert_allclose(got, whole[:, rows], atol=2e-5 * np.abs(whole).max())
+    block = spattn.cached_attention(np.ascontiguousarray(q[:, 320:352]), cache, first=320, q_offset=320 if causal else -1,
+                                    causal=causal)
+    np.testing.assert_allclose(block, whole[:, 320:352], atol=2e-5 * np.abs(whole).max())
+    # A refreshed row changes only what it should: rewrite row 10 with new K/V.
+    k2, v2 = k.copy(), v.copy()
+    k2[:, 10] += 1.0
+    v2[:, 10] -= 2.0
+    cache.write_rows([10], np.ascontiguousarray(k2[:, 10:11]), np.ascontiguousarray(v2[:, 10:11]))
+    again = spattn.cached_attention(np.ascontiguousarray(q[:, rows]), cache, rows=rows, causal=causal)
+    np.testing.assert_allclose(again, spattn.dense_attention(q, k2, v2, causal=causal)[:, rows],
+                               atol=2e-5 * np.abs(whole).max())
+
+
+def test_kv_cache_sparse_uses_the_rows_of_the_whole_sequence_mask():
+    q, k, v = _qkv(2, 2, 512, 64, 4)
+    mask = (np.random.default_rng(0).random((2, 8, 8)) < 0.4).astype(np.uint8)
+    for i in range(8):
+        mask[:, i, i] = 1
+    whole = spattn.block_sparse_attention(q, k, v, mask)
+    cache = spattn.KVCache(2, 512, 64)
+    cache.write(0, k, v)
+    rows = [1, 100, 130, 511]
+    got = spattn.cached_block_sparse_attention(np.ascontiguousarray(q[:, rows]), cache, mask, rows=rows)
+    np.testing.assert_allclose(got, whole[:, rows], atol=2e-5 * np.abs(whole).max())
+
+
+def test_merge_attention_states_and_its_errors():
+    q, k, v = _qkv(2, 2, 300, 32, 5)
+    a, la = spattn.dense_attention_with_lse(q, k[:, :100], v[:, :100])
+    b, lb = spattn.dense_attention_with_lse(q, k[:, 100:], v[:, 100:])
+    merged, lse = spattn.merge_attention_states([a, b], [la, lb])
+    whole, lw = spattn.dense_attention_with_lse(q, k, v)
+    np.testing.assert_allclose(merged, whole, atol=2e-5 * np.abs(whole).max())
+    np.testing.assert_allclose(lse, lw, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="2 outputs but 1"):
+        spattn.merge_attention_states([a, b], [la])
+    with pytest.raises(ValueError, match="write.*first.*gap"):
+        spattn.KVCache(2, 10, 32).write(3, k[:, :2], v[:, :2])
+
+
+def test_split_kv_over_two_processes_example():
+    torch = pytest.importorskip("torch")
+    import torch.distributed
+    if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
+        pytest.skip("this PyTorch has no gloo backend")
+    import os
+    import subprocess
+    import sys
+    example = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "split_kv_distributed.py")
+    r = subprocess.run([sys.executable, example, "--kv-len", "2051", "--q-len", "17"], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "agrees" in r.stdout and "rank 1:" in r.stdout
