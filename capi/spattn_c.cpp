@@ -18,6 +18,7 @@
 
 #include "spattn/attention.hpp"
 #include "spattn/error.hpp"
+#include "spattn/kv_cache.hpp"
 #include "spattn/session.hpp"
 #if SPATTN_HAS_YAML
 #include "spattn/profile.hpp"
@@ -25,6 +26,10 @@
 
 struct spattn_session {
   spattn::DiffusionAttention impl;
+};
+
+struct spattn_kv_cache {
+  spattn::KVCache impl;
 };
 
 #if SPATTN_HAS_YAML
@@ -281,37 +286,44 @@ spattn_status spattn_dense_attention_checked(const spattn_shape* shape, const fl
 
 namespace {
 
+// A C mask over q_len x kv_len as a validated BlockMask.
+spattn::BlockMask to_block_mask(const char* where, const spattn_block_mask* mask, int64_t heads, int64_t q_len,
+                                int64_t kv_len) {
+  require_non_null(where, "mask", mask);
+  auto bad = [&](const char* arg, int64_t value, const std::string& why) {
+    fail(SPATTN_ERROR_INVALID_ARGUMENT, std::string(where) + ": argument '" + arg +
+                                            "' = " + std::to_string(value) + ": " + why);
+  };
+  // The row count (how much of row_ptr may be read) follows from these.
+  if (mask->heads != heads) bad("mask->heads", mask->heads, "must equal shape->heads " + std::to_string(heads));
+  spattn::check_block_size(where, "mask->q_block", mask->q_block);
+  spattn::check_block_size(where, "mask->k_block", mask->k_block);
+  require_non_null(where, "mask->row_ptr", mask->row_ptr);
+  if (mask->nnz < 0) bad("mask->nnz", mask->nnz, "must be >= 0");
+  if (mask->nnz > 0) require_non_null(where, "mask->col_idx", mask->col_idx);
+  spattn::BlockMask m;
+  m.heads = heads;
+  m.q_len = q_len;
+  m.kv_len = kv_len;
+  m.q_block = mask->q_block;
+  m.k_block = mask->k_block;
+  m.row_ptr.assign(mask->row_ptr, mask->row_ptr + m.rows() + 1);
+  if (mask->nnz > 0) m.col_idx.assign(mask->col_idx, mask->col_idx + mask->nnz);
+  // BlockMask::validate names 'row_ptr[i]' / 'col_idx[i]': say where from.
+  try {
+    m.validate();
+  } catch (const spattn::Error& e) {
+    throw spattn::Error(std::string(e.what()) + " (mask->row_ptr / mask->col_idx, in " + where + ")");
+  }
+  return m;
+}
+
 spattn_status block_sparse(const char* where, const spattn_shape* shape, spattn_dtypes types, const void* q,
                            const void* k, const void* v, const spattn_block_mask* mask, void* out, int threads) {
   return guarded([&] {
     const spattn::AttentionShape s = to_shape(where, shape);
     const Views w = to_views(where, s, types, q, k, v, out);
-    require_non_null(where, "mask", mask);
-    auto bad = [&](const char* arg, int64_t value, const std::string& why) {
-      fail(SPATTN_ERROR_INVALID_ARGUMENT, std::string(where) + ": argument '" + arg +
-                                              "' = " + std::to_string(value) + ": " + why);
-    };
-    // The row count (how much of row_ptr may be read) follows from these.
-    if (mask->heads != s.heads) bad("mask->heads", mask->heads, "must equal shape->heads " + std::to_string(s.heads));
-    spattn::check_block_size(where, "mask->q_block", mask->q_block);
-    spattn::check_block_size(where, "mask->k_block", mask->k_block);
-    require_non_null(where, "mask->row_ptr", mask->row_ptr);
-    if (mask->nnz < 0) bad("mask->nnz", mask->nnz, "must be >= 0");
-    if (mask->nnz > 0) require_non_null(where, "mask->col_idx", mask->col_idx);
-    spattn::BlockMask m;
-    m.heads = s.heads;
-    m.q_len = s.q_len;
-    m.kv_len = s.kv_len;
-    m.q_block = mask->q_block;
-    m.k_block = mask->k_block;
-    m.row_ptr.assign(mask->row_ptr, mask->row_ptr + m.rows() + 1);
-    if (mask->nnz > 0) m.col_idx.assign(mask->col_idx, mask->col_idx + mask->nnz);
-    // BlockMask::validate names 'row_ptr[i]' / 'col_idx[i]': say where from.
-    try {
-      m.validate();
-    } catch (const spattn::Error& e) {
-      throw spattn::Error(std::string(e.what()) + " (mask->row_ptr / mask->col_idx, in " + where + ")");
-    }
+    const spattn::BlockMask m = to_block_mask(where, mask, s.heads, s.q_len, s.kv_len);
     spattn::KernelOptions opts;
     opts.threads = threads;
     spattn::block_sparse_attention(s, w.q, w.k, w.v, m, w.out, opts);
@@ -563,5 +575,156 @@ spattn_status spattn_profile_lookup(const spattn_profile*, const spattn_shape*, 
 void spattn_profile_destroy(spattn_profile* profile) { delete profile; }
 
 #endif
+
+/* ---- KV cache ---- */
+
+namespace {
+
+spattn::KernelOptions threads_only(int threads) {
+  spattn::KernelOptions o;
+  o.threads = threads;
+  return o;
+}
+
+// [kv_heads][tokens][head_dim] rows of k and v of one type.
+std::pair<spattn::InputView, spattn::InputView> kv_views(const char* where, const spattn::KVCache& c, int64_t tokens,
+                                                         spattn_dtype dtype, const void* k, const void* v) {
+  require_non_null(where, "k", k);
+  require_non_null(where, "v", v);
+  if (tokens <= 0)
+    fail(SPATTN_ERROR_INVALID_ARGUMENT, std::string(where) + ": argument 'tokens' = " + std::to_string(tokens) +
+                                            ": must be positive");
+  const spattn::DType t = to_dtype(where, "dtype", &dtype);
+  const int64_t d = c.head_dim(), h = c.kv_heads();
+  return {spattn::InputView(k, t, h, tokens, d, tokens * d, d), spattn::InputView(v, t, h, tokens, d, tokens * d, d)};
+}
+
+// The queries of a cached call: rows (count = q_len) or from first.
+spattn::CachedQueries to_queries(const spattn::AttentionShape& s, int64_t first, const int32_t* rows) {
+  spattn::CachedQueries cq;
+  cq.first = first;
+  if (rows != nullptr) cq.rows = std::span<const int32_t>(rows, static_cast<size_t>(s.q_len));
+  return cq;
+}
+
+}  // namespace
+
+spattn_status spattn_kv_cache_create(int64_t kv_heads, int64_t capacity, int64_t head_dim, spattn_dtype dtype,
+                                     int64_t k_block, int threads, spattn_kv_cache** out) {
+  if (out != nullptr) *out = nullptr;
+  return guarded([&] {
+    const char* where = "spattn_kv_cache_create";
+    require_non_null(where, "out", out);
+    const spattn::DType t = to_dtype(where, "dtype", &dtype);
+    spattn::check_thread_count(where, "threads", threads);
+    *out = new spattn_kv_cache{spattn::KVCache(kv_heads, capacity, head_dim, t, k_block, threads_only(threads))};
+    return SPATTN_OK;
+  });
+}
+
+spattn_status spattn_kv_cache_write(spattn_kv_cache* cache, int64_t first, int64_t tokens, spattn_dtype dtype,
+                                    const void* k, const void* v, int threads) {
+  return guarded([&] {
+    const char* where = "spattn_kv_cache_write";
+    require_non_null(where, "cache", cache);
+    const auto [kv, vv] = kv_views(where, cache->impl, tokens, dtype, k, v);
+    cache->impl.write(first, kv, vv, threads_only(threads));
+    return SPATTN_OK;
+  });
+}
+
+spattn_status spattn_kv_cache_write_rows(spattn_kv_cache* cache, const int32_t* positions, int64_t count,
+                                         spattn_dtype dtype, const void* k, const void* v, int threads) {
+  return guarded([&] {
+    const char* where = "spattn_kv_cache_write_rows";
+    require_non_null(where, "cache", cache);
+    require_non_null(where, "positions", positions);
+    const auto [kv, vv] = kv_views(where, cache->impl, count, dtype, k, v);
+    cache->impl.write_rows(std::span<const int32_t>(positions, static_cast<size_t>(count)), kv, vv,
+                           threads_only(threads));
+    return SPATTN_OK;
+  });
+}
+
+spattn_status spattn_kv_cache_truncate(spattn_kv_cache* cache, int64_t length, int threads) {
+  return guarded([&] {
+    require_non_null("spattn_kv_cache_truncate", "cache", cache);
+    cache->impl.truncate(length, threads_only(threads));
+    return SPATTN_OK;
+  });
+}
+
+spattn_status spattn_kv_cache_length(const spattn_kv_cache* cache, int64_t* length) {
+  return guarded([&] {
+    require_non_null("spattn_kv_cache_length", "cache", cache);
+    require_non_null("spattn_kv_cache_length", "length", length);
+    *length = cache->impl.length();
+    return SPATTN_OK;
+  });
+}
+
+void spattn_kv_cache_destroy(spattn_kv_cache* cache) { delete cache; }
+
+spattn_status spattn_cached_attention(const spattn_shape* shape, spattn_dtypes types, const void* q,
+                                      const spattn_kv_cache* cache, int64_t first, const int32_t* rows, void* out,
+                                      float* lse, int threads) {
+  return guarded([&] {
+    const char* where = "spattn_cached_attention";
+    const spattn::AttentionShape s = to_shape(where, shape);
+    require_non_null(where, "q", q);
+    require_non_null(where, "cache", cache);
+    require_non_null(where, "out", out);
+    const spattn::DType qt = to_dtype(where, "types.q", &types.q), ot = to_dtype(where, "types.out", &types.out);
+    const int64_t d = s.head_dim;
+    spattn::cached_attention(s, spattn::InputView(q, qt, s.heads, s.q_len, d, s.q_len * d, d), cache->impl,
+                             spattn::OutputView(out, ot, s.heads, s.q_len, d, s.q_len * d, d), to_queries(s, first, rows),
+                             threads_only(threads), lse);
+    return SPATTN_OK;
+  });
+}
+
+spattn_status spattn_cached_block_sparse_attention(const spattn_shape* shape, spattn_dtypes types, const void* q,
+                                                   const spattn_kv_cache* cache, int64_t first, const int32_t* rows,
+                                                   const spattn_block_mask* mask, void* out, int threads) {
+  return guarded([&] {
+    const char* where = "spattn_cached_block_sparse_attention";
+    const spattn::AttentionShape s = to_shape(where, shape);
+    require_non_null(where, "q", q);
+    require_non_null(where, "cache", cache);
+    require_non_null(where, "out", out);
+    const spattn::DType qt = to_dtype(where, "types.q", &types.q), ot = to_dtype(where, "types.out", &types.out);
+    const spattn::BlockMask m = to_block_mask(where, mask, s.heads, s.kv_len, s.kv_len);
+    const int64_t d = s.head_dim;
+    spattn::cached_block_sparse_attention(s, spattn::InputView(q, qt, s.heads, s.q_len, d, s.q_len * d, d),
+                                          cache->impl, m, spattn::OutputView(out, ot, s.heads, s.q_len, d, s.q_len * d, d),
+                                          to_queries(s, first, rows), threads_only(threads));
+    return SPATTN_OK;
+  });
+}
+
+spattn_status spattn_merge_attention_states(int64_t parts, const float* const* outs, const float* const* lses,
+                                            int64_t heads, int64_t q_len, int64_t head_dim, float* out, float* lse,
+                                            int threads) {
+  return guarded([&] {
+    const char* where = "spattn_merge_attention_states";
+    require_non_null(where, "outs", outs);
+    require_non_null(where, "lses", lses);
+    require_non_null(where, "out", out);
+    if (parts <= 0 || heads <= 0 || q_len <= 0 || head_dim <= 0)
+      fail(SPATTN_ERROR_INVALID_ARGUMENT, std::string(where) + ": parts, heads, q_len and head_dim must be positive");
+    std::vector<spattn::AttentionPart> p;
+    for (int64_t i = 0; i < parts; ++i) {
+      char name[2][40];  // snprintf: GCC 12's -Wrestrict misfires on "literal" + std::string here
+      std::snprintf(name[0], sizeof name[0], "outs[%lld]", static_cast<long long>(i));
+      std::snprintf(name[1], sizeof name[1], "lses[%lld]", static_cast<long long>(i));
+      require_non_null(where, name[0], outs[i]);
+      require_non_null(where, name[1], lses[i]);
+      p.push_back({spattn::ConstTensorView::heads_major(outs[i], heads, q_len, head_dim), lses[i]});
+    }
+    spattn::merge_attention_states(p, spattn::TensorView::heads_major(out, heads, q_len, head_dim), lse,
+                                   threads_only(threads));
+    return SPATTN_OK;
+  });
+}
 
 }  // extern "C"

@@ -601,6 +601,80 @@ static void test_typed(void) {
   free(row_ptr), free(col);
 }
 
+/* The KV cache: written in two pieces and one row, queried by a block and by
+ * scattered rows (the reference of those rows over the whole sequence), and
+ * merged from two halves of the keys. */
+static void test_kv_cache(void) {
+  const spattn_dtypes kAllF32 = {SPATTN_FP32, SPATTN_FP32, SPATTN_FP32};
+  const int64_t H = 2, KH = 1, N = 300, D = 32;
+  float *q = random_tensor(H * N * D), *k = random_tensor(KH * N * D), *v = random_tensor(KH * N * D);
+  const spattn_shape whole = {H, KH, N, N, D, 0.0f, 0, 0};
+  double* ref = malloc((size_t)(H * N * D) * sizeof *ref);
+  reference(&whole, q, k, v, ref);
+  spattn_kv_cache* cache = NULL;
+  CHECK(spattn_kv_cache_create(KH, 320, D, SPATTN_FP32, 0, 2, &cache) == SPATTN_OK);
+  CHECK(spattn_kv_cache_write(cache, 0, 100, SPATTN_FP32, k, v, 2) == SPATTN_OK);
+  /* The rest: rows [100, 300) of the one kv head. */
+  CHECK(spattn_kv_cache_write(cache, 100, 200, SPATTN_FP32, k + 100 * D, v + 100 * D, 2) == SPATTN_OK);
+  const int32_t one = 7;
+  CHECK(spattn_kv_cache_write_rows(cache, &one, 1, SPATTN_FP32, k + 7 * D, v + 7 * D, 2) == SPATTN_OK);
+  int64_t len = 0;
+  CHECK(spattn_kv_cache_length(cache, &len) == SPATTN_OK && len == N);
+  const int32_t rows[4] = {0, 65, 199, 299};
+  float* qr = malloc((size_t)(H * 4 * D) * sizeof *qr);
+  double* rr = malloc((size_t)(H * 4 * D) * sizeof *rr);
+  for (int64_t h = 0; h < H; ++h)
+    for (int i = 0; i < 4; ++i)
+      for (int64_t c = 0; c < D; ++c) {
+        qr[(h * 4 + i) * D + c] = q[(h * N + rows[i]) * D + c];
+        rr[(h * 4 + i) * D + c] = ref[(h * N + rows[i]) * D + c];
+      }
+  float* out = calloc((size_t)(H * 4 * D), sizeof *out);
+  const spattn_shape s4 = {H, KH, 4, N, D, 0.0f, 0, 0};
+  CHECK(spattn_cached_attention(&s4, kAllF32, qr, cache, 0, rows, out, NULL, 2) == SPATTN_OK);
+  CHECK(max_rel_error(out, rr, H * 4 * D) <= 2e-5);
+  /* Keys in two halves (the cache cut back, then the second half alone), merged. */
+  float* part[2] = {calloc((size_t)(H * 4 * D), sizeof(float)), calloc((size_t)(H * 4 * D), sizeof(float))};
+  float* lse[2] = {calloc((size_t)(H * 4), sizeof(float)), calloc((size_t)(H * 4), sizeof(float))};
+  spattn_kv_cache* second = NULL;
+  CHECK(spattn_kv_cache_create(KH, 200, D, SPATTN_FP32, 0, 2, &second) == SPATTN_OK);
+  CHECK(spattn_kv_cache_write(second, 0, 200, SPATTN_FP32, k + 100 * D, v + 100 * D, 2) == SPATTN_OK);
+  CHECK(spattn_kv_cache_truncate(cache, 100, 2) == SPATTN_OK);
+  spattn_shape half = s4;
+  half.kv_len = 100;
+  CHECK(spattn_cached_attention(&half, kAllF32, qr, cache, 0, rows, part[0], lse[0], 2) == INVALID); /* 199 >= 100 */
+  CHECK(spattn_cached_attention(&half, kAllF32, qr, cache, 96, NULL, part[0], lse[0], 2) == SPATTN_OK);
+  half.kv_len = 200;
+  CHECK(spattn_cached_attention(&half, kAllF32, qr, second, 0, NULL, part[1], lse[1], 2) == SPATTN_OK);
+  /* Bidirectional attention does not depend on where the queries sit: part 0
+   * is qr over keys [0, 100), part 1 over keys [100, 300); their merge must be
+   * qr over all keys, from a fresh full cache. */
+  spattn_kv_cache* full = NULL;
+  CHECK(spattn_kv_cache_create(KH, N, D, SPATTN_FP32, 0, 2, &full) == SPATTN_OK);
+  CHECK(spattn_kv_cache_write(full, 0, N, SPATTN_FP32, k, v, 2) == SPATTN_OK);
+  float* direct = calloc((size_t)(H * 4 * D), sizeof *direct);
+  CHECK(spattn_cached_attention(&s4, kAllF32, qr, full, 0, NULL, direct, NULL, 2) == SPATTN_OK);
+  const float* outs[2] = {part[0], part[1]};
+  const float* lses[2] = {lse[0], lse[1]};
+  CHECK(spattn_merge_attention_states(2, outs, lses, H, 4, D, out, NULL, 2) == SPATTN_OK);
+  double dmax = 0.0, err = 0.0;
+  for (int64_t i = 0; i < H * 4 * D; ++i) {
+    if (fabs(direct[i]) > dmax) dmax = fabs(direct[i]);
+    if (fabs(out[i] - direct[i]) > err) err = fabs(out[i] - direct[i]);
+  }
+  CHECK(err <= 2e-5 * dmax);
+  MISUSE("cache write past a gap", spattn_kv_cache_write(cache, 150, 10, SPATTN_FP32, k, v, 1), INVALID, "gap");
+  MISUSE("cache: null out", spattn_kv_cache_create(1, 10, 32, SPATTN_FP32, 0, 1, NULL), INVALID, "out");
+  MISUSE("merge: null part", spattn_merge_attention_states(2, (const float* const[]){part[0], NULL}, lses, H, 4, D, out,
+                                                           NULL, 1), INVALID, "outs[1]");
+  spattn_kv_cache_destroy(cache);
+  spattn_kv_cache_destroy(second);
+  spattn_kv_cache_destroy(full);
+  spattn_kv_cache_destroy(NULL);
+  free(q), free(k), free(v), free(ref), free(qr), free(rr), free(out), free(direct);
+  free(part[0]), free(part[1]), free(lse[0]), free(lse[1]);
+}
+
 int main(void) {
   CHECK(strcmp(spattn_status_string(SPATTN_OK), "ok") == 0);
   CHECK(strcmp(spattn_status_string((spattn_status)99), "unknown status") == 0);
@@ -613,6 +687,7 @@ int main(void) {
   test_sessions();
   test_typed();
   test_profiles();
+  test_kv_cache();
   printf("test_capi: %d misuse cases checked, %d failures\n", g_misuse_cases, g_failures);
   return g_failures == 0 ? 0 : 1;
 }

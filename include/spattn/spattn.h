@@ -130,6 +130,53 @@ spattn_status spattn_block_sparse_attention_typed(const spattn_shape* shape, spa
                                                   const void* k, const void* v, const spattn_block_mask* mask,
                                                   void* out, int threads);
 
+/* ---- KV cache: cached diffusion decoding (see spattn/kv_cache.hpp) ----- */
+
+/* Packed K/V of up to capacity tokens, kept between calls and written in
+ * place: a refresh step writes all rows, a cached step the rows it
+ * recomputed; each step then attends its few query rows against every cached
+ * token. dtype is how K/V are kept (bf16 stays bf16 where the ISA has bf16
+ * dot products; elsewhere, and for fp16, fp32). k_block: keys per packed
+ * block, 16 ... 512, 0 for 64 (masks need a k_block that is a multiple). */
+typedef struct spattn_kv_cache spattn_kv_cache;
+spattn_status spattn_kv_cache_create(int64_t kv_heads, int64_t capacity, int64_t head_dim, spattn_dtype dtype,
+                                     int64_t k_block, int threads, spattn_kv_cache** out);
+/* k, v: [kv_heads][tokens][head_dim] of dtype, to positions [first, first + tokens);
+ * first <= the cache's length (no gaps), first + tokens <= capacity. */
+spattn_status spattn_kv_cache_write(spattn_kv_cache* cache, int64_t first, int64_t tokens, spattn_dtype dtype,
+                                    const void* k, const void* v, int threads);
+/* Row i of k, v ([kv_heads][count][head_dim]) to positions[i] (ascending, each < length). */
+spattn_status spattn_kv_cache_write_rows(spattn_kv_cache* cache, const int32_t* positions, int64_t count,
+                                         spattn_dtype dtype, const void* k, const void* v, int threads);
+/* Cuts the cache back to length tokens (<= its length). */
+spattn_status spattn_kv_cache_truncate(spattn_kv_cache* cache, int64_t length, int threads);
+spattn_status spattn_kv_cache_length(const spattn_kv_cache* cache, int64_t* length);
+/* Frees the cache; NULL is a no-op. */
+void spattn_kv_cache_destroy(spattn_kv_cache* cache);
+
+/* Attention of q ([heads][q_len][head_dim] of types.q) over every cached
+ * token into out (types.out; types.kv is not read): shape->kv_len must equal
+ * the cache's length. The queries are the rows listed in rows (q_len
+ * ascending positions) or, with rows NULL, the rows [first, first + q_len)
+ * (SPATTN_Q_OFFSET_END: the last q_len, or q_offset when causal). lse may be
+ * NULL, else it receives each row's log-sum-exp (heads * q_len floats). Few
+ * query rows split each head's keys over the threads and merge exactly. */
+spattn_status spattn_cached_attention(const spattn_shape* shape, spattn_dtypes types, const void* q,
+                                      const spattn_kv_cache* cache, int64_t first, const int32_t* rows, void* out,
+                                      float* lse, int threads);
+/* The same over the key blocks of a mask over the whole sequence (q_len =
+ * kv_len = the cache's length): each query row uses its position's mask row. */
+spattn_status spattn_cached_block_sparse_attention(const spattn_shape* shape, spattn_dtypes types, const void* q,
+                                                   const spattn_kv_cache* cache, int64_t first, const int32_t* rows,
+                                                   const spattn_block_mask* mask, void* out, int threads);
+/* Exact attention over the union of disjoint key sets from each set's
+ * normalized output (outs[i]: [heads][q_len][head_dim] floats) and rows'
+ * log-sum-exp (lses[i]: heads * q_len floats, -INFINITY for a row that saw
+ * no key), as from another process or machine; lse may be NULL. */
+spattn_status spattn_merge_attention_states(int64_t parts, const float* const* outs, const float* const* lses,
+                                            int64_t heads, int64_t q_len, int64_t head_dim, float* out, float* lse,
+                                            int threads);
+
 /* The linked library's version, "MAJOR.MINOR.PATCH" (SPATTN_VERSION_STRING of its build). */
 const char* spattn_version(void);
 
