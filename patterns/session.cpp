@@ -4,9 +4,12 @@
 #include <cmath>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "kernels/engine/phase_timer.hpp"
 #include "kernels/validate.hpp"
+#include "patterns/cached_steps.hpp"
 #include "patterns/step_policies.hpp"
 #include "patterns/validate_params.hpp"
 #include "spattn/error.hpp"
@@ -43,6 +46,22 @@ Policy parse_policy(const std::string& name) {
     if (name == policy_name(p)) return p;
   throw_bad_argument("parse_policy", "policy", name,
                      "expected dense, sparsed, unisparse, dpad, dpad+sparsed or window");
+}
+
+const char* cache_mode_name(CacheMode m) {
+  switch (m) {
+    case CacheMode::none: return "none";
+    case CacheMode::block: return "block";
+    case CacheMode::dual: return "dual";
+    case CacheMode::rows: return "rows";
+  }
+  return "unknown";
+}
+
+CacheMode parse_cache_mode(const std::string& name) {
+  for (CacheMode m : {CacheMode::none, CacheMode::block, CacheMode::dual, CacheMode::rows})
+    if (name == cache_mode_name(m)) return m;
+  throw_bad_argument("parse_cache_mode", "cache", name, "expected none, block, dual or rows");
 }
 
 const char* step_path_name(StepPath p) {
@@ -93,6 +112,12 @@ void SessionConfig::validate() const {
   if (std::string_view(policy_name(policy)) == "unknown")
     throw_bad_argument(w, "policy", std::to_string(static_cast<int>(policy)),
                        "not a Policy value (dense, sparsed, unisparse, dpad, dpad+sparsed, window)");
+  if (std::string_view(cache_mode_name(cache)) == "unknown")
+    throw_bad_argument(w, "cache", std::to_string(static_cast<int>(cache)), "not a CacheMode value (none, block, dual, rows)");
+  if (cache != CacheMode::none && uses_dpad(policy))
+    throw_bad_argument(w, "cache", cache_mode_name(cache),
+                       std::string("cached decoding does not run the DPad policies yet (policy ") + policy_name(policy) +
+                           "): use dense, sparsed, unisparse or window");
   // Kernel options and the selected policy's parameters are checked here too,
   // so a bad value fails at construction, not at the first step that uses it.
   check_thread_count(w, "kernel.threads", kernel.threads);
@@ -135,6 +160,7 @@ DiffusionAttention::DiffusionAttention(const AttentionShape& shape, const Sessio
     dpad_kept_tokens(shape_.kv_len, config_.dpad);  // validates early
   }
   policy_ = detail::make_step_policy(config_);
+  if (config_.cache != CacheMode::none) cached_ = std::make_unique<detail::CachedSteps>(shape_, config_);
 }
 
 int64_t warmup_steps_for(Policy policy, double warmup_fraction, int64_t total_steps) {
@@ -157,7 +183,29 @@ void DiffusionAttention::set_decoding_block(int64_t begin, int64_t end) {
                        "[" + std::to_string(begin) + ", " + std::to_string(end) + ")",
                        "must satisfy 0 <= begin < end <= kv_len " + std::to_string(shape_.kv_len));
   policy_->set_decoding_block(begin, end);
+  block_begin_ = begin;
+  block_end_ = end;
 }
+
+void DiffusionAttention::set_query_rows(std::vector<int32_t> rows) {
+  for (size_t i = 0; i < rows.size(); ++i)
+    if (rows[i] < 0 || rows[i] >= shape_.kv_len || (i > 0 && rows[i] <= rows[i - 1]))
+      throw_bad_argument("DiffusionAttention::set_query_rows", ("rows[" + std::to_string(i) + "]").c_str(),
+                         std::to_string(rows[i]),
+                         "rows must be strictly increasing, in [0, kv_len " + std::to_string(shape_.kv_len) + ")");
+  query_rows_ = std::move(rows);
+}
+
+std::vector<int32_t> DiffusionAttention::cached_rows() const {
+  if (config_.cache == CacheMode::rows) return query_rows_;
+  if (block_begin_ < 0) return {};
+  const int64_t end = config_.cache == CacheMode::block ? shape_.kv_len : block_end_;
+  std::vector<int32_t> rows;
+  for (int64_t t = block_begin_; t < end; ++t) rows.push_back(static_cast<int32_t>(t));
+  return rows;
+}
+
+const KVCache* DiffusionAttention::kv_cache() const { return cached_ ? cached_->cache() : nullptr; }
 
 void DiffusionAttention::set_dpad(const DpadParams& params) {
   dpad_kept_tokens(shape_.kv_len, params);  // validates
@@ -176,10 +224,43 @@ StepReport DiffusionAttention::step(InputView q, InputView k, InputView v, Outpu
                        "past total_steps " + std::to_string(config_.total_steps));
   const auto t0 = Clock::now();
   StepReport r = policy_->run(s, detail::StepTensors{shape_, q, k, v, out});
+  if (cached_) cached_->refresh(k, v);  // part of the step's time: a refresh repacks every row
   r.step = s;
   r.ms = ms_since(t0);
+  r.query_rows = uses_dpad(config_.policy) ? static_cast<int64_t>(policy_->dpad_kept().size()) : shape_.q_len;
   const bool sparse = r.path == StepPath::sparse_cached || r.path == StepPath::sparse_selected;
   last_mask_ = sparse ? policy_->last_mask() : nullptr;
+  refresh_mask_ = r.path == StepPath::sparse_selected ? last_mask_ : nullptr;
+  reports_.push_back(r);
+  return r;
+}
+
+StepReport DiffusionAttention::cached_step(InputView q, InputView k, InputView v, OutputView out) {
+  const char* where = "DiffusionAttention::cached_step";
+  const detail::PhaseTimer timer("session_cached_step");
+  if (!cached_)
+    throw_bad_argument(where, "config.cache", "none", "a cached step needs a cache mode (block, dual or rows)");
+  if (cached_->cache() == nullptr)
+    throw_bad_argument(where, "step", std::to_string(steps_done()), "the first step must be a full step() (the refresh)");
+  const std::vector<int32_t> rows = cached_rows();
+  if (rows.empty())
+    throw_bad_argument(where, "rows", "none",
+                       config_.cache == CacheMode::rows ? "set_query_rows() lists no rows"
+                                                        : "set_decoding_block() first: the mode follows the decoding block");
+  AttentionShape s = shape_;
+  s.q_len = s.kv_len = static_cast<int64_t>(rows.size());
+  detail::check_views(where, s, q, k, v, out);
+  const int64_t step = steps_done();
+  if (step >= config_.total_steps)
+    throw_bad_argument(where, "step", std::to_string(step), "past total_steps " + std::to_string(config_.total_steps));
+  // The refresh's pattern: SparseD's recorded one, else the selected mask of
+  // a step that selected one (UniSparse, window); over the full keys only.
+  const BlockMask* pattern = policy_->cached_pattern() != nullptr ? policy_->cached_pattern() : refresh_mask_;
+  const auto t0 = Clock::now();
+  StepReport r = cached_->run(step, rows, q, k, v, out, pattern);
+  r.step = step;
+  r.ms = ms_since(t0);
+  last_mask_ = r.path == StepPath::sparse_cached ? pattern : nullptr;
   reports_.push_back(r);
   return r;
 }

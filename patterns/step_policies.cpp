@@ -52,7 +52,8 @@ class SparsedSteps final : public StepPolicy {
     StepReport r;
     const int64_t R = c_.refresh_every;
     bool record = s == warm_ - 1 || (s >= warm_ && !pattern_) || (R > 0 && s >= warm_ && s - last_record_ > R) ||
-                  (s >= warm_ && block_moved_);
+                  (s >= warm_ && block_moved_) ||
+                  (c_.cache != CacheMode::none && s >= warm_ - 1);  // with a KV cache every refresh records
     block_moved_ = false;
     if (!record && s >= warm_ && pattern_->density() >= 1.0) {
       // Every head of the pattern runs dense: flash is the same computation,

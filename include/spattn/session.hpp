@@ -11,16 +11,29 @@
 #include <vector>
 
 #include "spattn/attention.hpp"
+#include "spattn/kv_cache.hpp"
 #include "spattn/patterns.hpp"
 
 namespace spattn {
 namespace detail {
 class StepPolicy;
+class CachedSteps;
 }
 
 enum class Policy { dense, sparsed, unisparse, dpad, dpad_sparsed, window };
 const char* policy_name(Policy p);
 Policy parse_policy(const std::string& name);  // throws spattn::Error naming the value
+
+// Cached decoding: which rows a cached step recomputes and attends (the
+// others' K/V come from the session's KVCache, refreshed by full steps).
+//   none   no cache: every step is a full step
+//   block  Fast-dLLM's prefix cache: the decoding block and every row after
+//          it, [begin, kv_len)
+//   dual   Fast-dLLM's dual cache: the decoding block alone, [begin, end)
+//   rows   dKV-Cache / dLLM-Cache: the rows set_query_rows lists
+enum class CacheMode { none, block, dual, rows };
+const char* cache_mode_name(CacheMode m);         // "none", "block", "dual", "rows"
+CacheMode parse_cache_mode(const std::string& name);  // throws spattn::Error naming the value
 
 struct SessionConfig {
   Policy policy = Policy::sparsed;
@@ -61,6 +74,9 @@ struct SessionConfig {
   DpadParams dpad;               // DPad's prefix / current block / window / sigma
   WindowSinkParams window;       // its block is overridden by block_size
   KernelOptions kernel;          // threads, dense tiles
+  // Cached decoding (see CacheMode and DiffusionAttention::cached_step):
+  // dense, sparsed, unisparse and window; not the DPad policies (yet).
+  CacheMode cache = CacheMode::none;
   void validate() const;         // throws spattn::Error naming the field
 };
 
@@ -101,6 +117,9 @@ struct StepReport {
   // drift_min_recall makes this step a dense_record one.
   double drift_recall = std::numeric_limits<double>::quiet_NaN();
   double drift_ms = 0.0;
+  // Query rows the step attended: kv_len for a full step (DPad: the kept
+  // tokens), the cached rows for a cached_step.
+  int64_t query_rows = 0;
 };
 
 class DiffusionAttention {
@@ -111,7 +130,28 @@ class DiffusionAttention {
   DiffusionAttention& operator=(DiffusionAttention&&) noexcept;
 
   // Runs the next denoising step; throws spattn::Error past total_steps.
+  // With a cache (config.cache != none) it is also a refresh: every row's K
+  // and V are written into the session's KVCache, and the SparseD policies
+  // record their pattern at every refresh from the last warmup step on.
   StepReport step(InputView q, InputView k, InputView v, OutputView out);
+  // A cached step (config.cache != none, after a first step()): q, k, v and
+  // out hold only cached_rows() ([heads][rows][d], k and v [kv_heads][rows][d],
+  // in cached_rows() order). Their K/V replace the cached ones, then they
+  // attend every cached token: dense during the warmup steps, before any
+  // pattern exists, or after a failed drift check until the next refresh;
+  // else on the rows of the last refresh's pattern (SparseD's recorded,
+  // UniSparse's or window's selected) for the query blocks that hold them.
+  // The drift check (drift_check_every) samples the step's rows. Counts as a
+  // step of total_steps.
+  StepReport cached_step(InputView q, InputView k, InputView v, OutputView out);
+  // CacheMode::rows: the rows the next cached steps recompute (strictly
+  // increasing, each < kv_len).
+  void set_query_rows(std::vector<int32_t> rows);
+  // The rows a cached step attends now (block and dual follow
+  // set_decoding_block, which they need).
+  std::vector<int32_t> cached_rows() const;
+  // The session's cache (nullptr without one, or before the first step).
+  const KVCache* kv_cache() const;
 
   // DPad's current block moves as decoding goes on; a change re-records the
   // dpad+sparsed pattern at the next step.
@@ -140,7 +180,11 @@ class DiffusionAttention {
   AttentionShape shape_;
   SessionConfig config_;
   std::unique_ptr<detail::StepPolicy> policy_;  // what each step runs (patterns/step_policies.hpp)
+  std::unique_ptr<detail::CachedSteps> cached_;  // the KV cache and its steps (patterns/cached_steps.hpp)
+  int64_t block_begin_ = -1, block_end_ = -1;    // the decoding block, for the cache modes
+  std::vector<int32_t> query_rows_;               // CacheMode::rows
   const BlockMask* last_mask_ = nullptr;
+  const BlockMask* refresh_mask_ = nullptr;  // the last full step's selected mask (UniSparse, window)
   std::vector<StepReport> reports_;
 };
 
