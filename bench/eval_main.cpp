@@ -62,6 +62,13 @@ const char* kUsage = R"(usage: spattn-eval [flags]
   --npy-prompt-len P    with --npy-steps-per-block: the trace's prompt tokens
   --npy-steps-per-block T  the trace decodes block-wise: folder stepNNNN decodes block NNNN / T of
                         --decode-block tokens after the prompt (for --record-on-new-block and DPad)
+  --cache M             cached decoding: none (default) | block (prefix cache: the decoding block
+                        and all rows after it recomputed) | dual (the block alone) | rows (every
+                        other row of the block); full steps refresh the cache and record SparseD's
+                        pattern, the other steps attend their rows against it (needs decoding
+                        blocks: the synthetic workload's --decode-block, or --npy-steps-per-block)
+  --cache-refresh R     block (default: a full step at each new decoding block) | first (only the
+                        first step: for traces that captured one step per block)
   --threads T           threads (default: SPATTN_NUM_THREADS or all cores)
   --no-recall           skip the attention-mass recall (saves one QK pass per step)
   --dtype T             fp32 (default), bf16 or fp16: Q, K, V are rounded to T and both the session
@@ -252,6 +259,16 @@ CliOptions parse_options(int argc, char** argv) {
     } else if (f == "--threads") {
       c.cfg.kernel.threads = a.threads(f);
       c.set_threads = true;
+    } else if (f == "--cache") {
+      try {
+        c.cfg.cache = parse_cache_mode(a.value(f));
+      } catch (const Error& e) {
+        cli::usage_error(a.tool, e.what());
+      }
+    } else if (f == "--cache-refresh") {
+      const std::string v = a.value(f);
+      if (v != "block" && v != "first") cli::usage_error(a.tool, "--cache-refresh: block or first, not '" + v + "'");
+      c.eo.refresh_first_only = v == "first";
     } else if (f == "--no-recall") {
       c.eo.recall = false;
     } else if (f == "--dtype") {
@@ -369,13 +386,15 @@ void write_eval_json(const CliOptions& c, const spattn::WorkloadSource& workload
   j["drift_share_of_dense_step"] = cli::number(r.drift_share_of_dense_step);
   j["sparsed_paper"] = c.cfg.paper_select;
   j["dpad_rule"] = spattn::dpad_rule_name(c.cfg.dpad.rule);
+  j["cache"] = cache_mode_name(c.cfg.cache);
+  j["cache_refresh"] = c.eo.refresh_first_only ? "first" : "block";
   j["steps"] = cli::Json::array();
   for (const StepEval& e : r.steps)
     j["steps"].push_back({{"step", e.step}, {"path", step_path_name(e.path)}, {"density", cli::number(e.density)},
                           {"recall", cli::number(e.recall)}, {"cosine", cli::number(e.cosine)},
                           {"rel_l2", cli::number(e.rel_l2)}, {"ms", cli::number(e.ms)},
                           {"dense_ms", cli::number(e.dense_ms)}, {"dense_heads", e.dense_heads},
-                          {"drift_recall", cli::number(e.drift_recall)}, {"drift_ms", cli::number(e.drift_ms)},
+                          {"drift_recall", cli::number(e.drift_recall)}, {"drift_ms", cli::number(e.drift_ms)}, {"query_rows", e.query_rows},
                           {"head_cosine", e.head_cosine}, {"head_recall", e.head_recall}});
   cli::write_json_file(c.json_path, "spattn-eval", std::move(j));
 }
@@ -402,7 +421,7 @@ int eval_main(int argc, char** argv) {
       cfg.dpad.block_end = std::min<int64_t>(shape.kv_len, prefix + 512);
     }
     std::printf("spattn-eval: policy %s on %s: heads %lld/%lld, N %lld, head_dim %lld, steps %lld, "
-                "block %lld, topk %.3f, dense warmup steps %lld%s, dtype %s, ISA %s, threads %d\n",
+                "block %lld, topk %.3f, dense warmup steps %lld%s, dtype %s, ISA %s, threads %d, cache %s%s\n",
                 policy_name(cfg.policy), workload.describe().c_str(), (long long)shape.heads,
                 (long long)shape.kv_heads, (long long)shape.kv_len, (long long)shape.head_dim,
                 (long long)std::min(c.steps, workload.steps()), (long long)cfg.block_size, cfg.topk_ratio,
@@ -412,14 +431,15 @@ int eval_main(int argc, char** argv) {
                   return warmup_steps_for(t);
                 }(),
                 cfg.paper_select ? ", SparseD authors' selection" : "", dtype_name(c.eo.dtype), isa_name(active_isa()),
-                resolve_threads(cfg.kernel));
-    if (!c.quiet) std::printf("%5s  %-17s %8s %8s %9s %9s %10s %10s %6s\n", "step", "path", "density", "recall",
-                              "cosine", "rel_l2", "ms", "dense_ms", "dense_h");
+                resolve_threads(cfg.kernel), cache_mode_name(cfg.cache),
+                cfg.cache == CacheMode::none ? "" : (c.eo.refresh_first_only ? " (refresh: first step)" : " (refresh: each block)"));
+    if (!c.quiet) std::printf("%5s  %-17s %6s %8s %8s %9s %9s %10s %10s %6s\n", "step", "path", "rows", "density",
+                              "recall", "cosine", "rel_l2", "ms", "dense_ms", "dense_h");
     c.eo.on_step = [&](const StepEval& e) {
       if (c.quiet) return;  // --quiet: nothing per step, on stdout or stderr
-      std::printf("%5lld  %-17s %8.4f %8.4f %9.6f %9.2e %10.2f %10.2f %6lld", (long long)e.step,
-                  step_path_name(e.path), e.density, e.recall, e.cosine, e.rel_l2, e.ms, e.dense_ms,
-                  (long long)e.dense_heads);
+      std::printf("%5lld  %-17s %6lld %8.4f %8.4f %9.6f %9.2e %10.2f %10.2f %6lld", (long long)e.step,
+                  step_path_name(e.path), (long long)e.query_rows, e.density, e.recall, e.cosine, e.rel_l2, e.ms,
+                  e.dense_ms, (long long)e.dense_heads);
       if (!std::isnan(e.drift_recall)) std::printf("  drift check: kept %.3f (%.2f ms)", e.drift_recall, e.drift_ms);
       std::printf("\n");
       if (!e.head_cosine.empty()) {

@@ -143,11 +143,146 @@ void summarize_steps(EvalResult& res) {
   res.drift_share_of_dense_step = res.dense_total_ms > 0 ? drift_ms / (res.dense_total_ms / n) : 0.0;
 }
 
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
+
+// A workload tensor as the session gets it: fp32 as is, else rounded to
+// dtype into narrow (which must outlive the view).
+InputView typed_view(std::vector<float>& t, std::vector<uint16_t>& narrow, DType dtype, int64_t heads, int64_t n,
+                     int64_t d) {
+  if (dtype == DType::fp32) return TensorView::heads_major(t.data(), heads, n, d);
+  narrow.resize(t.size());
+  for (size_t i = 0; i < t.size(); ++i) narrow[i] = dtype == DType::bf16 ? to_bf16(t[i]).bits : to_fp16(t[i]).bits;
+  return InputView(narrow.data(), dtype, heads, n, d, n * d, d);
+}
+
+// Rows `rows` of a heads-major [heads][n][d] tensor.
+std::vector<float> pick_rows(const std::vector<float>& t, int64_t heads, int64_t n, int64_t d,
+                             const std::vector<int32_t>& rows) {
+  std::vector<float> out;
+  out.reserve(static_cast<size_t>(heads) * rows.size() * static_cast<size_t>(d));
+  for (int64_t h = 0; h < heads; ++h)
+    for (int32_t r : rows) {
+      const auto* src = t.data() + (h * n + r) * d;
+      out.insert(out.end(), src, src + d);
+    }
+  return out;
+}
+
+// The cache modes' loop (see EvalOptions::refresh_first_only).
+class CachedEval {
+ public:
+  CachedEval(const WorkloadSource& w, const SessionConfig& c, const EvalOptions& o)
+      : w_(w), shape_(w.shape()), cfg_(c), opts_(o), session_(shape_, c),
+        dense_cache_(shape_.kv_heads, shape_.kv_len, shape_.head_dim, o.dtype, c.block_size, c.kernel) {}
+
+  StepEval run(int64_t s) {
+    w_.step(s, q_, k_, v_);
+    const auto block = w_.decoding_block(s);
+    if (block.second > block.first) session_.set_decoding_block(block.first, block.second);
+    const bool full = s == 0 || (!opts_.refresh_first_only && block != last_block_);
+    last_block_ = block;
+    return full ? full_step(s) : cached_step(s, block);
+  }
+
+ private:
+  StepEval full_step(int64_t s) {
+    const int64_t H = shape_.heads, KH = shape_.kv_heads, N = shape_.kv_len, d = shape_.head_dim;
+    const InputView qv = typed_view(q_, q16_, opts_.dtype, H, N, d), kv = typed_view(k_, k16_, opts_.dtype, KH, N, d),
+                    vv = typed_view(v_, v16_, opts_.dtype, KH, N, d);
+    std::vector<float> dense(static_cast<size_t>(H * N * d)), out(dense.size());
+    StepEval e;
+    e.step = s;
+    const auto t0 = Clock::now();
+    dense_attention(shape_, qv, kv, vv, TensorView::heads_major(dense.data(), H, N, d), cfg_.kernel);
+    dense_cache_.write(0, kv, vv, cfg_.kernel);  // the baseline's refresh
+    e.dense_ms = ms_since(t0);
+    fill(e, session_.step(qv, kv, vv, TensorView::heads_major(out.data(), H, N, d)), out, dense, N);
+    return e;
+  }
+
+  StepEval cached_step(int64_t s, std::pair<int64_t, int64_t> block) {
+    const int64_t H = shape_.heads, KH = shape_.kv_heads, N = shape_.kv_len, d = shape_.head_dim;
+    if (cfg_.cache == CacheMode::rows) {  // every other row of the block: its not-yet-decoded rows
+      std::vector<int32_t> rows;
+      for (int64_t t = block.first; t < block.second; t += 2) rows.push_back(static_cast<int32_t>(t));
+      session_.set_query_rows(rows);
+    }
+    const std::vector<int32_t> rows = session_.cached_rows();
+    if (rows.empty())
+      throw_bad_argument("evaluate", "cache", cache_mode_name(cfg_.cache),
+                         "cached steps need a block-wise decoding workload (its decoding blocks)");
+    const auto R = static_cast<int64_t>(rows.size());
+    std::vector<float> qr = pick_rows(q_, H, N, d, rows), kr = pick_rows(k_, KH, N, d, rows),
+                       vr = pick_rows(v_, KH, N, d, rows);
+    std::vector<uint16_t> q16, k16, v16;
+    const InputView qv = typed_view(qr, q16, opts_.dtype, H, R, d), kv = typed_view(kr, k16, opts_.dtype, KH, R, d),
+                    vv = typed_view(vr, v16, opts_.dtype, KH, R, d);
+    AttentionShape rs = shape_;
+    rs.q_len = R;
+    CachedQueries cq;
+    cq.rows = rows;
+    std::vector<float> dense(static_cast<size_t>(H * R * d)), out(dense.size());
+    StepEval e;
+    e.step = s;
+    const auto t0 = Clock::now();
+    dense_cache_.write_rows(rows, kv, vv, cfg_.kernel);
+    cached_attention(rs, qv, dense_cache_, TensorView::heads_major(dense.data(), H, R, d), cq, cfg_.kernel);
+    e.dense_ms = ms_since(t0);
+    fill(e, session_.cached_step(qv, kv, vv, TensorView::heads_major(out.data(), H, R, d)), out, dense, R);
+    return e;
+  }
+
+  // The report's fields and the accuracy of out against dense over n rows.
+  void fill(StepEval& e, const StepReport& r, const std::vector<float>& out, const std::vector<float>& dense,
+            int64_t n) const {
+    e.path = r.path;
+    e.ms = r.ms;
+    e.select_ms = r.select_ms;
+    e.density = r.density;
+    e.dense_heads = r.dense_heads;
+    e.drift_recall = r.drift_recall;
+    e.drift_ms = r.drift_ms;
+    e.query_rows = r.query_rows;
+    const std::vector<double> ref(dense.begin(), dense.end());
+    const ConstTensorView ov = ConstTensorView::heads_major(out.data(), shape_.heads, n, shape_.head_dim);
+    e.cosine = cosine_similarity(ov, ref);
+    e.rel_l2 = relative_l2_error(ov, ref);
+    e.head_cosine = head_cosines(ov, ref);
+    e.recall = r.path == StepPath::dense || r.path == StepPath::dense_record ? 1.0
+                                                                             : std::numeric_limits<double>::quiet_NaN();
+  }
+
+  const WorkloadSource& w_;
+  AttentionShape shape_;
+  SessionConfig cfg_;
+  EvalOptions opts_;
+  DiffusionAttention session_;
+  KVCache dense_cache_;  // the dense baseline's cache: the same K/V as the session's
+  std::pair<int64_t, int64_t> last_block_{-1, -1};
+  std::vector<float> q_, k_, v_;
+  std::vector<uint16_t> q16_, k16_, v16_;
+};
+
+}  // namespace
+
 EvalResult evaluate(const WorkloadSource& workload, SessionConfig config, const EvalOptions& opts) {
   using Clock = std::chrono::steady_clock;
   const AttentionShape shape = workload.shape();
   const int64_t steps = opts.max_steps > 0 ? std::min(opts.max_steps, workload.steps()) : workload.steps();
   config.total_steps = steps;
+  if (config.cache != CacheMode::none) {
+    CachedEval cached(workload, config, opts);
+    EvalResult res;
+    for (int64_t s = 0; s < steps; ++s) {
+      res.steps.push_back(cached.run(s));
+      if (opts.on_step) opts.on_step(res.steps.back());
+    }
+    summarize_steps(res);
+    return res;
+  }
   DiffusionAttention session(shape, config);
   const int64_t d = shape.head_dim;
   std::vector<float> q, k, v, dense(static_cast<size_t>(shape.heads * shape.q_len * d)),
@@ -193,6 +328,7 @@ EvalResult evaluate(const WorkloadSource& workload, SessionConfig config, const 
     e.dense_heads = r.dense_heads;
     e.drift_recall = r.drift_recall;
     e.drift_ms = r.drift_ms;
+    e.query_rows = r.query_rows;
     const std::vector<int32_t>& kept = session.dpad_kept();
     if (r.path == StepPath::gathered || (config.policy == Policy::dpad_sparsed && !kept.empty())) {
       // DPad drops the far suffix from the step: only the kept tokens' rows

@@ -112,7 +112,7 @@ ProfileMatch Profile::match(const TunedShape& shape, std::string_view policy, in
   bool best_heads = false;
   double best_seq = 0.0, best_steps = 0.0;
   for (const ProfileEntry& e : entries) {
-    if (e.shape.head_dim != shape.head_dim || e.shape.dtype != shape.dtype) continue;
+    if (e.shape.head_dim != shape.head_dim || e.shape.dtype != shape.dtype || e.shape.cache != shape.cache) continue;
     if (!policy.empty() && e.policy != policy) continue;
     if (e.layer != layer) continue;
     const bool fits = misfit(shape, e).empty();
@@ -143,6 +143,7 @@ ProfileMatch Profile::match(const TunedShape& shape, std::string_view policy, in
   }
   if (m.entry == nullptr) {
     m.why = "no entry for head_dim " + std::to_string(shape.head_dim) + ", dtype " + shape.dtype +
+            (shape.cache != "none" ? ", cache " + shape.cache : std::string()) +
             (policy.empty() ? std::string() : ", policy " + std::string(policy)) +
             (layer >= 0 ? ", layer " + std::to_string(layer) : std::string());
   } else if (!m.fits) {
@@ -166,6 +167,11 @@ ProfileMatch Profile::match_any_dtype(const TunedShape& shape, std::string_view 
     if (o.entry == nullptr) continue;
     o.other_dtype = true;
     return o;
+  }
+  if (shape.cache != "none") {  // a cached session with no entry of its mode: one tuned on full steps
+    TunedShape s = shape;
+    s.cache = "none";
+    if (ProfileMatch o = match_any_dtype(s, policy, layer); o.entry != nullptr) return o;
   }
   return m;
 }

@@ -215,7 +215,7 @@ bool valid_policy_name(const std::string& p) {
 void read_shape(const Reader& r, const MapReader& m, ProfileEntry& e) {
   const YAML::Node shape_node = m.required("shape");
   MapReader s(r, shape_node, m.child("shape"));
-  s.check_keys({"heads", "kv_heads", "seq_len", "head_dim", "steps", "dtype"});
+  s.check_keys({"heads", "kv_heads", "seq_len", "head_dim", "steps", "dtype", "cache"});
   e.shape.heads = r.integer(s.required("heads"), s.child("heads"), 1);
   const YAML::Node kvh = s.required("kv_heads");
   e.shape.kv_heads = r.integer(kvh, s.child("kv_heads"), 1);
@@ -235,6 +235,14 @@ void read_shape(const Reader& r, const MapReader& m, ProfileEntry& e) {
       e.shape.dtype = dtype_name(parse_dtype(name));  // one spelling: fp32, bf16 or fp16
     } catch (const Error&) {
       r.fail(dt, in_quotes(s.child("dtype")) + " = '" + name + "': expected fp32, bf16 or fp16");
+    }
+  }
+  if (const YAML::Node cm = shape_node["cache"]) {  // schema 5; older entries are "none"
+    const std::string name = r.string(cm, s.child("cache"));
+    try {
+      e.shape.cache = cache_mode_name(parse_cache_mode(name));
+    } catch (const Error&) {
+      r.fail(cm, in_quotes(s.child("cache")) + " = '" + name + "': expected none, block, dual or rows");
     }
   }
 }
@@ -438,6 +446,7 @@ std::string Profile::to_yaml() const {
     out << YAML::Key << "head_dim" << YAML::Value << e.shape.head_dim;
     out << YAML::Key << "steps" << YAML::Value << e.shape.steps;
     out << YAML::Key << "dtype" << YAML::Value << e.shape.dtype;
+    if (e.shape.cache != "none") out << YAML::Key << "cache" << YAML::Value << e.shape.cache;
     out << YAML::EndMap;
     out << YAML::Key << "workload" << YAML::Value << e.workload;
     out << YAML::Key << "policy" << YAML::Value << e.policy;

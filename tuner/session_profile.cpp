@@ -83,6 +83,7 @@ SessionConfig session_config_for_layer(const Profile& profile, const AttentionSh
                                        SessionConfig base, ProfileFit fit, DType dtype) {
   TunedShape key{shape.heads, shape.kv_heads, shape.kv_len, shape.head_dim, base.total_steps};
   key.dtype = dtype_name(dtype);
+  key.cache = cache_mode_name(base.cache);
   if (layer >= 0) {
     const ProfileMatch sparse = profile.match_any_dtype(key, "sparsed", layer),
                        dense = profile.match_any_dtype(key, "dense", layer);
@@ -110,6 +111,7 @@ SessionConfig session_config_from_profile(const Profile& profile, const Attentio
                                           SessionConfig base, ProfileFit fit, DType dtype) {
   TunedShape key{shape.heads, shape.kv_heads, shape.kv_len, shape.head_dim, base.total_steps};
   key.dtype = dtype_name(dtype);
+  key.cache = cache_mode_name(base.cache);
   const ProfileEntry* e = chosen_entry(profile.match_any_dtype(key, policy_name(base.policy), -1), fit, key);
   return apply_chosen(e, key, base);
 }

@@ -57,6 +57,12 @@ search space
   --drift-every R       the chosen setting checks every R sparse steps whether its pattern still
                         holds the mass, re-recording when not (default 1; 0: no checks;
                         with --layers: off unless given)
+  --cache M             cached decoding: none (default) | block | dual | rows (as spattn-eval
+                        --cache): the verification run (with --layers: every candidate's run)
+                        is the cached session, and the entry records shape.cache
+  --cache-refresh R     block (default) | first (as spattn-eval)
+  --npy-prompt-len P --npy-steps-per-block T --decode-block B
+                        the trace's block-wise decoding (as spattn-eval; cached steps need it)
   --samples K           steps the search judges accuracy on (default 4)
   --reps R              repetitions per timing, median taken (default 5)
   --budget-s T          wall-clock budget in seconds, table included (default 120)
@@ -140,6 +146,7 @@ struct CliOptions {
   bool quiet = false, verbose = false;  // progress on stderr: none / every update
   double min_mean_recall = 0;            // --layers: optional recall bound
   bool drift_given = false;
+  int64_t decode_block = -1;  // --decode-block (-1: the workload's)
   int64_t kv_heads = 0;  // 0: --heads (flag order must not matter)
 };
 
@@ -210,6 +217,22 @@ CliOptions parse_options(int argc, char** argv) {
     } else if (f == "--drift-every") {
       c.o.drift_check_every = a.integer(f, 0, 1 << 30);
       c.drift_given = true;
+    } else if (f == "--cache") {
+      try {
+        c.o.cache = parse_cache_mode(a.value(f));
+      } catch (const Error& e) {
+        cli::usage_error(a.tool, e.what());
+      }
+    } else if (f == "--cache-refresh") {
+      const std::string v = a.value(f);
+      if (v != "block" && v != "first") cli::usage_error(a.tool, "--cache-refresh: block or first, not '" + v + "'");
+      c.o.refresh_first_only = v == "first";
+    } else if (f == "--npy-prompt-len") {
+      c.o.workload.npy_prompt_len = a.integer(f, 0, 1LL << 40);
+    } else if (f == "--npy-steps-per-block") {
+      c.o.workload.npy_steps_per_block = a.integer(f, 1, 1 << 20);
+    } else if (f == "--decode-block") {
+      c.decode_block = a.integer(f, 0, 1 << 22);
     } else if (f == "--min-mean-recall") {
       c.min_mean_recall = a.real(f, 0.0, 1.0);
     } else if (f == "--samples") {
@@ -245,6 +268,9 @@ CliOptions parse_options(int argc, char** argv) {
   }
   c.o.workload.synthetic.kv_heads = c.kv_heads > 0 ? c.kv_heads : c.o.workload.synthetic.heads;
   c.o.workload.synthetic.steps = c.o.steps;
+  if (c.decode_block >= 0) c.o.workload.synthetic.decode_block = c.decode_block;
+  if (c.o.cache != CacheMode::none && c.o.workload.synthetic.decode_block == 0 && c.o.workload.npy_dir.empty())
+    cli::usage_error(a.tool, "--cache needs block-wise decoding: --decode-block B > 0");
   if (c.out_path.empty() && c.save) {
     c.out_path = default_profile_path();
     if (c.out_path.empty())
@@ -446,6 +472,11 @@ int tune_model(const CliOptions& c) {
   if (c.bound_given) lo.min_mean_cosine = c.o.min_mean_cosine, lo.min_step_cosine = c.o.min_step_cosine;
   if (!c.taus.empty()) lo.taus = c.taus;
   lo.min_mean_recall = c.min_mean_recall;
+  lo.cache = c.o.cache;
+  lo.refresh_first_only = c.o.refresh_first_only;
+  lo.npy_prompt_len = c.o.workload.npy_prompt_len;
+  lo.npy_steps_per_block = c.o.workload.npy_steps_per_block;
+  lo.decode_block = c.o.workload.synthetic.decode_block;
   if (c.drift_given) lo.drift_check_every = c.o.drift_check_every;
   if (!c.o.threads.empty()) lo.kernel.threads = c.o.threads.back();
   if (!c.quiet) lo.on_progress = [](const std::string& s) { std::fprintf(stderr, "spattn-tune: %s\n", s.c_str()); };

@@ -534,6 +534,7 @@ class Search {
     if (chosen.mass_tau > 0) cfg.mass_budget = mass_budget(chosen);
     cfg.drift_check_every = o_.drift_check_every;
     cfg.drift_min_recall = o_.drift_min_recall;
+    cfg.cache = o_.cache;
     cfg.kernel = kopt_;
     const int64_t nk = (shape_.kv_len + chosen.block_size - 1) / chosen.block_size;
     for (int attempt = 0; attempt <= o_.verify_retries; ++attempt) {
@@ -542,6 +543,7 @@ class Search {
       eo.max_steps = S_;
       eo.dtype = o_.dtype;
       eo.recall = false;
+      eo.refresh_first_only = o_.refresh_first_only;
       const double vc = verify_cost_s(chosen.sparse_step_ms);
       eo.on_step = [&](const StepEval& e) {
         progress_.report("verifying on all " + std::to_string(S_) + " steps, step " + std::to_string(e.step + 1),
@@ -577,6 +579,7 @@ class Search {
     ProfileEntry& e = res_.entry;
     e.shape = TunedShape{shape_.heads, shape_.kv_heads, shape_.kv_len, shape_.head_dim, S_};
     e.shape.dtype = dtype_name(o_.dtype);
+    e.shape.cache = cache_mode_name(o_.cache);
     e.workload = workload_.describe();
     e.policy = policy_name(Policy::sparsed);
     e.min_mean_cosine = o_.min_mean_cosine;

@@ -23,6 +23,7 @@ SessionConfig layer_config(const LayerTuneOptions& o, int64_t steps, double tau)
   c.block_size = o.block_size;
   c.kernel = o.kernel;
   c.drift_check_every = o.drift_check_every;
+  c.cache = o.cache;
   MassBudget b;
   b.tau = tau;
   b.dense_head_share = o.dense_head_share;
@@ -35,6 +36,7 @@ ProfileEntry entry_for(const LayerTuneOptions& o, const WorkloadSource& w, int64
   ProfileEntry e;
   e.shape = TunedShape{s.heads, s.kv_heads, s.kv_len, s.head_dim, steps};
   e.shape.dtype = dtype_name(o.dtype);
+  e.shape.cache = cache_mode_name(o.cache);
   e.workload = w.describe();
   e.policy = c.dense ? "dense" : "sparsed";
   e.layer = c.layer;
@@ -42,7 +44,7 @@ ProfileEntry entry_for(const LayerTuneOptions& o, const WorkloadSource& w, int64
   e.min_step_cosine = o.min_step_cosine;
   e.block_size = o.block_size;
   e.warmup_fraction = o.warmup_fraction;
-  e.q_tile_rows = o.kernel.q_tile_rows;
+  e.q_tile_rows = resolve_tiles(o.kernel, o.dtype).q_tile_rows;  // 0 in the options: the ISA's own, written out
   e.threads = o.kernel.threads;
   if (!c.dense) {
     e.mass_tau = c.tau;
@@ -63,6 +65,7 @@ LayerChoice tune_one_layer(const LayerTuneOptions& o, const WorkloadSource& w, i
   eo.max_steps = steps;
   eo.dtype = o.dtype;
   eo.recall = o.min_mean_recall > 0;  // one more QK pass per step, only when the bound asks for it
+  eo.refresh_first_only = o.refresh_first_only;
   for (double tau : taus) {
     if (o.on_progress) o.on_progress("layer " + std::to_string(layer) + ": tau " + std::to_string(tau));
     const EvalResult r = evaluate(w, layer_config(o, steps, tau), eo);
@@ -101,6 +104,9 @@ LayerTuneResult tune_layers(const LayerTuneOptions& o) {
     WorkloadSpec spec;
     spec.npy_dir = o.npy_dir;
     spec.layer = layer;
+    spec.npy_prompt_len = o.npy_prompt_len;
+    spec.npy_steps_per_block = o.npy_steps_per_block;
+    spec.synthetic.decode_block = o.decode_block;
     const WorkloadSource w(spec);
     const int64_t steps = o.steps > 0 ? std::min(o.steps, w.steps()) : w.steps();
     LayerChoice c = tune_one_layer(o, w, steps, layer);

@@ -17,10 +17,10 @@
 namespace spattn {
 
 // The newest profile schema this build reads and the one it writes.
-// 4 added the entry's dtype and chosen.drift_check_every / drift_min_recall; 3 added the entry's layer and chosen.mass_tau /
+// 5 added the entry's cache mode (shape.cache); 4 added the entry's dtype and chosen.drift_check_every / drift_min_recall; 3 added the entry's layer and chosen.mass_tau /
 // max_block_share / dense_head_share; 2 added chosen.pooled_budget. Older
 // schemas still read (dtype fp32).
-inline constexpr int kProfileSchemaVersion = 4;
+inline constexpr int kProfileSchemaVersion = 5;
 
 // What a profile was measured on.
 struct MachineInfo {
@@ -50,6 +50,10 @@ struct TunedShape {
   int64_t head_dim = 0;
   int64_t steps = 0;     // denoising steps of the session
   std::string dtype = "fp32";  // element type of Q, K, V: dtype_name() of a DType (fp32, bf16, fp16)
+  // The session's cache mode (cache_mode_name(): none, block, dual, rows): an
+  // entry tuned on cached steps serves sessions in that mode; a cached
+  // session with no entry of its mode takes a "none" one.
+  std::string cache = "none";
 
   bool operator==(const TunedShape&) const = default;
 };

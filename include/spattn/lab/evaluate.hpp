@@ -54,6 +54,7 @@ struct StepEval {
   int64_t dense_heads = 0;  // heads that visited every key block on a sparse step
   double drift_recall = std::numeric_limits<double>::quiet_NaN();  // the session's drift check (NaN: none)
   double drift_ms = 0;
+  int64_t query_rows = 0;  // rows the step attended (fewer than the sequence on a cached step)
   std::vector<double> head_cosine, head_recall;  // per query head (recall: steps on a mask over all keys)
 };
 
@@ -78,13 +79,22 @@ struct EvalOptions {
   // sparsity costs at that dtype.
   DType dtype = DType::fp32;
   std::function<void(const StepEval&)> on_step;  // progress callback
+  // With a cache mode (SessionConfig::cache): a full step (a refresh) at the
+  // first step and, unless refresh_first_only, at each step that decodes a
+  // new block (the workload's decoding_block); the others are cached steps
+  // over the mode's rows (rows mode: every other row of the decoding block,
+  // standing for its not-yet-decoded ones), compared with dense attention of
+  // the same rows against the same cached K/V (its time is the dense_ms).
+  // refresh_first_only serves traces that captured one step per block.
+  bool refresh_first_only = false;
 };
 
 // Accuracy is measured against the dense flash output of the same step (fp32,
 // itself within 2e-5 of the double-precision reference: see the kernel tests);
 // a double-precision reference at N = 8192 would take minutes per step.
 // DPad policies drop the far suffix from the step, so their accuracy is taken
-// over the kept tokens' rows only (the rows the step produces).
+// over the kept tokens' rows only (the rows the step produces). With a cache
+// mode, see EvalOptions::refresh_first_only.
 EvalResult evaluate(const WorkloadSource& workload, SessionConfig config, const EvalOptions& opts = {});
 // The means, minimum and totals of res from res.steps (what evaluate ends
 // with): a NaN cosine makes min_cosine NaN; mean_density is in [0, 1].

@@ -80,6 +80,11 @@ struct TuneOptions {
   // time, includes the checks and any re-record they cause.
   int64_t drift_check_every = 1;
   double drift_min_recall = 0.9;
+  // Cached decoding (SessionConfig::cache; EvalOptions::refresh_first_only):
+  // the verification run, whose figures the entry records, runs the mode's
+  // cached steps; the search's samples and time model are full steps.
+  CacheMode cache = CacheMode::none;
+  bool refresh_first_only = false;
   std::function<void(const TuneProgress&)> on_progress;
 };
 
@@ -137,6 +142,12 @@ struct LayerTuneOptions {
   // steps (the share of each row's mass the pattern keeps): 0, off.
   double min_mean_recall = 0.0;
   int64_t drift_check_every = 0;  // SessionConfig::drift_check_every of every candidate (0: none)
+  // Every candidate's run in this cache mode (entries record it); cached
+  // steps need the trace's decoding blocks (WorkloadSpec's npy_prompt_len,
+  // npy_steps_per_block, synthetic.decode_block).
+  CacheMode cache = CacheMode::none;
+  bool refresh_first_only = false;
+  int64_t npy_prompt_len = 0, npy_steps_per_block = 0, decode_block = 512;
   KernelOptions kernel;
   std::function<void(const std::string&)> on_progress;  // one line per candidate
 };
