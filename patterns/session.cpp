@@ -9,6 +9,7 @@
 
 #include "kernels/engine/phase_timer.hpp"
 #include "kernels/validate.hpp"
+#include "kernels/engine/kv_plan.hpp"
 #include "patterns/cached_steps.hpp"
 #include "patterns/step_policies.hpp"
 #include "patterns/validate_params.hpp"
@@ -223,8 +224,11 @@ StepReport DiffusionAttention::step(InputView q, InputView k, InputView v, Outpu
     throw_bad_argument("DiffusionAttention::step", "step", std::to_string(s),
                        "past total_steps " + std::to_string(config_.total_steps));
   const auto t0 = Clock::now();
-  StepReport r = policy_->run(s, detail::StepTensors{shape_, q, k, v, out});
-  if (cached_) cached_->refresh(k, v);  // part of the step's time: a refresh repacks every row
+  // With a cache the refresh comes first (part of the step's time), and the
+  // step reads the cache instead of packing K/V a second time.
+  if (cached_) cached_->refresh(k, v);
+  const detail::KVPlan* plan = cached_ ? &cached_->cache()->plan() : nullptr;
+  StepReport r = policy_->run(s, detail::StepTensors{shape_, q, k, v, out, plan});
   r.step = s;
   r.ms = ms_since(t0);
   r.query_rows = uses_dpad(config_.policy) ? static_cast<int64_t>(policy_->dpad_kept().size()) : shape_.q_len;

@@ -3,8 +3,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
+#include <span>
+#include <vector>
 
 #include "kernels/engine/engine.hpp"
+#include "kernels/engine/kv_plan.hpp"
 #include "kernels/validate.hpp"
 #include "spattn/error.hpp"
 
@@ -29,11 +33,36 @@ double sum_floats(const float* x, int64_t n) {
   return s;
 }
 
+// Dense attention of a step, on the session's cache when the step has it.
+void step_dense(const StepTensors& t, const KernelOptions& k) {
+  if (t.plan == nullptr) {
+    dense_attention(t.shape, t.q, t.k, t.v, t.out, k);
+    return;
+  }
+  check_finite_inputs("DiffusionAttention::step", k, t.shape, t.q, t.k, t.v);
+  const std::vector<int32_t> all = all_key_blocks(*t.plan);
+  attend(t.shape, t.q, *t.plan, t.out, resolve_tiles(k, t.k.dtype).q_tile_rows,
+         [&](int64_t, int64_t) { return std::span<const int32_t>(all); }, resolve_threads(k),
+         AttendExtras{nullptr, nullptr, {}, k.kv_splits});
+}
+
+// Block-sparse attention of a step on mask m, on the session's cache when
+// the step has it (in m's key blocks).
+void step_sparse(const StepTensors& t, const BlockMask& m, const KernelOptions& k) {
+  if (t.plan == nullptr || t.plan->k_block() != m.k_block) {
+    block_sparse_attention(t.shape, t.q, t.k, t.v, m, t.out, k);
+    return;
+  }
+  check_finite_inputs("DiffusionAttention::step", k, t.shape, t.q, t.k, t.v);
+  attend(t.shape, t.q, *t.plan, t.out, m.q_block, [&](int64_t h, int64_t qb) { return m.row(h, qb); },
+         resolve_threads(k), AttendExtras{nullptr, nullptr, {}, k.kv_splits});
+}
+
 class DenseSteps final : public StepPolicy {
  public:
   explicit DenseSteps(const KernelOptions& k) : kernel_(k) {}
   StepReport run(int64_t, const StepTensors& t) override {
-    dense_attention(t.shape, t.q, t.k, t.v, t.out, kernel_);
+    step_dense(t, kernel_);
     return {};
   }
 
@@ -58,7 +87,7 @@ class SparsedSteps final : public StepPolicy {
     if (!record && s >= warm_ && pattern_->density() >= 1.0) {
       // Every head of the pattern runs dense: flash is the same computation,
       // faster, and a full pattern cannot drift.
-      dense_attention(t.shape, t.q, t.k, t.v, t.out, c_.kernel);
+      step_dense(t, c_.kernel);
       r.dense_heads = dense_heads_;
       return r;
     }
@@ -67,7 +96,10 @@ class SparsedSteps final : public StepPolicy {
       // The check and the sparse step share one packing of K and V.
       check_finite_inputs("DiffusionAttention::step", c_.kernel, t.shape, t.q, t.k, t.v);
       const int threads = resolve_threads(c_.kernel);
-      const KVPlan kv(t.shape, t.k, t.v, pattern_->k_block, threads);
+      std::optional<KVPlan> own;  // the session's cache, else one packing for the check and the step
+      const KVPlan& kv = t.plan != nullptr && t.plan->k_block() == pattern_->k_block
+                             ? *t.plan
+                             : own.emplace(t.shape, t.k, t.v, pattern_->k_block, threads);
       const auto t0 = Clock::now();  // the packing serves the step: not the check's cost
       r.drift_recall = drift_recall(t, kv);
       r.drift_ms = ms_since(t0);
@@ -82,13 +114,13 @@ class SparsedSteps final : public StepPolicy {
       record = true;
     }
     if (s < warm_ - 1) {
-      dense_attention(t.shape, t.q, t.k, t.v, t.out, c_.kernel);
+      step_dense(t, c_.kernel);
     } else if (record) {
       r.select_ms = record_pattern(t);
       r.path = StepPath::dense_record;
       last_record_ = s;
     } else {
-      block_sparse_attention(t.shape, t.q, t.k, t.v, *pattern_, t.out, c_.kernel);
+      step_sparse(t, *pattern_, c_.kernel);
       r.path = StepPath::sparse_cached;
       r.density = pattern_->density();
       r.dense_heads = dense_heads_;
@@ -113,13 +145,21 @@ class SparsedSteps final : public StepPolicy {
     check_finite_inputs("DiffusionAttention::step", c_.kernel, t.shape, t.q, t.k, t.v);
     const int threads = resolve_threads(c_.kernel);
     lse_.resize(static_cast<size_t>(t.shape.heads * t.shape.q_len));
+    BlockMass mass{t.shape.heads, t.shape.q_len, t.shape.kv_len, c_.block_size, c_.block_size, {}};
+    mass.mass.resize(static_cast<size_t>(mass.heads * mass.q_blocks() * mass.k_blocks()));
+    if (t.plan != nullptr && t.plan->k_block() == c_.block_size) {
+      // The session's cache is in the pattern's key blocks: one fused pass on
+      // it gives output, LSE and masses (no packing of its own).
+      attend_with_block_mass(t.shape, t.q, *t.plan, t.out, c_.block_size, threads, lse_.data(), mass.mass.data());
+      const auto t1 = Clock::now();
+      pattern_ = select(mass, t);
+      return ms_since(t1);
+    }
     // The dense kernel's tiles, so that the step's output is dense_attention's
     // bit for bit; the masses come in the same pass when those are the
     // pattern's blocks (as sparsed_paper_config and the tuner's profiles set).
     const TileSizes tiles = resolve_tiles(c_.kernel, t.k.dtype);
     const KVPlan kv(t.shape, t.k, t.v, tiles.k_block, threads);
-    BlockMass mass{t.shape.heads, t.shape.q_len, t.shape.kv_len, c_.block_size, c_.block_size, {}};
-    mass.mass.resize(static_cast<size_t>(mass.heads * mass.q_blocks() * mass.k_blocks()));
     if (tiles.q_tile_rows == c_.block_size && tiles.k_block == c_.block_size) {
       // The tiles are the pattern's blocks: one pass gives output, LSE and masses.
       attend_with_block_mass(t.shape, t.q, kv, t.out, c_.block_size, threads, lse_.data(), mass.mass.data());
@@ -239,7 +279,7 @@ class SelectedSteps final : public StepPolicy {
   StepReport run(int64_t s, const StepTensors& t) override {
     StepReport r;
     if (s < warm_) {
-      dense_attention(t.shape, t.q, t.k, t.v, t.out, c_.kernel);
+      step_dense(t, c_.kernel);
       selected_.reset();
       return r;
     }
@@ -247,7 +287,7 @@ class SelectedSteps final : public StepPolicy {
     selected_ = c_.policy == Policy::unisparse ? unisparse_select(t.shape, t.q, t.k, c_.unisparse, c_.kernel)
                                                : window_sink_mask(t.shape, c_.window);
     r.select_ms = ms_since(t0);
-    block_sparse_attention(t.shape, t.q, t.k, t.v, *selected_, t.out, c_.kernel);
+    step_sparse(t, *selected_, c_.kernel);
     r.path = StepPath::sparse_selected;
     r.density = selected_->density();
     return r;

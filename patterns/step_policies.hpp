@@ -12,11 +12,17 @@
 
 namespace spattn::detail {
 
+class KVPlan;
+
 // One step's tensors, with the shape they have (DPad passes compacted ones).
 struct StepTensors {
   AttentionShape shape;
   InputView q, k, v;
   OutputView out;
+  // Cached decoding: the session's KV cache, just refreshed with exactly k
+  // and v (in blocks of the session's block_size): the step reads it instead
+  // of packing K/V again. nullptr: the step packs its own.
+  const KVPlan* plan = nullptr;
 };
 
 class StepPolicy {
