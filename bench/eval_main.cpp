@@ -313,7 +313,14 @@ void apply_profile(CliOptions& c, const spattn::WorkloadSource& workload) {
   SessionConfig base = c.cfg;
   base.total_steps = std::min(c.steps, workload.steps());
   const ProfileFit fit = c.lenient_profile ? ProfileFit::lenient : ProfileFit::strict;
-  const SessionConfig from = session_config_from_profile(profile, shape, base, fit, c.eo.dtype);
+  // A trace's layer takes its own entry (spattn-tune --layers) where there is one.
+  const SessionConfig from = c.spec.npy_dir.empty() || c.spec.layer < 0
+                                 ? session_config_from_profile(profile, shape, base, fit, c.eo.dtype)
+                                 : session_config_for_layer(profile, shape, c.spec.layer, base, fit, c.eo.dtype);
+  if (from.policy != c.cfg.policy) {  // the layer's entry says dense (or sparsed)
+    std::printf("profile %s: layer %d runs %s\n", c.profile_path.c_str(), c.spec.layer, policy_name(from.policy));
+    c.cfg.policy = from.policy;
+  }
   if (!c.set_block) c.cfg.block_size = from.block_size;
   if (!c.set_topk) c.cfg.topk_ratio = c.cfg.unisparse.topk_ratio = from.topk_ratio;
   if (!c.set_warmup) c.cfg.warmup_fraction = from.warmup_fraction;
@@ -330,7 +337,9 @@ void apply_profile(CliOptions& c, const spattn::WorkloadSource& workload) {
   }
   TunedShape key{shape.heads, shape.kv_heads, shape.kv_len, shape.head_dim, base.total_steps};
   key.dtype = dtype_name(c.eo.dtype);
-  const ProfileMatch m = profile.match_any_dtype(key, policy_name(c.cfg.policy));
+  key.cache = cache_mode_name(c.cfg.cache);
+  const ProfileMatch m =
+      profile.match_any_dtype(key, policy_name(c.cfg.policy), c.spec.npy_dir.empty() ? -1 : c.spec.layer);
   std::printf("profile %s: %s%s\n", c.profile_path.c_str(),
               m.fits                                        ? "entry applied"
               : c.lenient_profile && m.entry != nullptr ? "nearest entry applied (lenient; it does not fit)"
