@@ -133,36 +133,54 @@ struct Row {
   double write_ms, attend_ms, step_ms, uncached_ms, sparse_ms, density, one_thread_ms, gbs;
 };
 
-Row run_shape(const Options& o, int64_t H, int64_t q_len, int64_t kv_len, DType t, int threads) {
-  const int64_t KH = o.kv_heads > 0 ? o.kv_heads : H, d = o.head_dim;
-  std::mt19937_64 rng(kv_len * 131 + q_len);
-  std::normal_distribution<float> nd;
-  std::vector<float> k(static_cast<size_t>(KH * kv_len * d)), v(k.size()), q(static_cast<size_t>(H * q_len * d));
-  for (auto* x : {&k, &v, &q})
-    for (float& f : *x) f = nd(rng);
+// K and V of one (heads, kv, dtype): random, in the dtype, written once into
+// a cache that every q length of the shape then reads.
+struct CachedInputs {
+  int64_t KH, kv, d;
+  DType t;
+  std::vector<float> k, v;
   std::vector<uint16_t> k16, v16;
-  InputView kview = ConstTensorView::heads_major(k.data(), KH, kv_len, d), vview = ConstTensorView::heads_major(v.data(), KH, kv_len, d);
-  if (t != DType::fp32) {
+  InputView kview, vview;
+  CachedInputs(int64_t kv_heads, int64_t kv_len, int64_t head_dim, DType dtype)
+      : KH(kv_heads), kv(kv_len), d(head_dim), t(dtype), k(static_cast<size_t>(kv_heads * kv_len * head_dim)), v(k.size()) {
+    std::mt19937_64 rng(static_cast<uint64_t>(kv_len * 131 + kv_heads));
+    std::normal_distribution<float> nd;
+    for (auto* x : {&k, &v})
+      for (float& f : *x) f = nd(rng);
+    kview = ConstTensorView::heads_major(k.data(), KH, kv, d);
+    vview = ConstTensorView::heads_major(v.data(), KH, kv, d);
+    if (t == DType::fp32) return;
     for (float f : k) k16.push_back(t == DType::bf16 ? to_bf16(f).bits : to_fp16(f).bits);
     for (float f : v) v16.push_back(t == DType::bf16 ? to_bf16(f).bits : to_fp16(f).bits);
-    kview = InputView(k16.data(), t, KH, kv_len, d, kv_len * d, d);
-    vview = InputView(v16.data(), t, KH, kv_len, d, kv_len * d, d);
+    kview = InputView(k16.data(), t, KH, kv, d, kv * d, d);
+    vview = InputView(v16.data(), t, KH, kv, d, kv * d, d);
   }
+  // Rows [first, first + n) of K or V.
+  InputView rows(const InputView& x, int64_t first, int64_t n) const {
+    InputView r = x;
+    r.data = x.row(0, first);
+    r.tokens = n;
+    return r;
+  }
+};
+
+Row run_shape(const Options& o, int64_t H, int64_t q_len, const CachedInputs& in, KVCache& cache,
+              const BlockMask& pattern, int threads) {
+  const int64_t d = in.d, kv_len = in.kv;
+  std::mt19937_64 rng(static_cast<uint64_t>(q_len));
+  std::normal_distribution<float> nd;
+  std::vector<float> q(static_cast<size_t>(H * q_len * d));
+  for (float& f : q) f = nd(rng);
   KernelOptions opts;
   opts.threads = threads;
-  KVCache cache(KH, kv_len, d, t, 0, opts);
-  cache.write(0, kview, vview, opts);
-  AttentionShape shape{H, KH, q_len, kv_len, d};
+  AttentionShape shape{H, in.KH, q_len, kv_len, d};
   const ConstTensorView qv = ConstTensorView::heads_major(q.data(), H, q_len, d);
   std::vector<float> out(q.size());
   const TensorView ov = TensorView::heads_major(out.data(), H, q_len, d);
   // The block's refreshed rows: 32 (a decoding block) at the end.
   const int64_t w = std::min<int64_t>(32, kv_len), w0 = kv_len - w;
-  InputView kw = kview, vw = vview;
-  kw.data = kview.row(0, w0);
-  vw.data = vview.row(0, w0);
-  kw.tokens = vw.tokens = w;
-  Row r{H, q_len, kv_len, t, 0, 0, 0, 0, 0, 0, 0, 0};
+  const InputView kw = in.rows(in.kview, w0, w), vw = in.rows(in.vview, w0, w);
+  Row r{H, q_len, kv_len, in.t, 0, 0, 0, 0, 0, 0, 0, 0};
   cache.write(w0, kw, vw, opts);  // warm: the threads, the buffer cache, the pages
   cached_attention(shape, qv, cache, ov, {}, opts);
   r.write_ms = median_ms(o.reps, [&] { cache.write(w0, kw, vw, opts); });
@@ -171,8 +189,7 @@ Row run_shape(const Options& o, int64_t H, int64_t q_len, int64_t kv_len, DType 
     cache.write(w0, kw, vw, opts);
     cached_attention(shape, qv, cache, ov, {}, opts);
   });
-  r.uncached_ms = median_ms(o.reps, [&] { dense_attention(shape, qv, kview, vview, ov, opts); });
-  const BlockMask pattern = random_pattern(H, kv_len, o.density, 7);
+  r.uncached_ms = median_ms(o.reps, [&] { dense_attention(shape, qv, in.kview, in.vview, ov, opts); });
   r.density = pattern.density();
   r.sparse_ms = median_ms(o.reps, [&] { cached_block_sparse_attention(shape, qv, cache, pattern, ov, {}, opts); });
   if (o.scaling) {
@@ -183,7 +200,7 @@ Row run_shape(const Options& o, int64_t H, int64_t q_len, int64_t kv_len, DType 
   // Bytes the dense pass reads: each kv head's packed K and V once per query
   // head of its group (GQA rereads them, mostly from cache at small groups).
   const double elem = cache.storage_dtype() == DType::bf16 ? 2.0 : 4.0;
-  r.gbs = 2.0 * double(KH) * double(kv_len) * double(d) * elem / (r.attend_ms * 1e6);
+  r.gbs = 2.0 * double(in.KH) * double(kv_len) * double(d) * elem / (r.attend_ms * 1e6);
   return r;
 }
 
@@ -203,9 +220,15 @@ int cached_main(int argc, char** argv) {
               o.scaling ? " | 1-thr ms  scaling" : "");
   for (DType t : o.dtypes)
     for (int64_t H : o.heads)
-      for (int64_t kv : o.kv_lens)
+      for (int64_t kv : o.kv_lens) {
+        const CachedInputs in(o.kv_heads > 0 ? o.kv_heads : H, kv, o.head_dim, t);
+        KernelOptions kopts;
+        kopts.threads = threads;
+        KVCache cache(in.KH, kv, in.d, t, 0, kopts);
+        cache.write(0, in.kview, in.vview, kopts);
+        const BlockMask pattern = random_pattern(H, kv, o.density, 7);
         for (int64_t q : o.q_lens) {
-          const Row r = run_shape(o, H, q, kv, t, threads);
+          const Row r = run_shape(o, H, q, in, cache, pattern, threads);
           std::printf("%5lld %5lld %7lld %5s | %7.3fms %7.3fms %7.3fms %6.2f | %9.3fms %7.2f | %7.3fms %7.3f %6.2fx | %8.1f %5.0f%%",
                       (long long)r.H, (long long)r.q, (long long)r.kv, dtype_name(r.t), r.write_ms, r.attend_ms,
                       r.step_ms, r.step_ms / r.attend_ms, r.uncached_ms, r.uncached_ms / r.attend_ms, r.sparse_ms,
@@ -214,6 +237,7 @@ int cached_main(int argc, char** argv) {
           std::printf("\n");
           std::fflush(stdout);
         }
+      }
   std::printf("write32: KVCache::write of 32 refreshed rows; attend: cached_attention alone; step: both; "
               "uncached: dense_attention packing all K/V per call; sparse: cached_block_sparse_attention on a random "
               "pattern of 64x64 blocks (spd = attend / sparse); KV GB/s: packed K+V bytes of the kv heads / attend; "
