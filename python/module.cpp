@@ -375,37 +375,104 @@ py::array window_sink(int64_t heads, int64_t q_len, int64_t kv_len, int64_t bloc
 
 // One attention layer of a diffusion model (DiffusionAttention), stepped once
 // per denoising step on arrays of the session's shape.
+// The session configuration's keyword arguments: one name per field, the
+// C API's and the profiles' names (mass_tau, dense_head_share, ...), each with
+// how it is set. Session(**kwargs) applies them in this order after a profile.
+using ConfigSetter = void (*)(spattn::SessionConfig&, const py::handle&);
+struct ConfigKey {
+  const char* name;
+  ConfigSetter set;
+};
+spattn::MassBudget& budget(spattn::SessionConfig& c) {
+  if (!c.mass_budget) c.mass_budget.emplace();
+  return *c.mass_budget;
+}
+const ConfigKey kConfigKeys[] = {
+    {"policy", [](spattn::SessionConfig& c, const py::handle& v) { c.policy = spattn::parse_policy(v.cast<std::string>()); }},
+    {"total_steps", [](spattn::SessionConfig& c, const py::handle& v) { c.total_steps = v.cast<int64_t>(); }},
+    {"warmup_fraction", [](spattn::SessionConfig& c, const py::handle& v) { c.warmup_fraction = v.cast<double>(); }},
+    {"warmup_steps", [](spattn::SessionConfig& c, const py::handle& v) { c.warmup_steps = v.cast<int64_t>(); }},
+    {"refresh_every", [](spattn::SessionConfig& c, const py::handle& v) { c.refresh_every = v.cast<int64_t>(); }},
+    {"block_size", [](spattn::SessionConfig& c, const py::handle& v) { c.block_size = v.cast<int64_t>(); }},
+    {"topk_ratio", [](spattn::SessionConfig& c, const py::handle& v) { c.topk_ratio = c.unisparse.topk_ratio = v.cast<double>(); }},
+    {"pooled_budget", [](spattn::SessionConfig& c, const py::handle& v) { c.pooled_budget = v.cast<bool>(); }},
+    {"mass_tau", [](spattn::SessionConfig& c, const py::handle& v) {
+       if (v.is_none()) c.mass_budget.reset();
+       else budget(c).tau = v.cast<double>();
+     }},
+    {"max_block_share", [](spattn::SessionConfig& c, const py::handle& v) { budget(c).max_share = v.cast<double>(); }},
+    {"dense_head_share", [](spattn::SessionConfig& c, const py::handle& v) { budget(c).dense_head_share = v.cast<double>(); }},
+    {"record_on_new_block", [](spattn::SessionConfig& c, const py::handle& v) { c.record_on_new_block = v.cast<bool>(); }},
+    {"paper_select", [](spattn::SessionConfig& c, const py::handle& v) { c.paper_select = v.cast<bool>(); }},
+    {"paper_prefix_len", [](spattn::SessionConfig& c, const py::handle& v) { c.paper_prefix_len = v.cast<int64_t>(); }},
+    {"drift_check_every", [](spattn::SessionConfig& c, const py::handle& v) { c.drift_check_every = v.cast<int64_t>(); }},
+    {"drift_sample_blocks", [](spattn::SessionConfig& c, const py::handle& v) { c.drift_sample_blocks = v.cast<int64_t>(); }},
+    {"drift_min_recall", [](spattn::SessionConfig& c, const py::handle& v) { c.drift_min_recall = v.cast<double>(); }},
+    {"unisparse_tau", [](spattn::SessionConfig& c, const py::handle& v) { c.unisparse.tau = v.cast<double>(); }},
+    {"unisparse_select", [](spattn::SessionConfig& c, const py::handle& v) {
+       const std::string s = v.cast<std::string>();
+       if (s != "threshold" && s != "topk") throw py::value_error("unisparse_select: 'threshold' or 'topk', not '" + s + "'");
+       c.unisparse.select = s == "topk" ? spattn::UnisparseParams::Select::topk : spattn::UnisparseParams::Select::threshold;
+     }},
+    {"window_sink_tokens", [](spattn::SessionConfig& c, const py::handle& v) { c.window.sink_tokens = v.cast<int64_t>(); }},
+    {"window_tokens", [](spattn::SessionConfig& c, const py::handle& v) { c.window.window_tokens = v.cast<int64_t>(); }},
+    {"dpad_rule", [](spattn::SessionConfig& c, const py::handle& v) { c.dpad.rule = spattn::parse_dpad_rule(v.cast<std::string>()); }},
+    {"dpad_prefix_len", [](spattn::SessionConfig& c, const py::handle& v) { c.dpad.prefix_len = v.cast<int64_t>(); }},
+    {"dpad_block_start", [](spattn::SessionConfig& c, const py::handle& v) { c.dpad.block_start = v.cast<int64_t>(); }},
+    {"dpad_block_end", [](spattn::SessionConfig& c, const py::handle& v) { c.dpad.block_end = v.cast<int64_t>(); }},
+    {"dpad_window", [](spattn::SessionConfig& c, const py::handle& v) { c.dpad.window = v.cast<int64_t>(); }},
+    {"dpad_k_sigma", [](spattn::SessionConfig& c, const py::handle& v) { c.dpad.k_sigma = v.cast<double>(); }},
+    {"dpad_scale", [](spattn::SessionConfig& c, const py::handle& v) { c.dpad.scale = v.cast<double>(); }},
+    {"dpad_sigma", [](spattn::SessionConfig& c, const py::handle& v) { c.dpad.sigma = v.cast<double>(); }},
+    {"dpad_seed", [](spattn::SessionConfig& c, const py::handle& v) { c.dpad.seed = v.cast<uint64_t>(); }},
+    {"cache", [](spattn::SessionConfig& c, const py::handle& v) { c.cache = spattn::parse_cache_mode(v.cast<std::string>()); }},
+    {"threads", [](spattn::SessionConfig& c, const py::handle& v) { c.kernel.threads = v.cast<int>(); }},
+    {"q_tile_rows", [](spattn::SessionConfig& c, const py::handle& v) { c.kernel.q_tile_rows = v.cast<int64_t>(); }},
+    {"check_finite", [](spattn::SessionConfig& c, const py::handle& v) { c.kernel.check_finite = v.cast<bool>(); }},
+};
+
+std::string config_key_names() {
+  std::string names;
+  for (const ConfigKey& k : kConfigKeys) names += (names.empty() ? "" : ", ") + std::string(k.name);
+  return names;
+}
+
+py::dict report_dict(const spattn::StepReport& r) {
+  py::dict d;
+  d["step"] = r.step;
+  d["path"] = spattn::step_path_name(r.path);
+  d["ms"] = r.ms;
+  d["select_ms"] = r.select_ms;
+  d["density"] = r.density;
+  d["dense_heads"] = r.dense_heads;
+  d["drift_recall"] = r.drift_recall;
+  d["drift_ms"] = r.drift_ms;
+  d["query_rows"] = r.query_rows;
+  return d;
+}
+
 class Session {
  public:
-  Session(int64_t heads, int64_t kv_heads, int64_t seq_len, int64_t head_dim, const std::string& policy,
-          int64_t total_steps, double warmup_fraction, int64_t block_size, double topk_ratio, const std::string& profile,
-          int threads)
-      : session_(make(heads, kv_heads, seq_len, head_dim, policy, total_steps, warmup_fraction, block_size, topk_ratio,
-                      profile, threads)) {}
+  // The config: SessionConfig's defaults, then (paper) SparseD's authors'
+  // preset, then the profile's entry (for `layer` where it has one), then
+  // the keyword arguments.
+  Session(int64_t heads, int64_t kv_heads, int64_t seq_len, int64_t head_dim, const std::string& profile, int layer,
+          bool paper, int64_t paper_prefix, const py::kwargs& kwargs)
+      : session_(make(heads, kv_heads, seq_len, head_dim, profile, layer, paper, paper_prefix, kwargs)) {}
 
   // (out, report): out [heads, seq_len, head_dim] float32; report a dict of
-  // what ran (path, ms, select_ms, density, dense_heads, step).
+  // what ran (step, path, ms, select_ms, density, dense_heads, drift_recall,
+  // drift_ms, query_rows).
   py::tuple step(const py::object& q, const py::object& k, const py::object& v) {
-    const Input qi = input_of(q, "q"), ki = input_of(k, "k"), vi = input_of(v, "v");
-  const spattn::InputView &qv = qi.view, &kv = ki.view, &vv = vi.view;
-    const spattn::AttentionShape& s = session_.shape();
-    py::array out = new_output(s, "fp32");
-    const spattn::OutputView ov = out_view(out, DType::fp32);
-    spattn::StepReport r;
-    {
-      py::gil_scoped_release nogil;
-      r = session_.step(qv, kv, vv, ov);
-    }
-    py::dict report;
-    report["step"] = r.step;
-    report["path"] = spattn::step_path_name(r.path);
-    report["ms"] = r.ms;
-    report["select_ms"] = r.select_ms;
-    report["density"] = r.density;
-    report["dense_heads"] = r.dense_heads;
-    return py::make_tuple(out, report);
+    return run(q, k, v, session_.shape().q_len, false);
+  }
+  // The same over cached_rows() only (cache mode): q, k, v [.., rows, d].
+  py::tuple cached_step(const py::object& q, const py::object& k, const py::object& v) {
+    return run(q, k, v, static_cast<int64_t>(session_.cached_rows().size()), true);
   }
   void set_decoding_block(int64_t begin, int64_t end) { session_.set_decoding_block(begin, end); }
+  void set_query_rows(std::vector<int32_t> rows) { session_.set_query_rows(std::move(rows)); }
+  std::vector<int32_t> cached_rows() const { return session_.cached_rows(); }
   int64_t warmup_steps() const { return session_.warmup_steps(); }
   int64_t steps_done() const { return session_.steps_done(); }
   py::dict config() const {
@@ -416,32 +483,58 @@ class Session {
     d["warmup_steps"] = session_.warmup_steps();
     d["block_size"] = c.block_size;
     d["topk_ratio"] = c.topk_ratio;
-    d["mass_budget_tau"] = c.mass_budget ? py::object(py::float_(c.mass_budget->tau)) : py::object(py::none());
+    d["pooled_budget"] = c.pooled_budget;
+    d["mass_tau"] = c.mass_budget ? py::object(py::float_(c.mass_budget->tau)) : py::object(py::none());
+    d["dense_head_share"] = c.mass_budget ? c.mass_budget->dense_head_share : 1.0;
+    d["paper_select"] = c.paper_select;
+    d["drift_check_every"] = c.drift_check_every;
+    d["cache"] = spattn::cache_mode_name(c.cache);
     d["threads"] = c.kernel.threads;
     return d;
   }
 
  private:
+  py::tuple run(const py::object& q, const py::object& k, const py::object& v, int64_t rows, bool cached) {
+    const Input qi = input_of(q, "q"), ki = input_of(k, "k"), vi = input_of(v, "v");
+    spattn::AttentionShape s = session_.shape();
+    s.q_len = rows;
+    py::array out = new_output(s, "fp32");
+    const spattn::OutputView ov = out_view(out, DType::fp32);
+    spattn::StepReport r;
+    {
+      py::gil_scoped_release nogil;
+      r = cached ? session_.cached_step(qi.view, ki.view, vi.view, ov) : session_.step(qi.view, ki.view, vi.view, ov);
+    }
+    return py::make_tuple(out, report_dict(r));
+  }
+
   static spattn::DiffusionAttention make(int64_t heads, int64_t kv_heads, int64_t seq_len, int64_t head_dim,
-                                         const std::string& policy, int64_t total_steps, double warmup_fraction,
-                                         int64_t block_size, double topk_ratio, const std::string& profile,
-                                         int threads) {
+                                         const std::string& profile, int layer, bool paper, int64_t paper_prefix,
+                                         const py::kwargs& kwargs) {
     const spattn::AttentionShape shape{heads, kv_heads, seq_len, seq_len, head_dim};
-    spattn::SessionConfig c;
-    c.policy = spattn::parse_policy(policy);
-    c.total_steps = total_steps;
-    c.warmup_fraction = warmup_fraction;
-    c.block_size = block_size;
-    c.topk_ratio = topk_ratio;
-    c.kernel.threads = threads;
+    const int64_t steps = kwargs.contains("total_steps") ? kwargs["total_steps"].cast<int64_t>() : 64;
+    spattn::SessionConfig c = paper ? spattn::sparsed_paper_config(steps, paper_prefix, seq_len) : spattn::SessionConfig{};
+    c.total_steps = steps;
+    if (kwargs.contains("policy")) kConfigKeys[0].set(c, kwargs["policy"]);  // the profile entry is per policy
+    if (kwargs.contains("cache")) c.cache = spattn::parse_cache_mode(kwargs["cache"].cast<std::string>());
     if (!profile.empty()) {
 #if SPATTN_HAS_YAML
-      // The entry tuned nearest this shape (a word on stderr when none fits).
-      c = spattn::session_config_from_profile(spattn::Profile::load_for_machine(profile, /*strict=*/false), shape, c,
-                                              spattn::ProfileFit::lenient);
+      // The entry tuned nearest this shape, the layer's own where it has one
+      // (a word on stderr when none fits).
+      const spattn::Profile p = spattn::Profile::load_for_machine(profile, /*strict=*/false);
+      c = layer >= 0 ? spattn::session_config_for_layer(p, shape, layer, c, spattn::ProfileFit::lenient)
+                     : spattn::session_config_from_profile(p, shape, c, spattn::ProfileFit::lenient);
 #else
       throw py::value_error("profile: this build has no YAML profile support");
 #endif
+    }
+    for (const auto& [key, value] : kwargs) {
+      const std::string name = key.cast<std::string>();
+      const ConfigKey* k = nullptr;
+      for (const ConfigKey& ck : kConfigKeys)
+        if (name == ck.name) k = &ck;
+      if (k == nullptr) throw py::type_error("Session: unknown keyword '" + name + "' (known: " + config_key_names() + ")");
+      if (profile.empty() || (name != "policy")) k->set(c, value);
     }
     return spattn::DiffusionAttention(shape, c);
   }
@@ -490,12 +583,59 @@ py::dict profile_lookup(const std::string& path, int64_t heads, int64_t kv_heads
 // spattn-tune's search (tune()) on the built-in synthetic workload or a
 // folder of captured .npy steps; merges the chosen setting into `out` when
 // given. progress(fraction, eta_s, phase) is called with the GIL held.
+// spattn-tune --layers: one entry per layer of the trace at npy (layers: "all" or a list).
+py::dict tune_model(const std::string& npy, const py::object& layers, int64_t steps, int64_t npy_prompt_len,
+                    int64_t npy_steps_per_block, const std::string& dtype, const std::string& cache,
+                    bool refresh_first_only, const std::vector<int>& threads, const std::string& out) {
+  spattn::LayerTuneOptions o;
+  o.npy_dir = npy;
+  if (!py::isinstance<py::str>(layers)) o.layers = layers.cast<std::vector<int>>();
+  else if (layers.cast<std::string>() != "all") throw py::value_error("layers: 'all' or a list of layer numbers");
+  o.steps = steps;
+  o.dtype = spattn::parse_dtype(dtype);
+  o.cache = spattn::parse_cache_mode(cache);
+  o.refresh_first_only = refresh_first_only;
+  o.npy_prompt_len = npy_prompt_len;
+  o.npy_steps_per_block = npy_steps_per_block;
+  if (!threads.empty()) o.kernel.threads = threads.back();
+  if (!out.empty()) spattn::check_profile_destination(out);
+  spattn::LayerTuneResult r;
+  {
+    py::gil_scoped_release nogil;
+    r = spattn::tune_layers(o);
+  }
+  py::list entries;
+  for (const spattn::ProfileEntry& e : r.entries) entries.append(entry_dict(e));
+  py::dict d;
+  d["met"] = true;  // every layer has an entry: sparse where one met the bound faster, else dense
+  d["entries"] = entries;
+  d["sparse_total_ms"] = r.sparse_total_ms;
+  d["dense_total_ms"] = r.dense_total_ms;
+  d["profile"] = py::none();
+  if (!out.empty()) {
+    spattn::Profile p;
+    p.machine = spattn::MachineInfo::detect();
+    p.entries = r.entries;
+    p.save_merged(out);
+    d["profile"] = out;
+  }
+  return d;
+}
+
 py::dict tune(int64_t seq_len, int64_t heads, int64_t kv_heads, int64_t head_dim, int64_t steps,
               const std::string& npy, int layer, int64_t npy_prompt_len, int64_t npy_steps_per_block,
               const std::string& dtype, double min_mean_cosine, double min_step_cosine,
               const std::vector<int64_t>& block_sizes, const std::vector<int>& threads, int reps, double budget_s,
-              const std::string& out, const py::object& progress) {
+              const std::string& out, const py::object& progress, const py::object& layers, const std::string& cache,
+              bool refresh_first_only) {
+  if (!layers.is_none()) {
+    if (npy.empty()) throw py::value_error("layers: needs npy (a trace folder)");
+    return tune_model(npy, layers, steps, npy_prompt_len, npy_steps_per_block, dtype, cache, refresh_first_only,
+                      threads, out);
+  }
   spattn::TuneOptions o;
+  o.cache = spattn::parse_cache_mode(cache);
+  o.refresh_first_only = refresh_first_only;
   o.workload.synthetic = spattn::calibrated_synthetic_config(heads);
   o.workload.synthetic.seq_len = seq_len;
   o.workload.synthetic.kv_heads = kv_heads > 0 ? kv_heads : heads;
@@ -622,10 +762,13 @@ PYBIND11_MODULE(_spattn, m) {
         py::arg("min_mean_cosine") = 0.99, py::arg("min_step_cosine") = 0.98,
         py::arg("block_sizes") = std::vector<int64_t>{}, py::arg("threads") = std::vector<int>{},
         py::arg("reps") = 5, py::arg("budget_s") = 120.0, py::arg("out") = "", py::arg("progress") = py::none(),
+        py::arg("layers") = py::none(), py::arg("cache") = "none", py::arg("refresh_first_only") = false,
         "spattn-tune's search: the fastest SparseD setting whose whole run stays within the cosine bounds of "
         "dense attention, on the built-in workload (seq_len, heads, ...) or the .npy steps in npy (layer). "
         "Returns a dict (met, entry, note, dense_step_ms, elapsed_s, budget_hit, profile); with out, merges "
-        "the entry into that profile file, which Session(profile=...) then reads.");
+        "the entry into that profile file, which Session(profile=...) then reads. layers='all' (or a list) with npy: "
+        "one entry per layer, as spattn-tune --layers (dict: entries, sparse_total_ms, dense_total_ms, profile); "
+        "cache: the session's cache mode (spattn-tune --cache).");
   m.def("profile_lookup", &profile_lookup, py::arg("path"), py::kw_only(), py::arg("heads"),
         py::arg("kv_heads") = 0, py::arg("seq_len"), py::arg("head_dim"), py::arg("steps") = 0,
         py::arg("dtype") = "fp32", py::arg("layer") = -1,
@@ -633,17 +776,27 @@ PYBIND11_MODULE(_spattn, m) {
         "picks it; a profile of another machine is read with a warning on stderr.");
 #endif
   py::class_<Session>(m, "Session", "One attention layer of a diffusion model, stepped once per denoising step.")
-      .def(py::init<int64_t, int64_t, int64_t, int64_t, const std::string&, int64_t, double, int64_t, double,
-                    const std::string&, int>(),
+      .def(py::init<int64_t, int64_t, int64_t, int64_t, const std::string&, int, bool, int64_t, const py::kwargs&>(),
            py::arg("heads"), py::arg("kv_heads"), py::arg("seq_len"), py::arg("head_dim"), py::kw_only(),
-           py::arg("policy") = "sparsed", py::arg("total_steps") = 64, py::arg("warmup_fraction") = 0.2,
-           py::arg("block_size") = 64, py::arg("topk_ratio") = 0.1, py::arg("profile") = "",
-           py::arg("threads") = 0,
-           "policy: dense, sparsed, unisparse, dpad, dpad+sparsed, window; profile: a spattn-tune YAML file "
-           "whose entry nearest this shape sets block size, budget and warmup.")
+           py::arg("profile") = "", py::arg("layer") = -1, py::arg("paper") = false, py::arg("paper_prefix_len") = 0,
+           "Keyword arguments set SessionConfig's fields by their C / profile names: policy (dense, sparsed, "
+           "unisparse, dpad, dpad+sparsed, window), total_steps, warmup_fraction, warmup_steps, refresh_every, "
+           "block_size, topk_ratio, pooled_budget, mass_tau (None: off), max_block_share, dense_head_share, "
+           "record_on_new_block, paper_select, paper_prefix_len, drift_check_every, drift_sample_blocks, "
+           "drift_min_recall, unisparse_tau, unisparse_select, window_sink_tokens, window_tokens, dpad_rule, "
+           "dpad_prefix_len, dpad_block_start, dpad_block_end, dpad_window, dpad_k_sigma, dpad_scale, dpad_sigma, "
+           "dpad_seed, cache (none, block, dual, rows), threads, q_tile_rows, check_finite. Applied in that "
+           "order after paper=True (SparseD's authors' preset for paper_prefix_len prompt tokens) and after "
+           "profile (a spattn-tune YAML file: the entry nearest this shape, for `layer` its own where it has "
+           "one; a profile's per-layer 'dense' entry makes the layer dense).")
       .def("step", &Session::step, py::arg("q"), py::arg("k"), py::arg("v"),
-           "Runs the next step: returns (out float32 [heads, seq_len, head_dim], report dict).")
+           "Runs the next step (with a cache: a refresh): returns (out float32 [heads, seq_len, head_dim], report).")
+      .def("cached_step", &Session::cached_step, py::arg("q"), py::arg("k"), py::arg("v"),
+           "A cached step over cached_rows() only: q [heads, rows, d], k and v [kv_heads, rows, d]; returns "
+           "(out [heads, rows, d], report).")
       .def("set_decoding_block", &Session::set_decoding_block, py::arg("begin"), py::arg("end"))
+      .def("set_query_rows", &Session::set_query_rows, py::arg("rows"))
+      .def_property_readonly("cached_rows", &Session::cached_rows)
       .def_property_readonly("warmup_steps", &Session::warmup_steps)
       .def_property_readonly("steps_done", &Session::steps_done)
       .def_property_readonly("config", &Session::config);
