@@ -260,15 +260,9 @@ CliOptions parse_options(int argc, char** argv) {
       c.cfg.kernel.threads = a.threads(f);
       c.set_threads = true;
     } else if (f == "--cache") {
-      try {
-        c.cfg.cache = parse_cache_mode(a.value(f));
-      } catch (const Error& e) {
-        cli::usage_error(a.tool, e.what());
-      }
+      c.cfg.cache = a.cache_mode(f);
     } else if (f == "--cache-refresh") {
-      const std::string v = a.value(f);
-      if (v != "block" && v != "first") cli::usage_error(a.tool, "--cache-refresh: block or first, not '" + v + "'");
-      c.eo.refresh_first_only = v == "first";
+      c.eo.refresh_first_only = a.cache_refresh_first(f);
     } else if (f == "--no-recall") {
       c.eo.recall = false;
     } else if (f == "--dtype") {

@@ -599,6 +599,19 @@ std::pair<spattn::InputView, spattn::InputView> kv_views(const char* where, cons
   return {spattn::InputView(k, t, h, tokens, d, tokens * d, d), spattn::InputView(v, t, h, tokens, d, tokens * d, d)};
 }
 
+// q and out of a cached call ([heads][q_len][head_dim] of their types), after the NULL checks.
+std::pair<spattn::InputView, spattn::OutputView> query_views(const char* where, const spattn::AttentionShape& s,
+                                                             spattn_dtypes types, const void* q,
+                                                             const spattn_kv_cache* cache, void* out) {
+  require_non_null(where, "q", q);
+  require_non_null(where, "cache", cache);
+  require_non_null(where, "out", out);
+  const spattn::DType qt = to_dtype(where, "types.q", &types.q), ot = to_dtype(where, "types.out", &types.out);
+  const int64_t d = s.head_dim;
+  return {spattn::InputView(q, qt, s.heads, s.q_len, d, s.q_len * d, d),
+          spattn::OutputView(out, ot, s.heads, s.q_len, d, s.q_len * d, d)};
+}
+
 // The queries of a cached call: rows (count = q_len) or from first.
 spattn::CachedQueries to_queries(const spattn::AttentionShape& s, int64_t first, const int32_t* rows) {
   spattn::CachedQueries cq;
@@ -671,14 +684,8 @@ spattn_status spattn_cached_attention(const spattn_shape* shape, spattn_dtypes t
   return guarded([&] {
     const char* where = "spattn_cached_attention";
     const spattn::AttentionShape s = to_shape(where, shape);
-    require_non_null(where, "q", q);
-    require_non_null(where, "cache", cache);
-    require_non_null(where, "out", out);
-    const spattn::DType qt = to_dtype(where, "types.q", &types.q), ot = to_dtype(where, "types.out", &types.out);
-    const int64_t d = s.head_dim;
-    spattn::cached_attention(s, spattn::InputView(q, qt, s.heads, s.q_len, d, s.q_len * d, d), cache->impl,
-                             spattn::OutputView(out, ot, s.heads, s.q_len, d, s.q_len * d, d), to_queries(s, first, rows),
-                             threads_only(threads), lse);
+    const auto [qv, ov] = query_views(where, s, types, q, cache, out);
+    spattn::cached_attention(s, qv, cache->impl, ov, to_queries(s, first, rows), threads_only(threads), lse);
     return SPATTN_OK;
   });
 }
@@ -689,15 +696,9 @@ spattn_status spattn_cached_block_sparse_attention(const spattn_shape* shape, sp
   return guarded([&] {
     const char* where = "spattn_cached_block_sparse_attention";
     const spattn::AttentionShape s = to_shape(where, shape);
-    require_non_null(where, "q", q);
-    require_non_null(where, "cache", cache);
-    require_non_null(where, "out", out);
-    const spattn::DType qt = to_dtype(where, "types.q", &types.q), ot = to_dtype(where, "types.out", &types.out);
+    const auto [qv, ov] = query_views(where, s, types, q, cache, out);
     const spattn::BlockMask m = to_block_mask(where, mask, s.heads, s.kv_len, s.kv_len);
-    const int64_t d = s.head_dim;
-    spattn::cached_block_sparse_attention(s, spattn::InputView(q, qt, s.heads, s.q_len, d, s.q_len * d, d),
-                                          cache->impl, m, spattn::OutputView(out, ot, s.heads, s.q_len, d, s.q_len * d, d),
-                                          to_queries(s, first, rows), threads_only(threads));
+    spattn::cached_block_sparse_attention(s, qv, cache->impl, m, ov, to_queries(s, first, rows), threads_only(threads));
     return SPATTN_OK;
   });
 }

@@ -15,6 +15,7 @@
 #include "spattn/attention.hpp"
 #include "spattn/config.h"
 #include "spattn/error.hpp"
+#include "spattn/session.hpp"
 #include "spattn/isa.hpp"
 
 namespace spattn::cli {
@@ -65,6 +66,21 @@ struct Args {
     } catch (const Error& e) {
       usage_error(tool, f + ": " + e.what());
     }
+  }
+  // --cache: none, block, dual or rows (parse_cache_mode's names and message).
+  CacheMode cache_mode(const std::string& f) {
+    const std::string v = value(f);
+    try {
+      return parse_cache_mode(v);
+    } catch (const Error& e) {
+      usage_error(tool, f + ": " + e.what());
+    }
+  }
+  // --cache-refresh: block (false) or first (true: only the first step refreshes).
+  bool cache_refresh_first(const std::string& f) {
+    const std::string v = value(f);
+    if (v != "block" && v != "first") usage_error(tool, f + ": block or first, not '" + v + "'");
+    return v == "first";
   }
   // --help / -h (prints usage, exit 0) and --version (exit 0); false for any
   // other flag.

@@ -145,6 +145,18 @@ void summarize_steps(EvalResult& res) {
 
 namespace {
 
+// What the session's report says of a step, into its evaluation.
+void copy_report(StepEval& e, const StepReport& r) {
+  e.path = r.path;
+  e.ms = r.ms;
+  e.select_ms = r.select_ms;
+  e.density = r.density;
+  e.dense_heads = r.dense_heads;
+  e.drift_recall = r.drift_recall;
+  e.drift_ms = r.drift_ms;
+  e.query_rows = r.query_rows;
+}
+
 using Clock = std::chrono::steady_clock;
 double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
 
@@ -238,14 +250,7 @@ class CachedEval {
   // The report's fields and the accuracy of out against dense over n rows.
   void fill(StepEval& e, const StepReport& r, const std::vector<float>& out, const std::vector<float>& dense,
             int64_t n) const {
-    e.path = r.path;
-    e.ms = r.ms;
-    e.select_ms = r.select_ms;
-    e.density = r.density;
-    e.dense_heads = r.dense_heads;
-    e.drift_recall = r.drift_recall;
-    e.drift_ms = r.drift_ms;
-    e.query_rows = r.query_rows;
+    copy_report(e, r);
     const std::vector<double> ref(dense.begin(), dense.end());
     const ConstTensorView ov = ConstTensorView::heads_major(out.data(), shape_.heads, n, shape_.head_dim);
     e.cosine = cosine_similarity(ov, ref);
@@ -321,14 +326,7 @@ EvalResult evaluate(const WorkloadSource& workload, SessionConfig config, const 
       }
     }
     const StepReport r = session.step(qv, kv, vv, view(out, shape.heads, shape.q_len));
-    e.path = r.path;
-    e.ms = r.ms;
-    e.select_ms = r.select_ms;
-    e.density = r.density;
-    e.dense_heads = r.dense_heads;
-    e.drift_recall = r.drift_recall;
-    e.drift_ms = r.drift_ms;
-    e.query_rows = r.query_rows;
+    copy_report(e, r);
     const std::vector<int32_t>& kept = session.dpad_kept();
     if (r.path == StepPath::gathered || (config.policy == Policy::dpad_sparsed && !kept.empty())) {
       // DPad drops the far suffix from the step: only the kept tokens' rows

@@ -218,15 +218,9 @@ CliOptions parse_options(int argc, char** argv) {
       c.o.drift_check_every = a.integer(f, 0, 1 << 30);
       c.drift_given = true;
     } else if (f == "--cache") {
-      try {
-        c.o.cache = parse_cache_mode(a.value(f));
-      } catch (const Error& e) {
-        cli::usage_error(a.tool, e.what());
-      }
+      c.o.cache = a.cache_mode(f);
     } else if (f == "--cache-refresh") {
-      const std::string v = a.value(f);
-      if (v != "block" && v != "first") cli::usage_error(a.tool, "--cache-refresh: block or first, not '" + v + "'");
-      c.o.refresh_first_only = v == "first";
+      c.o.refresh_first_only = a.cache_refresh_first(f);
     } else if (f == "--npy-prompt-len") {
       c.o.workload.npy_prompt_len = a.integer(f, 0, 1LL << 40);
     } else if (f == "--npy-steps-per-block") {
