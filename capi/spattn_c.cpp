@@ -225,6 +225,15 @@ spattn::SessionConfig to_config(const char* where, const spattn_session_config* 
   cfg.kernel.q_tile_rows = c->q_tile_rows;
   cfg.kernel.threads = c->threads;
   cfg.kernel.check_finite = c->check_finite != 0;
+  if (c->cache < SPATTN_CACHE_NONE || c->cache > SPATTN_CACHE_ROWS)
+    fail(SPATTN_ERROR_INVALID_ARGUMENT, std::string(where) + ": argument 'config->cache' = " + std::to_string(c->cache) +
+                                            ": not SPATTN_CACHE_NONE, _BLOCK, _DUAL or _ROWS");
+  static_assert(SPATTN_CACHE_NONE == static_cast<int>(spattn::CacheMode::none) &&
+                    SPATTN_CACHE_BLOCK == static_cast<int>(spattn::CacheMode::block) &&
+                    SPATTN_CACHE_DUAL == static_cast<int>(spattn::CacheMode::dual) &&
+                    SPATTN_CACHE_ROWS == static_cast<int>(spattn::CacheMode::rows),
+                "the C cache modes are CacheMode's values");
+  cfg.cache = static_cast<spattn::CacheMode>(c->cache);
   return cfg;
 }
 
@@ -383,6 +392,7 @@ spattn_status spattn_session_config_default(spattn_session_config* config) {
     config->q_tile_rows = d.kernel.q_tile_rows;
     config->threads = d.kernel.threads;
     config->check_finite = d.kernel.check_finite ? 1 : 0;
+    config->cache = SPATTN_CACHE_NONE;
     return SPATTN_OK;
   });
 }
@@ -403,14 +413,17 @@ spattn_status spattn_session_create(const spattn_shape* shape, const spattn_sess
 namespace {
 
 spattn_status session_step(const char* where, spattn_session* session, spattn_dtypes types, const void* q,
-                           const void* k, const void* v, void* out, spattn_step_report* report) {
+                           const void* k, const void* v, void* out, spattn_step_report* report, bool cached) {
   return guarded([&] {
     require_non_null(where, "session", session);
-    const Views w = to_views(where, session->impl.shape(), types, q, k, v, out);
-    const spattn::StepReport r = session->impl.step(w.q, w.k, w.v, w.out);
+    spattn::AttentionShape s = session->impl.shape();
+    if (cached) s.q_len = s.kv_len = static_cast<int64_t>(session->impl.cached_rows().size());
+    const Views w = to_views(where, s, types, q, k, v, out);
+    const spattn::StepReport r =
+        cached ? session->impl.cached_step(w.q, w.k, w.v, w.out) : session->impl.step(w.q, w.k, w.v, w.out);
     if (report != nullptr)
-      *report = spattn_step_report{r.step,     static_cast<spattn_step_path>(r.path), r.ms, r.select_ms,
-                                   r.density,  r.dense_heads, r.drift_recall, r.drift_ms};
+      *report = spattn_step_report{r.step,    static_cast<spattn_step_path>(r.path), r.ms,        r.select_ms,
+                                   r.density, r.dense_heads, r.drift_recall, r.drift_ms, r.query_rows};
     return SPATTN_OK;
   });
 }
@@ -419,12 +432,44 @@ spattn_status session_step(const char* where, spattn_session* session, spattn_dt
 
 spattn_status spattn_session_step(spattn_session* session, const float* q, const float* k, const float* v,
                                   float* out, spattn_step_report* report) {
-  return session_step("spattn_session_step", session, kAllF32, q, k, v, out, report);
+  return session_step("spattn_session_step", session, kAllF32, q, k, v, out, report, false);
 }
 
 spattn_status spattn_session_step_typed(spattn_session* session, spattn_dtypes types, const void* q, const void* k,
                                         const void* v, void* out, spattn_step_report* report) {
-  return session_step("spattn_session_step_typed", session, types, q, k, v, out, report);
+  return session_step("spattn_session_step_typed", session, types, q, k, v, out, report, false);
+}
+
+spattn_status spattn_session_cached_step(spattn_session* session, spattn_dtypes types, const void* q, const void* k,
+                                         const void* v, void* out, spattn_step_report* report) {
+  return session_step("spattn_session_cached_step", session, types, q, k, v, out, report, true);
+}
+
+spattn_status spattn_session_set_query_rows(spattn_session* session, const int32_t* rows, int64_t count) {
+  return guarded([&] {
+    const char* where = "spattn_session_set_query_rows";
+    require_non_null(where, "session", session);
+    if (count < 0)
+      fail(SPATTN_ERROR_INVALID_ARGUMENT, std::string(where) + ": argument 'count' = " + std::to_string(count) +
+                                              ": must be >= 0");
+    if (count > 0) require_non_null(where, "rows", rows);
+    session->impl.set_query_rows(std::vector<int32_t>(rows, rows + count));
+    return SPATTN_OK;
+  });
+}
+
+spattn_status spattn_session_cached_rows(const spattn_session* session, int32_t* rows, int64_t capacity,
+                                         int64_t* count) {
+  return guarded([&] {
+    const char* where = "spattn_session_cached_rows";
+    require_non_null(where, "session", session);
+    require_non_null(where, "count", count);
+    const std::vector<int32_t> r = session->impl.cached_rows();
+    *count = static_cast<int64_t>(r.size());
+    if (capacity > 0) require_non_null(where, "rows", rows);
+    std::copy_n(r.begin(), std::min<int64_t>(capacity, *count), rows);
+    return SPATTN_OK;
+  });
 }
 
 spattn_status spattn_session_set_decoding_block(spattn_session* session, int64_t begin, int64_t end) {

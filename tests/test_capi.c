@@ -663,6 +663,43 @@ static void test_kv_cache(void) {
     if (fabs(out[i] - direct[i]) > err) err = fabs(out[i] - direct[i]);
   }
   CHECK(err <= 2e-5 * dmax);
+  /* The session's cache mode: a refresh, then a cached step over the dual
+   * cache's rows (the block [64, 96)), dense: equal to the reference rows. */
+  {
+    const spattn_shape ss = {H, KH, N, N, D, 0.0f, 0, 0};
+    spattn_session_config cfg;
+    CHECK(spattn_session_config_default(&cfg) == SPATTN_OK);
+    cfg.policy = SPATTN_POLICY_DENSE;
+    cfg.cache = SPATTN_CACHE_DUAL;
+    cfg.total_steps = 4;
+    spattn_session* sess = NULL;
+    CHECK(spattn_session_create(&ss, &cfg, &sess) == SPATTN_OK);
+    float* full = calloc((size_t)(H * N * D), sizeof *full);
+    spattn_step_report rep;
+    CHECK(spattn_session_step(sess, q, k, v, full, &rep) == SPATTN_OK && rep.query_rows == N);
+    CHECK(spattn_session_set_decoding_block(sess, 64, 96) == SPATTN_OK);
+    int32_t crow[40];
+    int64_t nrows = 0;
+    CHECK(spattn_session_cached_rows(sess, crow, 40, &nrows) == SPATTN_OK && nrows == 32 && crow[0] == 64);
+    float *qb = malloc((size_t)(H * 32 * D) * sizeof *qb), *kb = malloc((size_t)(KH * 32 * D) * sizeof *kb);
+    float *vb = malloc((size_t)(KH * 32 * D) * sizeof *vb), *ob = calloc((size_t)(H * 32 * D), sizeof *ob);
+    double* rb = malloc((size_t)(H * 32 * D) * sizeof *rb);
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t i = 0; i < 32; ++i)
+        for (int64_t c = 0; c < D; ++c) {
+          qb[(h * 32 + i) * D + c] = q[(h * N + 64 + i) * D + c];
+          rb[(h * 32 + i) * D + c] = ref[(h * N + 64 + i) * D + c];
+          if (h < KH) kb[(h * 32 + i) * D + c] = k[(h * N + 64 + i) * D + c], vb[(h * 32 + i) * D + c] = v[(h * N + 64 + i) * D + c];
+        }
+    CHECK(spattn_session_cached_step(sess, kAllF32, qb, kb, vb, ob, &rep) == SPATTN_OK && rep.query_rows == 32);
+    CHECK(max_rel_error(ob, rb, H * 32 * D) <= 2e-5);
+    MISUSE("cached step: rows mode without rows", spattn_session_set_query_rows(sess, NULL, 3), INVALID, "rows");
+    cfg.cache = 7;
+    spattn_session* bad = NULL;
+    MISUSE("cache mode out of range", spattn_session_create(&ss, &cfg, &bad), INVALID, "config->cache");
+    spattn_session_destroy(sess);
+    free(full), free(qb), free(kb), free(vb), free(ob), free(rb);
+  }
   MISUSE("cache write past a gap", spattn_kv_cache_write(cache, 150, 10, SPATTN_FP32, k, v, 1), INVALID, "gap");
   MISUSE("cache: null out", spattn_kv_cache_create(1, 10, 32, SPATTN_FP32, 0, 1, NULL), INVALID, "out");
   MISUSE("merge: null part", spattn_merge_attention_states(2, (const float* const[]){part[0], NULL}, lses, H, 4, D, out,

@@ -248,7 +248,15 @@ typedef struct spattn_session_config {
   spattn_dpad_rule dpad_rule; /* SPATTN_DPAD_GAUSSIAN (the authors' rule, default) or SPATTN_DPAD_DENSE_WINDOW */
   double dpad_k_sigma; /* gaussian: the window ends at k_sigma standard deviations (4) */
   double dpad_scale;   /* gaussian: keep probability min(1, scale * phi(x)) (2) */
+  /* Cached decoding (see spattn_session_cached_step): SPATTN_CACHE_NONE
+   * (default), _BLOCK (the decoding block and every row after it
+   * recomputed), _DUAL (the block alone), _ROWS (spattn_session_set_query_rows). */
+  int cache;
 } spattn_session_config;
+#define SPATTN_CACHE_NONE 0
+#define SPATTN_CACHE_BLOCK 1
+#define SPATTN_CACHE_DUAL 2
+#define SPATTN_CACHE_ROWS 3
 
 /* SparseD as its authors run it (see sparsed_paper_config in session.hpp):
  * spattn_session_config_default(), then their dense steps, block, select and
@@ -280,6 +288,7 @@ typedef struct spattn_step_report {
   int64_t dense_heads;   /* sparse steps: heads that visited every key block (adaptive budget) */
   double drift_recall;   /* drift check: lowest per-head kept mass share; NaN when no check ran */
   double drift_ms;       /* the drift check's part of ms */
+  int64_t query_rows;    /* rows the step attended: kv_len for a full step, fewer for a cached one */
 } spattn_step_report;
 
 typedef struct spattn_session spattn_session;
@@ -297,6 +306,19 @@ spattn_status spattn_session_step(spattn_session* session, const float* q, const
 /* spattn_session_step on arrays of the given types. */
 spattn_status spattn_session_step_typed(spattn_session* session, spattn_dtypes types, const void* q, const void* k,
                                         const void* v, void* out, spattn_step_report* report);
+
+/* With config.cache set: a cached step over the mode's rows only (count:
+ * spattn_session_cached_rows). q, out: [heads][rows][head_dim]; k, v:
+ * [kv_heads][rows][head_dim], rows in ascending order. Their K/V replace the
+ * cached ones; they attend every cached token on the last refresh's pattern
+ * (a full spattn_session_step is the refresh). */
+spattn_status spattn_session_cached_step(spattn_session* session, spattn_dtypes types, const void* q, const void* k,
+                                         const void* v, void* out, spattn_step_report* report);
+/* SPATTN_CACHE_ROWS: the rows the next cached steps recompute (ascending). */
+spattn_status spattn_session_set_query_rows(spattn_session* session, const int32_t* rows, int64_t count);
+/* The rows a cached step attends now: *count of them, at most capacity written. */
+spattn_status spattn_session_cached_rows(const spattn_session* session, int32_t* rows, int64_t capacity,
+                                         int64_t* count);
 
 /* The block a block-wise sampler decodes now, [begin, end) in tokens; with
  * record_on_new_block a change re-records the SparseD pattern next step. */
