@@ -124,6 +124,8 @@ class Backend:
         self.sessions, self.densities = [], [[] for _ in range(model.layers)]
         if name in ("spattn-session", "spattn-cached"):
             kw = dict(total_steps=total_steps, threads=args.threads)
+            if args.policy in ("dpad", "dpad+sparsed"):  # a valid geometry now; set_block moves it
+                kw.update(dpad_prefix_len=seq_len // 2, dpad_block_start=seq_len // 2, dpad_block_end=seq_len // 2 + 1)
             if not args.profile:
                 kw["policy"] = args.policy
                 if args.mass_tau:
@@ -138,6 +140,8 @@ class Backend:
     def set_block(self, begin, end):
         for s in self.sessions:
             s.set_decoding_block(begin, end)
+            if s.config["policy"] in ("dpad", "dpad+sparsed"):
+                s.set_dpad(begin, begin, end)  # DPad: everything before the block is the prefix
 
     def __call__(self, layer, q, k, v, cached=False):
         t0 = time.perf_counter()

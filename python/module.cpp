@@ -472,6 +472,14 @@ class Session {
   }
   void set_decoding_block(int64_t begin, int64_t end) { session_.set_decoding_block(begin, end); }
   void set_query_rows(std::vector<int32_t> rows) { session_.set_query_rows(std::move(rows)); }
+  // DPad's geometry moved: the prompt [0, prefix_len), the current block.
+  void set_dpad(int64_t prefix_len, int64_t block_start, int64_t block_end) {
+    spattn::DpadParams p = session_.config().dpad;
+    p.prefix_len = prefix_len;
+    p.block_start = block_start;
+    p.block_end = block_end;
+    session_.set_dpad(p);
+  }
   std::vector<int32_t> cached_rows() const { return session_.cached_rows(); }
   int64_t warmup_steps() const { return session_.warmup_steps(); }
   int64_t steps_done() const { return session_.steps_done(); }
@@ -796,6 +804,8 @@ PYBIND11_MODULE(_spattn, m) {
            "(out [heads, rows, d], report).")
       .def("set_decoding_block", &Session::set_decoding_block, py::arg("begin"), py::arg("end"))
       .def("set_query_rows", &Session::set_query_rows, py::arg("rows"))
+      .def("set_dpad", &Session::set_dpad, py::arg("prefix_len"), py::arg("block_start"), py::arg("block_end"),
+           "DPad policies: the prompt [0, prefix_len) and the current block [block_start, block_end) moved.")
       .def_property_readonly("cached_rows", &Session::cached_rows)
       .def_property_readonly("warmup_steps", &Session::warmup_steps)
       .def_property_readonly("steps_done", &Session::steps_done)
