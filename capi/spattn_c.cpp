@@ -293,6 +293,8 @@ spattn_status spattn_dense_attention_checked(const spattn_shape* shape, const fl
   return dense("spattn_dense_attention_checked", shape, kAllF32, q, k, v, out, threads, true);
 }
 
+}  // extern "C": the helpers below return C++ types
+
 namespace {
 
 // A C mask over q_len x kv_len as a validated BlockMask.
@@ -341,6 +343,8 @@ spattn_status block_sparse(const char* where, const spattn_shape* shape, spattn_
 }
 
 }  // namespace
+
+extern "C" {
 
 spattn_status spattn_block_sparse_attention(const spattn_shape* shape, const float* q, const float* k,
                                             const float* v, const spattn_block_mask* mask, float* out,
@@ -623,6 +627,8 @@ void spattn_profile_destroy(spattn_profile* profile) { delete profile; }
 
 /* ---- KV cache ---- */
 
+}  // extern "C": the helpers below return C++ types
+
 namespace {
 
 spattn::KernelOptions threads_only(int threads) {
@@ -666,6 +672,8 @@ spattn::CachedQueries to_queries(const spattn::AttentionShape& s, int64_t first,
 }
 
 }  // namespace
+
+extern "C" {
 
 spattn_status spattn_kv_cache_create(int64_t kv_heads, int64_t capacity, int64_t head_dim, spattn_dtype dtype,
                                      int64_t k_block, int threads, spattn_kv_cache** out) {
