@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "dispatch/cpu_features.hpp"
-#include "dispatch/kernel_table.hpp"
+#include "kernels/kernel_table.hpp"
 #include "spattn/error.hpp"
 #include "spattn/isa.hpp"
 

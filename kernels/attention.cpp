@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "dispatch/kernel_table.hpp"
+#include "kernels/kernel_table.hpp"
 #include "kernels/attention_internal.hpp"
 #include "kernels/convert.hpp"
 #include "kernels/engine/engine.hpp"

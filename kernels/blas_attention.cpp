@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "spattn/config.h"
-#include "dispatch/kernel_table.hpp"
+#include "kernels/kernel_table.hpp"
 #include "kernels/engine/parallel.hpp"
 #include "kernels/validate.hpp"
 #include "spattn/lab/baselines.hpp"

@@ -3,7 +3,7 @@
 #include <cstdlib>
 
 #include "dispatch/cpu_features.hpp"
-#include "dispatch/kernel_table.hpp"
+#include "kernels/kernel_table.hpp"
 #include "spattn/lab/lab.hpp"
 
 namespace spattn {

@@ -6,7 +6,7 @@
 #include <random>
 #include <vector>
 
-#include "dispatch/kernel_table.hpp"
+#include "kernels/kernel_table.hpp"
 #include "test_util.hpp"
 
 namespace spattn::test {

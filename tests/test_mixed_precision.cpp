@@ -13,7 +13,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "dispatch/kernel_table.hpp"
+#include "kernels/kernel_table.hpp"
 #include "kernels/engine/engine.hpp"
 #include "test_util.hpp"
 

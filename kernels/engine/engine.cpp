@@ -10,7 +10,7 @@
 
 #include <cstring>
 
-#include "dispatch/kernel_table.hpp"
+#include "kernels/kernel_table.hpp"
 #include "kernels/convert.hpp"
 #include "kernels/engine/phase_timer.hpp"
 

@@ -1,6 +1,6 @@
 #pragma once
 // The engine: the one loop over (head, query block) work items, between the
-// per-ISA micro-kernels (dispatch/kernel_table.hpp) and the policies
+// per-ISA micro-kernels (kernels/kernel_table.hpp) and the policies
 // (patterns/). A pass reads Q and a KVPlan and differs only in what it
 // visits (which key blocks) and what it emits:
 //

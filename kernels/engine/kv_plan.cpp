@@ -9,7 +9,7 @@
 #include <new>
 #include <string>
 
-#include "dispatch/kernel_table.hpp"
+#include "kernels/kernel_table.hpp"
 #include "kernels/convert.hpp"
 #include "kernels/engine/parallel.hpp"
 #include "kernels/engine/phase_timer.hpp"

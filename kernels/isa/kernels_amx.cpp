@@ -2,7 +2,7 @@
 // their edges on AVX-512 BF16 (vdpbf16ps).
 #include <immintrin.h>
 
-#include "dispatch/kernel_table.hpp"
+#include "kernels/kernel_table.hpp"
 #include "kernels/generic/simd_ops.hpp"
 #include "kernels/generic/tile_dispatch.hpp"
 

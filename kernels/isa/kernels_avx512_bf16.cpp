@@ -1,7 +1,7 @@
 // AVX-512 BF16: avx512's fp32 kernels plus the bf16 path (vdpbf16ps).
 #include <immintrin.h>
 
-#include "dispatch/kernel_table.hpp"
+#include "kernels/kernel_table.hpp"
 #include "kernels/generic/simd_ops.hpp"
 #include "kernels/generic/tile_dispatch.hpp"
 

@@ -3,7 +3,7 @@
 #include <cmath>
 #include <cstdint>
 
-#include "dispatch/kernel_table.hpp"
+#include "kernels/kernel_table.hpp"
 #include "kernels/generic/simd_ops.hpp"
 #include "kernels/generic/tile_dispatch.hpp"
 

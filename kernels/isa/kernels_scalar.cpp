@@ -4,7 +4,7 @@
 #include <cstdint>
 
 #define SPATTN_SCALAR_ONLY 1
-#include "dispatch/kernel_table.hpp"
+#include "kernels/kernel_table.hpp"
 #include "kernels/generic/simd_ops.hpp"
 #include "kernels/generic/tile_dispatch.hpp"
 

@@ -1,7 +1,9 @@
 #pragma once
-// The kernel table: one function pointer per kernel family, one table per ISA.
-// Filled once at start-up (dispatch.cpp); the generic framework in
-// kernels/attention.cpp calls through it. Internal header.
+// The kernel contract: one (head, query block) job of flash attention and the
+// table of micro-kernels, one function pointer per kernel family, one table
+// per ISA (filled by kernels/generic/kernel_table-inl.hpp in each ISA's
+// translation unit, by field name). dispatch/ picks the table once at start
+// (dispatch.cpp); the engine (kernels/engine/) calls through it. Internal header.
 #include <cstdint>
 
 #include "kernels/causal_mask.hpp"
