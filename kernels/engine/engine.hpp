@@ -1,5 +1,6 @@
 #pragma once
-// The engine: the one loop over (head, query block) work items, between the
+// The engine: the one loop over (head, query block) work items (and, for
+// few query rows, pieces of their keys: AttendExtras::kv_splits), between the
 // per-ISA micro-kernels (kernels/kernel_table.hpp) and the policies
 // (patterns/). A pass reads Q and a KVPlan and differs only in what it
 // visits (which key blocks) and what it emits:

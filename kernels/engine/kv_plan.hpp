@@ -11,7 +11,10 @@
 // bf16 and f16 K/V on other ISAs (and f16 everywhere) are widened to fp32
 // here, exactly. Each head's data is first touched on the node of its
 // readers. A session that runs several passes over the same K/V (SparseD's
-// record step: flash with LSE, then block masses) builds one plan.
+// record step: flash with LSE, then block masses) builds one plan. A
+// KVCache (spattn/kv_cache.hpp) is a plan built empty with room for its
+// capacity, kept between calls and written in place (write_tokens); it
+// always holds its own copy of the values.
 #include <cstdint>
 #include <memory>
 #include <span>
