@@ -42,7 +42,7 @@
 // pooled inside the first granularity's pass, each tile's rows just before
 // its products, so that reading Q (half the selection's memory traffic) runs
 // beside other threads' arithmetic: a pass of plain reads is bound by memory
-// bandwidth and scaled 6-9x from 1 to 16 cores on the 16-core Xeon.
+// bandwidth and scales poorly with cores (bench/results/README.md).
 //
 // Selection per (head, query block), on the combined estimate:
 //  - forced blocks: key block 0 (attention sink) and the key block(s) at the

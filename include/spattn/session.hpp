@@ -62,8 +62,8 @@ struct SessionConfig {
   int64_t warmup_steps = -1;
   // SparseD: a drift check every drift_check_every sparse steps (0: never).
   // It takes drift_sample_blocks query blocks per head (spread over the
-  // sequence, a different set at each check; one block costs about 1.9% of a
-  // dense step at N 4096, less at larger N), computes the exact share of
+  // sequence, a different set at each check; one block costs a small share
+  // of a dense step, smaller at larger N), computes the exact share of
   // their attention mass inside the cached pattern (one LSE and one QK pass
   // over the sampled rows only), and when any head keeps less than
   // drift_min_recall the step re-records the pattern instead of reusing it.

@@ -160,9 +160,9 @@ void masked_qk_block(const KernelTable& kt, const AttentionShape& shape, InputVi
 }
 
 // Work items are handed out one by one: causal items cost in proportion to
-// their position, and cores of a shared machine run at uneven speeds (on a
-// 16-core Xeon VM, contiguous shares made dense flash 1.57x slower than
-// dynamic hand-out: 1689 against 1075 ms at N 16K, 8 heads). Contiguous
+// their position, and cores of a shared machine run at uneven speeds
+// (contiguous shares were timed much slower on a shared 16-core VM:
+// bench/results/README.md). Contiguous
 // shares only where a plan over several NUMA nodes binds each thread's
 // share to its node (non-causal; causal items are too uneven for it).
 Schedule schedule_for(const AttentionShape& shape, const KVPlan& kv) {

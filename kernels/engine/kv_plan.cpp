@@ -30,9 +30,9 @@ std::unique_ptr<HeadBuffers> head_buffers(const NumaPlan& numa, int64_t heads, i
 
 // Keys [t0, t0 + rows) of head h of a bf16 view into [d/2][k_block][2]: a
 // transpose of 32-bit pairs; keys past `rows` become zeros. On x86 four keys
-// at a time go through 4 x 4 transposes in SSE2 registers (this packing was
-// 13% of a 16-thread bf16 call at N 4K on the Xeon with scalar moves);
-// head_dim is a multiple of 16, so pairs come in fours.
+// at a time go through 4 x 4 transposes in SSE2 registers (with scalar
+// moves this packing was a visible share of a many-thread bf16 call:
+// bench/results/README.md); head_dim is a multiple of 16, so pairs come in fours.
 void pack_key_pairs(InputView k, int64_t h, int64_t t0, int64_t rows, int64_t k_block, uint32_t* dst) {
   const int64_t pairs = k.head_dim / 2;
   int64_t j0 = 0;

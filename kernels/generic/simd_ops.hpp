@@ -95,8 +95,8 @@ inline __m512 exp2_softmax(__m512 t, const float (&c)[N]) {
 // exp_p(t) = 2^t, so e^x = exp_p(x * kExpArg) and the softmax folds kExpArg
 // = log2 e into the scale-and-max fma it already does. kExp2Poly6: 10
 // instructions against xsimd::exp's 22 (range checks and
-// blends that a softmax argument <= 0 does not need; the exp was a fifth of
-// a Zen 4 fp32 flash step).
+// blends that a softmax argument <= 0 does not need; the exp is a large
+// share of an fp32 flash step).
 struct Avx512Ops : XsimdOps<xsimd::avx512bw> {
   static constexpr float kExpArg = 1.44269504088896341f;
   static V exp_p(V x) {

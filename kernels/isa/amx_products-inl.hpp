@@ -205,10 +205,8 @@ inline KernelTable with_amx_kernels(KernelTable base) {
   base.isa = Isa::amx;
   base.qk_scores_bf16 = &qk_scores_amx;
   base.attend_query_block_bf16 = &attend_query_block_amx;
-  // 16-core Xeon, N 16K, 8 heads, d 128, 16 threads, bidirectional, with
-  // line-aligned buffers: 64 x 512 239-259 ms, 128 x 256 242-250, 64 x 256
-  // 248-257, 32 x 512 279-284; at 64K 64 x 512 3702, 32 x 512 3879 ms
-  // (before the alignment fix 32 x 512 was the fastest: bench/results).
+  // The fastest of the tiles timed on the 16-core Xeon (N 16K and 64K, with
+  // line-aligned buffers; bench/results/README.md, "Aligned buffers").
   base.tiles_bf16 = {64, 512};
   // The same long softmax steps for the block-sparse path's 64-key blocks.
   base.bf16_step_keys = 512;

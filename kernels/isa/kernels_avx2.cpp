@@ -12,8 +12,8 @@ using Ops = Avx2Ops;
 struct Tiles {
   static constexpr int qk_mr = 6, qk_nv = 2;  // 12 accumulators
   static constexpr int pv_mr = 3, pv_nv = 4;  // 12 accumulators
-  static constexpr TileSizes dense{128, 64};  // preferred_tiles: 7% faster than 64 x 64 on Zen 4
-  static constexpr int step_keys = 0;  // 256-key softmax steps ran 3-15% slower on Zen 4
+  static constexpr TileSizes dense{128, 64};  // preferred_tiles (timed: bench/results/README.md)
+  static constexpr int step_keys = 0;  // one block per softmax step: longer steps timed no faster here
 };
 #include "kernels/generic/all-inl.hpp"
 }  // namespace spattn::detail::avx2

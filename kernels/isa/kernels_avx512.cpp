@@ -10,13 +10,13 @@
 namespace spattn::detail::avx512 {
 using Ops = Avx512Ops;
 struct Tiles {
-  // 24 accumulators each: 10 loads per 24 FMAs. Against 8 x 2 / 4 x 4 (16,
-  // 10 and 8 loads per 16 FMAs), 12% faster on the 16-core Xeon on one
-  // thread, 2-10% on sixteen; the same on Zen 4.
+  // 24 accumulators each: 10 loads per 24 FMAs, against 16, 10 and 8 loads
+  // per 16 FMAs for 8 x 2 / 4 x 4 (timed faster on Zen 4 and the 16-core
+  // Xeon: bench/results/README.md).
   static constexpr int qk_mr = 6, qk_nv = 4;
   static constexpr int pv_mr = 6, pv_nv = 4;
-  // preferred_tiles: 3-12% faster than 64 x 64 on Zen 4 and the 16-core Xeon
-  // (N 4K-64K, bidirectional and causal).
+  // preferred_tiles: timed faster than 64 x 64 on both machines
+  // (bench/results/README.md, "Phases, tiles by ISA").
   static constexpr TileSizes dense{128, 64};
   static constexpr int step_keys = 256;  // softmax steps: 4 blocks of 64 (per-row costs amortized)
 };
