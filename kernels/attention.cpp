@@ -71,14 +71,7 @@ int resolve_threads(const KernelOptions& opts) {
 namespace {
 
 void check_kept(const char* where, std::span<const int32_t> kept, int64_t tokens) {
-  for (size_t i = 0; i < kept.size(); ++i) {
-    if (kept[i] < 0 || kept[i] >= tokens)
-      throw_bad_argument(where, ("kept[" + std::to_string(i) + "]").c_str(), std::to_string(kept[i]),
-                         "out of range [0, " + std::to_string(tokens) + ")");
-    if (i > 0 && kept[i] <= kept[i - 1])
-      throw_bad_argument(where, ("kept[" + std::to_string(i) + "]").c_str(), std::to_string(kept[i]),
-                         "kept tokens must be strictly increasing");
-  }
+  detail::check_positions(where, "kept", kept, tokens);
 }
 
 void check_view_basics(const char* where, const char* name, InputView x) {

@@ -17,19 +17,6 @@ namespace {
 
 constexpr const char* kCache = "KVCache";
 
-// Strictly increasing positions in [0, limit).
-void check_positions(const char* where, const char* name, std::span<const int32_t> pos, int64_t limit,
-                     const char* limit_name) {
-  for (size_t i = 0; i < pos.size(); ++i) {
-    const std::string arg = std::string(name) + "[" + std::to_string(i) + "]";
-    if (pos[i] < 0 || pos[i] >= limit)
-      throw_bad_argument(where, arg.c_str(), std::to_string(pos[i]),
-                         "out of range [0, " + std::to_string(limit) + ") (" + limit_name + ")");
-    if (i > 0 && pos[i] <= pos[i - 1])
-      throw_bad_argument(where, arg.c_str(), std::to_string(pos[i]), "positions must be strictly increasing");
-  }
-}
-
 }  // namespace
 
 KVCache::KVCache(int64_t kv_heads, int64_t capacity, int64_t head_dim, DType dtype, int64_t k_block,
@@ -80,7 +67,7 @@ void KVCache::write_rows(std::span<const int32_t> positions, InputView k, InputV
   const char* where = "KVCache::write_rows";
   const auto n = static_cast<int64_t>(positions.size());
   if (n == 0) return;
-  check_positions(where, "positions", positions, length(), "the cache's length(); append with write()");
+  detail::check_positions(where, "positions", positions, length(), "the cache's length(); append with write()");
   detail::check_token_view(where, "k", k, kv_heads(), n, head_dim());
   detail::check_token_view(where, "v", v, kv_heads(), n, head_dim());
   plan_->write_tokens(k, v, 0, positions, resolve_threads(opts));
@@ -114,7 +101,7 @@ detail::QueryRows check_cached(const char* where, const AttentionShape& shape, I
     if (static_cast<int64_t>(queries.rows.size()) != shape.q_len)
       throw_bad_argument(where, "queries.rows", std::to_string(queries.rows.size()) + " positions",
                          "must list shape.q_len " + std::to_string(shape.q_len) + " positions");
-    check_positions(where, "queries.rows", queries.rows, shape.kv_len, "shape.kv_len");
+    detail::check_positions(where, "queries.rows", queries.rows, shape.kv_len, "shape.kv_len");
     return detail::QueryRows{queries.rows[0], queries.rows.data()};
   }
   const int64_t first = queries.first == AttentionShape::kQOffsetEnd ? shape.query_position0() : queries.first;

@@ -130,6 +130,19 @@ void check_query_views(const char* where, const AttentionShape& shape, InputView
   check_out_separate(where, out, q, "q");
 }
 
+void check_positions(const char* where, const std::string& name, std::span<const int32_t> pos, int64_t limit,
+                     const std::string& limit_note) {
+  for (size_t i = 0; i < pos.size(); ++i) {
+    const std::string arg = name + "[" + std::to_string(i) + "]";
+    if (pos[i] < 0 || pos[i] >= limit)
+      throw_bad_argument(where, arg.c_str(), std::to_string(pos[i]),
+                         "out of range [0, " + std::to_string(limit) + ")" +
+                             (limit_note.empty() ? std::string() : " (" + limit_note + ")"));
+    if (i > 0 && pos[i] <= pos[i - 1])
+      throw_bad_argument(where, arg.c_str(), std::to_string(pos[i]), name + " must be strictly increasing");
+  }
+}
+
 void check_token_view(const char* where, const char* name, InputView t, int64_t heads, int64_t tokens,
                       int64_t head_dim) {
   check_view(where, name, t, heads, tokens, head_dim);

@@ -1,6 +1,7 @@
 #pragma once
 // Argument checks shared by every entry point of kernels/. Each throws
 // spattn::Error naming the function, the argument and its value.
+#include <span>
 #include <string>
 
 #include "spattn/attention.hpp"
@@ -19,6 +20,11 @@ void check_input_views(const char* where, const AttentionShape& shape, InputView
 // The cached passes (q and out against a KVCache): the shape, q's and out's
 // views and types, out apart from q.
 void check_query_views(const char* where, const AttentionShape& shape, InputView q, InputView out);
+// Token positions (DPad's kept tokens, a cache's rows, cached queries):
+// strictly increasing, each in [0, limit); errors name name[i] and, when
+// given, what limit is (limit_note).
+void check_positions(const char* where, const std::string& name, std::span<const int32_t> pos, int64_t limit,
+                     const std::string& limit_note = "");
 // One view of heads x tokens x head_dim rows of fp32, bf16 or fp16 (errors name `name`).
 void check_token_view(const char* where, const char* name, InputView t, int64_t heads, int64_t tokens,
                       int64_t head_dim);

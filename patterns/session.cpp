@@ -189,11 +189,7 @@ void DiffusionAttention::set_decoding_block(int64_t begin, int64_t end) {
 }
 
 void DiffusionAttention::set_query_rows(std::vector<int32_t> rows) {
-  for (size_t i = 0; i < rows.size(); ++i)
-    if (rows[i] < 0 || rows[i] >= shape_.kv_len || (i > 0 && rows[i] <= rows[i - 1]))
-      throw_bad_argument("DiffusionAttention::set_query_rows", ("rows[" + std::to_string(i) + "]").c_str(),
-                         std::to_string(rows[i]),
-                         "rows must be strictly increasing, in [0, kv_len " + std::to_string(shape_.kv_len) + ")");
+  detail::check_positions("DiffusionAttention::set_query_rows", "rows", rows, shape_.kv_len, "kv_len");
   query_rows_ = std::move(rows);
 }
 

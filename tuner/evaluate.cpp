@@ -296,18 +296,11 @@ EvalResult evaluate(const WorkloadSource& workload, SessionConfig config, const 
   auto view = [&](std::vector<float>& t, int64_t h, int64_t n) { return TensorView::heads_major(t.data(), h, n, d); };
   EvalResult res;
   std::vector<uint16_t> q16, k16, v16;
-  // A workload tensor as the session gets it: fp32 as is, else rounded.
-  auto typed = [&](std::vector<float>& t, std::vector<uint16_t>& narrow, int64_t h, int64_t n) -> InputView {
-    if (opts.dtype == DType::fp32) return view(t, h, n);
-    narrow.resize(t.size());
-    for (size_t i = 0; i < t.size(); ++i)
-      narrow[i] = opts.dtype == DType::bf16 ? to_bf16(t[i]).bits : to_fp16(t[i]).bits;
-    return InputView(narrow.data(), opts.dtype, h, n, d, n * d, d);
-  };
   for (int64_t s = 0; s < steps; ++s) {
     workload.step(s, q, k, v);
-    const InputView qv = typed(q, q16, shape.heads, shape.q_len), kv = typed(k, k16, shape.kv_heads, shape.kv_len),
-                    vv = typed(v, v16, shape.kv_heads, shape.kv_len);
+    const InputView qv = typed_view(q, q16, opts.dtype, shape.heads, shape.q_len, d),
+                    kv = typed_view(k, k16, opts.dtype, shape.kv_heads, shape.kv_len, d),
+                    vv = typed_view(v, v16, opts.dtype, shape.kv_heads, shape.kv_len, d);
     const auto t0 = Clock::now();
     dense_attention_with_lse(shape, qv, kv, vv, view(dense, shape.heads, shape.q_len), lse.data(), config.kernel);
     StepEval e;

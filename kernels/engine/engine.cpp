@@ -271,10 +271,8 @@ std::span<const int32_t> key_piece(std::span<const int32_t> blocks, int split, i
 // Split-KV: every piece's output (fp32, [splits][heads][q_len][d]) and LSE
 // ([splits][heads * q_len]), then one merge per row into out (and lse).
 void attend_split(const AttentionShape& shape, InputView q, const KVPlan& kv, OutputView out, const Tiles& tiles,
-                  KeyBlocksFn key_blocks, int threads, const AttendExtras& x, const QueryRows& pos, int splits) {
-  const KernelTable& kt = active_kernels();
-  const AttendFn kernel = attend_kernel(kt, kv);
-  const int group = softmax_group(kt, kv);
+                  KeyBlocksFn key_blocks, int threads, const AttendExtras& x, const QueryRows& pos, int splits,
+                  AttendFn kernel, int group) {
   const int64_t H = shape.heads, Q = shape.q_len, d = shape.head_dim, rows = H * Q;
   CachedFloats part_out(static_cast<size_t>(splits * rows * d)), part_lse(static_cast<size_t>(splits * rows));
   const int64_t q_block = tiles.tile_rows;  // the most rows a tile has
@@ -317,7 +315,7 @@ void attend(const AttentionShape& shape, InputView q_in, const KVPlan& kv, Outpu
   const Tiles tiles{shape.q_len, q_block, x.tile_starts};
   const int splits = x.kv_splits > 0 ? x.kv_splits : kv_split_count(shape.heads * tiles.count(), kv.kv_len());
   if (splits > 1) {
-    attend_split(shape, q, kv, out, tiles, key_blocks, threads, x, pos, splits);
+    attend_split(shape, q, kv, out, tiles, key_blocks, threads, x, pos, splits, kernel, group);
     return;
   }
   for_each_work_item(shape.heads, tiles, 1, threads, schedule_for(shape, kv), &kv.numa(),
